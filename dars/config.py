@@ -1,0 +1,248 @@
+"""Typed experiment configuration.
+
+An experiment YAML is validated once, when it is loaded: every later stage receives an
+``Experiment`` object and never re-reads raw dictionaries. Validation errors are turned into one
+``ConfigError`` whose message names the file, the dotted field path and, where there is a closed
+set, the allowed values.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# Authors' released defaults (see ARCHITECTURE.md, "Fixed decisions").
+DEFAULT_MAX_TOKENS: dict[str, int] = {"gpqa": 768, "math500": 3072, "drop800": 512}
+FALLBACK_MAX_TOKENS = 512
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class ConfigError(ValueError):
+    """A configuration file or value is invalid; the message says where and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    """One LLM in the pool (or the rewriter).
+
+    ``name`` is the short id used in partition paths and tables; ``litellm_model`` is what litellm
+    is called with (``openrouter/qwen/qwen3-32b``, ``dars-sim/strong``, ``openai/gpt-4o`` …).
+    Prices are USD per one million tokens and, when set, override litellm's cost map.
+    ``api_key_env`` names the environment variable holding the key: the key itself never appears
+    in a config, a log or a file we write.
+    """
+
+    name: str
+    litellm_model: str
+    api_base: str | None = None
+    api_key_env: str | None = None
+    input_price_per_m: float | None = Field(default=None, ge=0)
+    output_price_per_m: float | None = Field(default=None, ge=0)
+    max_concurrency: int = Field(default=8, ge=1)
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_path_safe(cls, v: str) -> str:
+        # The name becomes a hive partition value (model=<name>), so keep it path-safe.
+        if not _NAME_RE.match(v):
+            raise ValueError(
+                f"model name {v!r} must match {_NAME_RE.pattern} (letters, digits, '.', '_', '-')"
+            )
+        return v
+
+    @field_validator("extra_params")
+    @classmethod
+    def _no_secrets_in_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in v:
+            low = key.lower()
+            if low.endswith("key") or low.endswith("token") or "secret" in low or "password" in low:
+                raise ValueError(
+                    f"extra_params.{key} looks like a credential; put secrets in an environment "
+                    "variable and name it in api_key_env"
+                )
+        return v
+
+
+class Pool(_Strict):
+    """The candidate models a router chooses among (order = model index everywhere)."""
+
+    models: list[ModelSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Pool:
+        seen: set[str] = set()
+        for m in self.models:
+            if m.name in seen:
+                raise ValueError(f"duplicate model name {m.name!r} in pool")
+            seen.add(m.name)
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+    def get(self, name: str) -> ModelSpec:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise KeyError(f"unknown model {name!r}; pool has {self.names}")
+
+
+class Protocol(_Strict):
+    """How many observations are collected per query.
+
+    Train: ``train_rewrites`` rewrites × ``train_decodes`` decodes per (query, model).
+    Test, rewrite view: ``test_rewrites`` rewrites × ``test_rewrite_decodes`` decodes.
+    Test, decode view: the original query × ``test_decodes`` decodes.
+    """
+
+    train_rewrites: int = Field(default=5, ge=1)
+    train_decodes: int = Field(default=5, ge=1)
+    train_include_original: bool = False
+    test_rewrites: int = Field(default=3, ge=0)
+    test_rewrite_decodes: int = Field(default=1, ge=1)
+    test_decodes: int = Field(default=3, ge=0)
+    temperature: float = Field(default=0.7, ge=0, le=2)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_tokens: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
+
+    def max_tokens_for(self, benchmark: str) -> int:
+        return self.max_tokens.get(benchmark, FALLBACK_MAX_TOKENS)
+
+
+class BenchmarkSpec(_Strict):
+    """A benchmark entry: a registered name plus where its data comes from and how it is split."""
+
+    name: str
+    path: str | None = None  # local file (jsonl/parquet/json) instead of the hub or the cache
+    n_train: int = Field(default=200, ge=1)
+    n_test: int | None = Field(default=None, ge=1)  # None = all remaining items
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from dars.benchmarks import available
+
+        names = available()
+        if v not in names:
+            raise ValueError(f"unknown benchmark {v!r}; allowed values: {', '.join(names)}")
+        return v
+
+
+class Experiment(_Strict):
+    """A whole run: benchmarks × pool × protocol, utility weights and where outputs go."""
+
+    name: str = "experiment"
+    benchmarks: list[BenchmarkSpec] = Field(min_length=1)
+    pool: Pool
+    rewriter: ModelSpec
+    protocol: Protocol = Field(default_factory=Protocol)
+    seed: int = 0
+    lam: float = Field(default=0.05, ge=0)  # cost weight λ
+    beta: float = Field(default=0.2, ge=0)  # risk weight β
+    single_shot_draws: int = Field(default=100, ge=1)
+    root: str = "runs/default"
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    spend_cap_usd: float | None = Field(default=None, ge=0)
+    shard_size: int = Field(default=50, ge=1)
+    routers: list[str] = Field(
+        default_factory=lambda: [
+            "mlp",
+            "knn",
+            "embedllm",
+            "avengers_pro",
+            "graph_router",
+            "mirt",
+            "rm_softmax",
+        ]
+    )
+    encoder: str = "all-MiniLM-L6-v2"
+
+    @model_validator(mode="after")
+    def _unique_benchmarks(self) -> Experiment:
+        names = [b.name for b in self.benchmarks]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"benchmark listed twice: {sorted(dup)}")
+        return self
+
+    def benchmark(self, name: str) -> BenchmarkSpec:
+        for b in self.benchmarks:
+            if b.name == name:
+                return b
+        raise KeyError(
+            f"benchmark {name!r} not in experiment; have {[b.name for b in self.benchmarks]}"
+        )
+
+
+def _format_errors(err: ValidationError, source: str, model: type[BaseModel]) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(model, e["loc"][:-1])
+            msg = "unknown field" + (f"; allowed fields: {', '.join(allowed)}" if allowed else "")
+        elif e["type"] == "missing":
+            msg = "field required"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Walk ``loc`` through nested pydantic models to list the fields allowed at that place."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        nxt = None
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                nxt = cand
+                break
+        if nxt is None:
+            return []
+        current = nxt
+    return sorted(getattr(current, "model_fields", {}))
+
+
+def experiment_from_dict(data: dict[str, Any], source: str = "<config>") -> Experiment:
+    """Validate a raw mapping into an ``Experiment`` or raise one readable ``ConfigError``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping, got {type(data).__name__}")
+    try:
+        return Experiment.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source, Experiment)) from None
+
+
+def load_experiment(path: str | Path, **overrides: Any) -> Experiment:
+    """Load and validate an experiment YAML; ``overrides`` replace top-level fields (e.g. root)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return experiment_from_dict(data, source=str(p))

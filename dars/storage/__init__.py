@@ -1,0 +1,79 @@
+"""Storage: the only code that knows paths, schemas and partitioning.
+
+* :class:`RunLayout` — every path under a run root (observations, rewrites, supervision, models,
+  results, report, embeddings, manifest).
+* Schemas — ``OBSERVATION_*`` and ``REWRITE_*`` (pyarrow schema, polars schema, hive schema, key,
+  partition columns) and ``validate_observations`` / ``validate_rewrites``.
+* Stores — ``write_observations`` (atomic, merging: an ok key is never written twice),
+  ``scan_observations``, ``done_keys``, ``key_shards``; ``write_rewrites``, ``scan_rewrites``,
+  ``rewrite_keys``.
+* :func:`import_generations` — bring your own scored generations (CSV, JSONL, Parquet).
+
+``dars.storage.cache`` (user-level download cache) is separate and not imported here.
+"""
+
+from dars.storage.importer import ImportResult, import_generations
+from dars.storage.layout import RunLayout, StorageError
+from dars.storage.schemas import (
+    OBSERVATION_COLUMNS,
+    OBSERVATION_HIVE_SCHEMA,
+    OBSERVATION_KEY,
+    OBSERVATION_PARTITION,
+    OBSERVATION_POLARS_SCHEMA,
+    OBSERVATION_SCHEMA,
+    REWRITE_COLUMNS,
+    REWRITE_HIVE_SCHEMA,
+    REWRITE_KEY,
+    REWRITE_PARTITION,
+    REWRITE_POLARS_SCHEMA,
+    REWRITE_SCHEMA,
+    STATUSES,
+    VIEWS,
+    validate_observations,
+    validate_rewrites,
+)
+from dars.storage.store import (
+    RewriteCounts,
+    WriteCounts,
+    atomic_write_table,
+    done_keys,
+    key_shards,
+    rewrite_keys,
+    scan_observations,
+    scan_rewrites,
+    write_observations,
+    write_rewrites,
+)
+
+__all__ = [
+    "OBSERVATION_COLUMNS",
+    "OBSERVATION_HIVE_SCHEMA",
+    "OBSERVATION_KEY",
+    "OBSERVATION_PARTITION",
+    "OBSERVATION_POLARS_SCHEMA",
+    "OBSERVATION_SCHEMA",
+    "REWRITE_COLUMNS",
+    "REWRITE_HIVE_SCHEMA",
+    "REWRITE_KEY",
+    "REWRITE_PARTITION",
+    "REWRITE_POLARS_SCHEMA",
+    "REWRITE_SCHEMA",
+    "STATUSES",
+    "VIEWS",
+    "ImportResult",
+    "RewriteCounts",
+    "RunLayout",
+    "StorageError",
+    "WriteCounts",
+    "atomic_write_table",
+    "done_keys",
+    "import_generations",
+    "key_shards",
+    "rewrite_keys",
+    "scan_observations",
+    "scan_rewrites",
+    "validate_observations",
+    "validate_rewrites",
+    "write_observations",
+    "write_rewrites",
+]

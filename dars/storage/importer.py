@@ -1,0 +1,439 @@
+"""Bring your own generations: import a CSV, JSONL or Parquet table into the observation store.
+
+One input row = one generation (one model's scored answer to one variant of one query).
+
+Columns (after renaming with ``mapping``, a dict {your column: our column}; map a column to None
+to ignore it — any other unknown column is an error, so a misspelt column never goes unnoticed):
+
+============================  =========  ========================================================
+column                        required   meaning / default
+============================  =========  ========================================================
+query_id                      yes        id of the benchmark item
+model                         yes        model name (letters, digits, ``.``, ``_``, ``-``)
+score                         yes        quality in [0, 1] (true/false accepted as 1/0)
+dataset                       no         else the ``dataset=`` argument (one of them is required)
+split                         no         train | test; else the ``split=`` argument (required)
+rewrite_id                    no         -1 (the original query) — i.e. decode-only data
+decode_id                     no         running index per (query, model, rewrite) in file order
+view                          no         train for split train; test_decode for the original,
+                                         test_rewrite for rewrites in split test
+cost_usd                      no         else from prompt/completion tokens × ``prices``; 0 when
+                                         neither cost nor tokens are given (cost-blind data)
+prompt_tokens,                no         0
+completion_tokens
+latency_s                     no         0
+response, parsed              no         null
+parse_ok                      no         true
+prompt                        no         its sha256 becomes prompt_sha256 (else '')
+============================  =========  ========================================================
+
+Every row is checked before anything is written; a bad file raises :class:`StorageError` whose
+lines read ``<file>: row <n>, column '<col>': <problem>`` (row = 1-based record number, the CSV
+header excluded; for JSONL the line number). Imported rows get status ok, attempts 1, the given
+``run_id`` (default ``import-<sha256 of the file, 12 hex>``) and go to shard 0 of their
+(dataset, split, model) partition, except keys already stored, which stay in their shard.
+Merge rules are those of ``write_observations``: keys already stored with status ok are skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dars.storage.layout import _NAME_RE, SPLITS, StorageError
+from dars.storage.schemas import OBSERVATION_COLUMNS, VIEWS
+from dars.storage.store import WriteCounts, key_shards, write_observations
+
+REQUIRED: tuple[str, ...] = ("query_id", "model", "score")
+OPTIONAL: tuple[str, ...] = (
+    "dataset",
+    "split",
+    "rewrite_id",
+    "decode_id",
+    "view",
+    "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_s",
+    "response",
+    "parsed",
+    "parse_ok",
+    "prompt",
+)
+_INT_COLS = ("rewrite_id", "decode_id", "prompt_tokens", "completion_tokens")
+_FLOAT_COLS = ("score", "cost_usd", "latency_s")
+_ROW = "__row"
+_MAX_LINES = 30
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: rows read, the run id stamped on them, the (dataset, split, model)
+    partitions touched and the merge counts (``skipped_ok`` = keys the store already had)."""
+
+    path: Path
+    rows: int
+    run_id: str
+    partitions: tuple[tuple[str, str, str], ...]
+    counts: WriteCounts
+
+
+class _Errors:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines: list[str] = []
+
+    def rows(self, df: pl.DataFrame, bad: pl.Expr, col: str, problem: str) -> None:
+        """Record ``problem`` for the rows where ``bad`` holds (null = fine), showing values."""
+        hits = df.filter(bad.fill_null(False))
+        for row in hits.head(3).iter_rows(named=True):
+            value = f" (got {row[col]!r})" if col in row else ""
+            self.lines.append(f"{self.path}: row {row[_ROW]}, column '{col}': {problem}{value}")
+        if hits.height > 3:
+            self.lines.append(f"{self.path}: column '{col}': … {hits.height - 3} more row(s)")
+
+    def add(self, msg: str) -> None:
+        self.lines.append(f"{self.path}: {msg}")
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            shown = self.lines[:_MAX_LINES]
+            more = len(self.lines) - len(shown)
+            tail = [f"… and {more} more problem(s)"] if more else []
+            raise StorageError(
+                "import failed, nothing was written:\n  " + "\n  ".join(shown + tail)
+            )
+
+
+def _stringify(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TypeError(type(value).__name__)
+
+
+def _read(path: Path, errors: _Errors) -> pl.DataFrame:
+    """The file as all-String columns plus ``__row`` (the number used in error messages)."""
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        df = pl.read_csv(path, infer_schema=False)
+        return df.with_row_index(_ROW, offset=1)
+    if name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        records: list[dict[str, Any]] = []
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    errors.add(f"row {lineno}: not valid JSON ({exc.msg})")
+                    continue
+                if not isinstance(obj, dict):
+                    errors.add(f"row {lineno}: expected a JSON object, got {type(obj).__name__}")
+                    continue
+                rec: dict[str, Any] = {_ROW: lineno}
+                for k, v in obj.items():
+                    try:
+                        rec[k] = _stringify(v)
+                    except TypeError as exc:
+                        errors.add(f"row {lineno}, column '{k}': nested value ({exc}) not allowed")
+                records.append(rec)
+        errors.raise_if_any()
+        cols = list(dict.fromkeys(k for r in records for k in r))
+        schema = {c: (pl.Int64 if c == _ROW else pl.String) for c in cols}
+        return pl.DataFrame(records, schema=schema)
+    if name.endswith(".parquet"):
+        df = pl.read_parquet(path)
+        nested = [c for c, t in df.schema.items() if t.is_nested()]
+        if nested:
+            errors.add(f"column(s) {nested}: nested values are not allowed")
+            errors.raise_if_any()
+        return df.cast(pl.String).with_row_index(_ROW, offset=1)
+    raise StorageError(f"{path}: unsupported file type; use .csv, .jsonl (.gz) or .parquet")
+
+
+def _rename(df: pl.DataFrame, mapping: Mapping[str, str | None] | None, errors: _Errors):
+    mapping = dict(mapping or {})
+    known = set(REQUIRED) | set(OPTIONAL)
+    absent = [k for k in mapping if k not in df.columns]
+    if absent:
+        have = [c for c in df.columns if c != _ROW]
+        errors.add(f"mapping names column(s) {absent} not in the file; file has {have}")
+    bad_targets = {k: v for k, v in mapping.items() if v is not None and v not in known}
+    if bad_targets:
+        errors.add(
+            f"mapping targets {bad_targets} are not importable columns; "
+            f"allowed: {', '.join([*REQUIRED, *OPTIONAL])}"
+        )
+    errors.raise_if_any()
+    df = df.drop([k for k, v in mapping.items() if v is None])
+    renamed = [mapping.get(c, c) for c in df.columns]
+    dup = sorted({c for c in renamed if renamed.count(c) > 1})
+    if dup:
+        errors.add(f"more than one column would be named {dup} after the mapping")
+    unknown = [c for c in renamed if c != _ROW and c not in known]
+    if unknown:
+        errors.add(
+            f"unknown column(s) {unknown}; rename them with mapping={{'yours': 'ours'}} or drop "
+            f"them with mapping={{'yours': None}}; importable: {', '.join([*REQUIRED, *OPTIONAL])}"
+        )
+    missing = [c for c in REQUIRED if c not in renamed]
+    if missing:
+        errors.add(f"missing required column(s) {missing}")
+    errors.raise_if_any()
+    return df.rename({k: v for k, v in mapping.items() if v is not None and k in df.columns})
+
+
+def _parse_numbers(df: pl.DataFrame, errors: _Errors) -> pl.DataFrame:
+    c = pl.col
+    out = []
+    for col in _FLOAT_COLS:
+        if col not in df.columns:
+            continue
+        txt = c(col).str.strip_chars()
+        low = txt.str.to_lowercase()
+        val = (
+            pl.when(low == "true")
+            .then(1.0)
+            .when(low == "false")
+            .then(0.0)
+            .otherwise(txt.cast(pl.Float64, strict=False))
+            if col == "score"
+            else txt.cast(pl.Float64, strict=False)
+        )
+        out.append(val.alias(col))
+        errors.rows(df, c(col).is_not_null() & val.is_null(), col, "not a number")
+    for col in _INT_COLS:
+        if col not in df.columns:
+            continue
+        f = c(col).str.strip_chars().cast(pl.Float64, strict=False)
+        ok = f.is_finite() & (f == f.floor()) & (f.abs() < 2**31)
+        errors.rows(df, c(col).is_not_null() & ~ok.fill_null(False), col, "not an integer")
+        out.append(pl.when(ok).then(f).cast(pl.Int64).alias(col))
+    if "parse_ok" in df.columns:
+        low = c("parse_ok").str.strip_chars().str.to_lowercase()
+        val = (
+            pl.when(low.is_in(["true", "1", "yes"]))
+            .then(True)
+            .when(low.is_in(["false", "0", "no"]))
+            .then(False)
+        )
+        errors.rows(df, c("parse_ok").is_not_null() & val.is_null(), "parse_ok", "not a boolean")
+        out.append(val.alias("parse_ok"))
+    return df.with_columns(out) if out else df
+
+
+def _fill(
+    df: pl.DataFrame,
+    arg: str | None,
+    col: str,
+    errors: _Errors,
+) -> pl.DataFrame:
+    """Take ``col`` from the file or from the argument; when both are given they must agree."""
+    if col in df.columns:
+        if arg is not None:
+            errors.rows(df, pl.col(col) != arg, col, f"differs from the argument {col}={arg!r}")
+        return df
+    if arg is None:
+        errors.add(f"no '{col}' column and no {col}= argument: give one of them")
+        return df
+    return df.with_columns(pl.lit(arg, pl.String).alias(col))
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_values(df: pl.DataFrame, errors: _Errors, prices: Mapping[str, Any] | None) -> None:
+    """Row checks on the columns as given (before defaults are filled in)."""
+    c = pl.col
+    for col in ("query_id", "model", "score", "dataset", "split"):
+        errors.rows(df, c(col).is_null() | (c(col).cast(pl.String) == ""), col, "value missing")
+    for col in ("dataset", "model"):
+        bad = c(col).is_not_null() & ~c(col).str.contains(_NAME_RE.pattern)
+        errors.rows(df, bad, col, f"not usable as a name (must match {_NAME_RE.pattern})")
+    errors.rows(df, ~c("split").is_in(list(SPLITS)), "split", f"must be one of {list(SPLITS)}")
+    errors.rows(df, ~c("score").is_finite(), "score", "must be finite")
+    out_of_range = c("score").is_finite() & ((c("score") < 0) | (c("score") > 1))
+    errors.rows(df, out_of_range, "score", "must be in [0, 1]")
+    for col in ("decode_id", "prompt_tokens", "completion_tokens", "cost_usd", "latency_s"):
+        if col in df.columns:
+            errors.rows(df, c(col) < 0, col, "must be >= 0")
+    for col in ("cost_usd", "latency_s"):
+        if col in df.columns:
+            errors.rows(df, ~c(col).is_finite(), col, "must be finite")
+    if "rewrite_id" in df.columns:
+        errors.rows(df, c("rewrite_id") < -1, "rewrite_id", "must be >= -1 (-1 = original)")
+    # Columns that decide a key or a cost may not be half filled; neutral ones get defaults.
+    strict = ["rewrite_id", "decode_id", "view", "cost_usd"]
+    has_tokens = "prompt_tokens" in df.columns or "completion_tokens" in df.columns
+    if "cost_usd" not in df.columns:
+        strict += ["prompt_tokens", "completion_tokens"]
+        if has_tokens and prices is None:
+            errors.add(
+                "token counts without cost_usd: pass prices={model: (usd_per_1m_in, "
+                "usd_per_1m_out)} or add a cost_usd column"
+            )
+        elif has_tokens:
+            no_price = ~c("model").is_in(list(prices or {}))
+            errors.rows(df, no_price, "model", "no entry for this model in prices")
+    for col in strict:
+        if col in df.columns:
+            errors.rows(df, c(col).is_null(), col, "value missing (the column is present)")
+
+
+def _complete(df: pl.DataFrame, prices: Mapping[str, tuple[float, float]] | None) -> pl.DataFrame:
+    """Fill the optional columns with their documented defaults."""
+    c = pl.col
+    defaults: dict[str, pl.Expr] = {
+        "rewrite_id": pl.lit(-1, pl.Int64),
+        "prompt_tokens": pl.lit(0, pl.Int64),
+        "completion_tokens": pl.lit(0, pl.Int64),
+        "latency_s": pl.lit(0.0),
+        "response": pl.lit(None, pl.String),
+        "parsed": pl.lit(None, pl.String),
+        "parse_ok": pl.lit(True),
+    }
+    has_tokens = "prompt_tokens" in df.columns or "completion_tokens" in df.columns
+    df = df.with_columns(
+        (c(k).fill_null(v) if k in df.columns else v).alias(k) for k, v in defaults.items()
+    )
+    if "cost_usd" not in df.columns:
+        cost: pl.Expr = pl.lit(0.0)
+        if has_tokens and prices is not None:
+            p_in = c("model").replace_strict({m: p[0] for m, p in prices.items()}, default=None)
+            p_out = c("model").replace_strict({m: p[1] for m, p in prices.items()}, default=None)
+            cost = (c("prompt_tokens") * p_in + c("completion_tokens") * p_out) / 1e6
+        df = df.with_columns(cost.cast(pl.Float64).alias("cost_usd"))
+    if "decode_id" not in df.columns:
+        # Decode-only data: the n-th row of a (query, model, rewrite) in the file is decode n.
+        group = ["dataset", "split", "query_id", "model", "rewrite_id"]
+        df = df.with_columns(pl.int_range(pl.len()).over(group).cast(pl.Int64).alias("decode_id"))
+    if "view" not in df.columns:
+        view = (
+            pl.when(c("split") == "train")
+            .then(pl.lit("train"))
+            .when(c("rewrite_id") == -1)
+            .then(pl.lit("test_decode"))
+            .otherwise(pl.lit("test_rewrite"))
+        )
+        df = df.with_columns(view.alias("view"))
+    prompt_sha = pl.lit("")
+    if "prompt" in df.columns:
+        hashes = [hashlib.sha256(t.encode()).hexdigest() if t else "" for t in df["prompt"]]
+        prompt_sha = pl.lit(pl.Series(hashes, dtype=pl.String))
+    return df.with_columns(prompt_sha.alias("prompt_sha256"))
+
+
+def _check_keys(df: pl.DataFrame, errors: _Errors) -> None:
+    """Checks that need the completed rows: view consistency and duplicate keys."""
+    c = pl.col
+    valid_view = c("view").is_in(list(VIEWS))
+    errors.rows(df, ~valid_view, "view", f"must be one of {list(VIEWS)}")
+    errors.rows(
+        df,
+        valid_view & ((c("view") == "train") != (c("split") == "train")),
+        "view",
+        "view 'train' goes with split 'train', test views with split 'test'",
+    )
+    errors.rows(
+        df,
+        (c("view") == "test_decode") & (c("rewrite_id") != -1),
+        "view",
+        "view 'test_decode' needs rewrite_id -1",
+    )
+    errors.rows(
+        df,
+        (c("view") == "test_rewrite") & (c("rewrite_id") < 0),
+        "view",
+        "view 'test_rewrite' needs rewrite_id >= 0",
+    )
+    key = ["dataset", "split", "query_id", "model", "rewrite_id", "decode_id"]
+    dup = df.filter(pl.struct(key).is_duplicated())
+    for grp in dup.group_by(key, maintain_order=True).agg(c(_ROW)).head(5).iter_rows(named=True):
+        desc = ", ".join(f"{k}={grp[k]!r}" for k in key)
+        errors.add(f"rows {', '.join(map(str, grp[_ROW]))} have the same key ({desc})")
+
+
+def _write_routed(root: str | Path, obs: pl.DataFrame) -> tuple[list, WriteCounts]:
+    """Write each partition's rows: keys already stored go back to their shard, others to 0."""
+    total = WriteCounts()
+    parts: list[tuple[str, str, str]] = []
+    file_key = ["query_id", "rewrite_id", "decode_id"]
+    for (d, s, m), sub in obs.group_by(["dataset", "split", "model"], maintain_order=True):
+        parts.append((str(d), str(s), str(m)))
+        where = key_shards(root, str(d), str(s), str(m))
+        routed = sub.join(where, on=file_key, how="left", maintain_order="left")
+        routed = routed.with_columns(pl.col("shard").fill_null(0))
+        for (shard,), rows in routed.group_by(["shard"], maintain_order=True):
+            total += write_observations(root, rows.drop("shard"), shard=int(shard))
+    return parts, total
+
+
+def import_generations(
+    path: str | Path,
+    root: str | Path,
+    mapping: Mapping[str, str | None] | None = None,
+    *,
+    dataset: str | None = None,
+    split: str | None = None,
+    run_id: str | None = None,
+    prices: Mapping[str, tuple[float, float]] | None = None,
+) -> ImportResult:
+    """Validate a user's table of scored generations and merge it into the observation store.
+
+    ``mapping``: {file column: our column or None}. ``dataset`` / ``split``: values for every
+    row when the file has no such column. ``prices``: {model: (USD per 1M input tokens, USD per
+    1M output tokens)}, needed only when the file has token counts but no ``cost_usd``.
+    See the module docstring for columns and defaults. Raises :class:`StorageError` (nothing
+    written) if any row is bad.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StorageError(f"{path}: file not found")
+    errors = _Errors(path)
+    try:
+        raw = _read(path, errors)
+    except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
+        raise StorageError(f"{path}: cannot read the file: {exc}") from None
+    if raw.height == 0:
+        raise StorageError(f"{path}: no rows")
+    df = _rename(raw, mapping, errors)
+    df = _parse_numbers(df, errors)
+    df = _fill(df, dataset, "dataset", errors)
+    df = _fill(df, split, "split", errors)
+    errors.raise_if_any()
+    _check_values(df, errors, prices)
+    errors.raise_if_any()
+    df = _complete(df, prices)
+    _check_keys(df, errors)
+    errors.raise_if_any()
+
+    run_id = run_id or f"import-{_file_sha(path)[:12]}"
+    obs = df.with_columns(
+        pl.col("rewrite_id", "decode_id").cast(pl.Int32),
+        pl.lit("ok").alias("status"),
+        pl.lit(None, pl.String).alias("error"),
+        pl.lit(1, pl.Int32).alias("attempts"),
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(dt.datetime.now(dt.UTC)).dt.cast_time_unit("us").alias("created_at"),
+    ).select([col.name for col in OBSERVATION_COLUMNS])
+    parts, counts = _write_routed(root, obs)
+    return ImportResult(path, obs.height, run_id, tuple(parts), counts)

@@ -1,0 +1,157 @@
+"""Where every artefact of a run lives, relative to one run root directory.
+
+``RunLayout(root)`` is the only object in the project that joins paths. The tree it describes::
+
+    <root>/
+      observations/dataset=<d>/split=<train|test>/model=<m>/part-<shard:05d>.parquet
+      rewrites/dataset=<d>/split=<train|test>/part-<shard:05d>.parquet
+      supervision/dataset=<d>/<name>.parquet        μ, c̄, σ, u, labels, ablations, diagnostics
+      models/dataset=<d>/router=<r>/mode=<mode>/    one fitted router per directory
+      results/<name>.<ext>                          evaluation tables (JSON + Parquet)
+      report/<name>.<ext>                           Markdown, HTML and PNG plots
+      embeddings/encoder=<e>/dataset=<d>/<split>.parquet
+      manifest.parquet                              the expected keys of the run (dars.plan)
+
+Partition directories follow the hive convention (``key=value``) so DuckDB, pyarrow.dataset and
+polars read the stores with no custom code. Every value that becomes a path component is checked
+here: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit. The leading
+character matters because hive readers skip entries starting with ``.`` or ``_`` (that is how our
+temporary files stay invisible), so a model called ``_x`` would silently vanish from every read.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SPLITS: tuple[str, ...] = ("train", "test")
+SHARD_WIDTH = 5
+
+
+class StorageError(ValueError):
+    """A frame, file or path does not satisfy the store's contract; the message says where."""
+
+
+def check_name(field: str, value: object) -> str:
+    """Return ``value`` if it is safe as a partition value or file stem, else raise StorageError."""
+    if not isinstance(value, str) or not _NAME_RE.match(value) or value in {".", ".."}:
+        raise StorageError(
+            f"{field}={value!r} cannot be used in a path: it must match {_NAME_RE.pattern} "
+            "(letters, digits, '.', '_', '-', not starting with '.' or '_')"
+        )
+    return value
+
+
+def check_split(value: object) -> str:
+    if value not in SPLITS:
+        raise StorageError(f"split={value!r} is not valid; allowed values: {', '.join(SPLITS)}")
+    return str(value)
+
+
+def check_shard(value: object) -> int:
+    # bool is an int subclass; shard=True is always a bug.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 10**SHARD_WIDTH:
+        raise StorageError(f"shard={value!r} must be an int in [0, {10**SHARD_WIDTH - 1}]")
+    return value
+
+
+def shard_file_name(shard: int) -> str:
+    """``part-00003.parquet`` for shard 3."""
+    return f"part-{check_shard(shard):0{SHARD_WIDTH}d}.parquet"
+
+
+def shard_from_file_name(name: str) -> int:
+    """Inverse of :func:`shard_file_name`; raises StorageError for any other name."""
+    m = re.fullmatch(rf"part-(\d{{{SHARD_WIDTH}}})\.parquet", name)
+    if m is None:
+        raise StorageError(f"{name!r} is not a shard file name (expected part-NNNNN.parquet)")
+    return int(m.group(1))
+
+
+class RunLayout:
+    """Paths of one run. Methods only compute paths; they never create or read anything."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunLayout({str(self.root)!r})"
+
+    # -- observations -------------------------------------------------------------------------
+    def observations_dir(self) -> Path:
+        return self.root / "observations"
+
+    def observation_partition(self, dataset: str, split: str, model: str) -> Path:
+        return (
+            self.observations_dir()
+            / f"dataset={check_name('dataset', dataset)}"
+            / f"split={check_split(split)}"
+            / f"model={check_name('model', model)}"
+        )
+
+    def observation_file(self, dataset: str, split: str, model: str, shard: int) -> Path:
+        return self.observation_partition(dataset, split, model) / shard_file_name(shard)
+
+    # -- rewrites -----------------------------------------------------------------------------
+    def rewrites_dir(self) -> Path:
+        return self.root / "rewrites"
+
+    def rewrite_partition(self, dataset: str, split: str) -> Path:
+        return (
+            self.rewrites_dir()
+            / f"dataset={check_name('dataset', dataset)}"
+            / f"split={check_split(split)}"
+        )
+
+    def rewrite_file(self, dataset: str, split: str, shard: int) -> Path:
+        return self.rewrite_partition(dataset, split) / shard_file_name(shard)
+
+    # -- later stages -------------------------------------------------------------------------
+    def supervision_dir(self, dataset: str | None = None) -> Path:
+        base = self.root / "supervision"
+        return base if dataset is None else base / f"dataset={check_name('dataset', dataset)}"
+
+    def supervision_file(self, dataset: str, name: str) -> Path:
+        """``supervision/dataset=<d>/<name>.parquet`` (name e.g. ``aggregates``, ``labels``)."""
+        return self.supervision_dir(dataset) / f"{check_name('name', name)}.parquet"
+
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def model_dir(self, dataset: str, router: str, mode: str) -> Path:
+        """Directory of one fitted router trained on one supervision mode of one dataset."""
+        return (
+            self.models_dir()
+            / f"dataset={check_name('dataset', dataset)}"
+            / f"router={check_name('router', router)}"
+            / f"mode={check_name('mode', mode)}"
+        )
+
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    def results_file(self, name: str, ext: str = "parquet") -> Path:
+        return self.results_dir() / f"{check_name('name', name)}.{check_name('ext', ext)}"
+
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def report_file(self, name: str, ext: str = "md") -> Path:
+        return self.report_dir() / f"{check_name('name', name)}.{check_name('ext', ext)}"
+
+    def embeddings_dir(self) -> Path:
+        return self.root / "embeddings"
+
+    def embeddings_file(self, encoder: str, dataset: str, split: str) -> Path:
+        """Cached query embeddings; ``org/name`` encoder ids become ``org--name`` (hub style)."""
+        enc = encoder.strip("/").replace("/", "--")
+        return (
+            self.embeddings_dir()
+            / f"encoder={check_name('encoder', enc)}"
+            / f"dataset={check_name('dataset', dataset)}"
+            / f"{check_split(split)}.parquet"
+        )
+
+    def manifest_file(self) -> Path:
+        return self.root / "manifest.parquet"

@@ -1,0 +1,106 @@
+"""Distribution-aware supervision: pure polars/numpy functions over observation frames.
+
+Observation frames come from the observation store (one row per generation); only rows with
+``status == "ok"`` are used. See :mod:`dars.supervision.core` for the shared conventions
+(per-dataset min-max cost normalisation, ddof=1 spreads, ``u = q_mean - λ c_mean - β q_std``).
+"""
+
+from dars.supervision.ablations import (
+    VARIANTS,
+    decoding_risk,
+    full_dars,
+    get_variant,
+    input_only,
+    output_only,
+    rewrite_risk,
+    subgrid_dars,
+    subgrid_observations,
+    without_risk,
+)
+from dars.supervision.core import (
+    AGGREGATE_COLUMNS,
+    BETA,
+    LAMBDA,
+    QueryModelArrays,
+    aggregate,
+    cost_bounds,
+    normalise_cost,
+    prepare_observations,
+    restrict_to_pool,
+    to_arrays,
+)
+from dars.supervision.diagnostics import (
+    METRIC_COLUMNS,
+    bootstrap_ratio,
+    diagnostics,
+    outcome_instability,
+    single_vs_da_disagreement,
+    variance_components,
+    variance_split,
+    winner_flip_rate,
+)
+from dars.supervision.labels import (
+    TAU,
+    TIE_DECIMALS,
+    hard_labels,
+    listwise_ranking,
+    pairwise_preferences,
+    rank_order,
+    soft_labels,
+)
+from dars.supervision.recovery import (
+    RECOVERY_COLUMNS,
+    label_recovery,
+    recovery_table,
+    true_utility,
+)
+from dars.supervision.single_shot import SingleShot, draws_to_arrays, single_shot, slot_labels
+from dars.supervision.synthetic import SyntheticData, synthetic_observations
+
+__all__ = [
+    "AGGREGATE_COLUMNS",
+    "BETA",
+    "LAMBDA",
+    "METRIC_COLUMNS",
+    "RECOVERY_COLUMNS",
+    "TAU",
+    "TIE_DECIMALS",
+    "VARIANTS",
+    "QueryModelArrays",
+    "SingleShot",
+    "SyntheticData",
+    "aggregate",
+    "bootstrap_ratio",
+    "cost_bounds",
+    "decoding_risk",
+    "diagnostics",
+    "draws_to_arrays",
+    "full_dars",
+    "get_variant",
+    "hard_labels",
+    "input_only",
+    "label_recovery",
+    "listwise_ranking",
+    "normalise_cost",
+    "outcome_instability",
+    "output_only",
+    "pairwise_preferences",
+    "prepare_observations",
+    "rank_order",
+    "recovery_table",
+    "restrict_to_pool",
+    "rewrite_risk",
+    "single_shot",
+    "single_vs_da_disagreement",
+    "slot_labels",
+    "soft_labels",
+    "subgrid_dars",
+    "subgrid_observations",
+    "synthetic_observations",
+    "to_arrays",
+    "true_utility",
+    "variance_components",
+    "variance_split",
+    "winner_flip_rate",
+    "without_risk",
+]

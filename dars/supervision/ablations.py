@@ -1,0 +1,223 @@
+"""Supervision variants of the paper's ablation (Table 2) and the K×M sample-efficiency sub-grids.
+
+Every variant takes the observation frame and returns the aggregate schema of
+:func:`dars.supervision.core.aggregate` (:data:`AGGREGATE_COLUMNS`: one row per (dataset,
+query_id, model) with n_obs, n_rewrites, q_mean, q_std, c_mean, u), so labels, routers and
+reports treat them alike. Cost is always normalised on the full frame before any subset is taken,
+so all variants measure cost on the same scale. ``q_std`` holds the σ that enters ``u``.
+
+=================  ==========================================================================
+variant            observations used / risk term
+=================  ==========================================================================
+``full_dars``      all K×M; σ = std (ddof=1) over all of them; β as given
+``input_only``     one decode per rewrite (the lowest decode_id: decode 0 unless it failed);
+                   σ = std over those K observations
+``output_only``    the decodes of one formulation per cell: the original query (rewrite -1)
+                   where collected for that (query, model), else its lowest rewrite_id
+                   (rewrite 0); σ = std over those M observations
+``without_risk``   all K×M; β = 0 (q_std still reported)
+``rewrite_risk``   all K×M; σ = std (ddof=1) of the per-rewrite mean scores
+``decoding_risk``  all K×M; σ = unweighted mean over rewrites of the within-rewrite std
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from dars.supervision.core import (
+    BETA,
+    CELL_KEY,
+    LAMBDA,
+    QUERY_KEY,
+    _aggregate_prepared,
+    dataset_seed,
+    prepare_observations,
+)
+
+Variant = Callable[..., pl.DataFrame]
+
+
+def full_dars(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Full DARS: all observations, σ over all of them (see module table)."""
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    return _aggregate_prepared(prep, lam=lam, beta=beta, risk="all")
+
+
+def input_only(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Input-side only: one decode (the lowest decode_id) per rewrite (see module table)."""
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    # prep is sorted by decode_id within each rewrite, so the first row is the lowest decode.
+    first = prep.filter(
+        pl.col("decode_id") == pl.col("decode_id").min().over([*CELL_KEY, "rewrite_id"])
+    )
+    return _aggregate_prepared(first, lam=lam, beta=beta, risk="all")
+
+
+def output_only(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Output-side only: the decodes of one fixed formulation (see module table)."""
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    rewrite = pl.col("rewrite_id")
+    has_original = (rewrite == -1).any().over(CELL_KEY)
+    chosen = (
+        pl.when(has_original)
+        .then(pl.lit(-1, pl.Int32))
+        .otherwise(rewrite.filter(rewrite >= 0).min().over(CELL_KEY))
+    )
+    return _aggregate_prepared(prep.filter(rewrite == chosen), lam=lam, beta=beta, risk="all")
+
+
+def without_risk(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """All observations with β = 0 (the ``beta`` argument is accepted and ignored)."""
+    del beta  # uniform signature across variants; this variant's point is β = 0
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    return _aggregate_prepared(prep, lam=lam, beta=0.0, risk="all")
+
+
+def rewrite_risk(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """All observations; σ = spread of the per-rewrite means (see module table)."""
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    return _aggregate_prepared(prep, lam=lam, beta=beta, risk="rewrite")
+
+
+def decoding_risk(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """All observations; σ = mean within-rewrite spread (see module table)."""
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    return _aggregate_prepared(prep, lam=lam, beta=beta, risk="decode")
+
+
+#: Name → variant, in the row order of the paper's Table 2 (single-shot is
+#: :func:`dars.supervision.single_shot.single_shot`, not an aggregate).
+VARIANTS: dict[str, Variant] = {
+    "input_only": input_only,
+    "output_only": output_only,
+    "without_risk": without_risk,
+    "rewrite_risk": rewrite_risk,
+    "decoding_risk": decoding_risk,
+    "full_dars": full_dars,
+}
+
+
+def get_variant(name: str) -> Variant:
+    """The variant function called ``name``; unknown names list the valid ones."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown supervision variant {name!r}; valid: {', '.join(VARIANTS)}"
+        ) from None
+
+
+def _random_keys(keys: pl.DataFrame, seed: int, salt: int) -> pl.DataFrame:
+    # Keys are sorted first so the random numbers attach to the same items whatever the row order;
+    # one stream per dataset so a dataset's sub-grid does not depend on the others.
+    parts = []
+    for (dataset,), part in keys.sort(keys.columns).group_by("dataset", maintain_order=True):
+        rng = np.random.default_rng(dataset_seed(seed, dataset, salt))
+        parts.append(part.with_columns(_r=pl.Series(rng.random(part.height), dtype=pl.Float64)))
+    return pl.concat(parts)
+
+
+def subgrid_observations(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    k: int,
+    m: int,
+    seed: int = 0,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """A seeded k-rewrites × m-decodes subset of the observations.
+
+    For each (dataset, query_id), ``k`` formulations are chosen at random among the rewrite ids
+    observed for that query (any model; the original -1 counts as a formulation when collected),
+    and for each chosen formulation ``m`` decode ids among those observed. The same rewrites and
+    decode slots are kept for every model of the query, so models stay compared on the same inputs.
+    Choices are seeded per dataset from ``(seed, dataset)``.
+    A query with fewer formulations (or a rewrite with fewer decodes) keeps all it has; ``k`` or
+    ``m`` larger than any query's count raises. Returns the prepared rows (see
+    :func:`dars.supervision.core.prepare_observations`, ``c_norm`` normalised on the full frame
+    or ``cost_bounds``) that were kept.
+    """
+    for name, value in (("k", k), ("m", m)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    rw_key = [*QUERY_KEY, "rewrite_id"]
+    dec_key = [*rw_key, "decode_id"]
+    rewrites = prep.select(rw_key).unique()
+    decodes = prep.select(dec_key).unique()
+    k_max = rewrites.group_by(QUERY_KEY).len()["len"].max()
+    m_max = decodes.group_by(rw_key).len()["len"].max()
+    if k > k_max:
+        raise ValueError(f"k={k} exceeds the largest number of formulations of any query ({k_max})")
+    if m > m_max:
+        raise ValueError(f"m={m} exceeds the largest number of decodes of any rewrite ({m_max})")
+    kept_rw = (
+        _random_keys(rewrites, seed, 0)
+        .filter(pl.col("_r").rank("ordinal").over(QUERY_KEY) <= k)
+        .drop("_r")
+    )
+    kept_dec = (
+        _random_keys(decodes, seed, 1)
+        .filter(pl.col("_r").rank("ordinal").over(rw_key) <= m)
+        .drop("_r")
+    )
+    return prep.join(kept_rw, on=rw_key, how="semi").join(kept_dec, on=dec_key, how="semi")
+
+
+def subgrid_dars(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    k: int,
+    m: int,
+    seed: int = 0,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    cost_bounds: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """Full DARS computed on a seeded k×m sub-grid (:func:`subgrid_observations`).
+
+    Same schema as :func:`full_dars`; cost is normalised on the full frame (or ``cost_bounds``),
+    so points of a K×M curve share one cost scale.
+    """
+    sub = subgrid_observations(obs, k=k, m=m, seed=seed, cost_bounds=cost_bounds)
+    return _aggregate_prepared(sub, lam=lam, beta=beta, risk="all")

@@ -1,0 +1,347 @@
+"""Diagnostics of paper §3.3 / Figure 2: how unstable are single sampled outcomes?
+
+Every metric is a ratio of sums over queries, ``value = Σ_q num_q / Σ_q den_q``, reported per
+dataset with a percentile bootstrap CI that resamples queries with replacement (vectorised:
+one (n_boot × n_queries) index matrix, processed in blocks). Each dataset's resampling stream is
+seeded from ``(seed, crc32(dataset))``, so a dataset's numbers do not depend on which other
+datasets are in the frame.
+
+Metric frames have one row per (dataset, metric) and the columns :data:`METRIC_COLUMNS`:
+``dataset``, ``metric``, ``value``, ``ci_low``, ``ci_high`` (float64; NaN when the denominator is
+0), ``n_queries`` (queries contributing), ``n_units`` (int64, the units the share is over:
+(query, model) cells, queries or (query, index) rows, as each metric says).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import polars as pl
+
+from dars.supervision.ablations import full_dars
+from dars.supervision.core import (
+    BETA,
+    CELL_KEY,
+    LAMBDA,
+    QUERY_KEY,
+    Missing,
+    _collect,
+    _require_columns,
+    dataset_seed,
+    prepare_observations,
+)
+from dars.supervision.labels import hard_labels
+from dars.supervision.single_shot import single_shot, slot_labels
+
+METRIC_COLUMNS = ("dataset", "metric", "value", "ci_low", "ci_high", "n_queries", "n_units")
+_BLOCK_ELEMENTS = 2_000_000  # bound on one bootstrap block's index matrix (int64: 16 MB)
+
+
+def _check_ci(ci: float, n_boot: int) -> None:
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 1:
+        raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
+
+
+def bootstrap_ratio(
+    num: np.ndarray,
+    den: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int | Sequence[int] = 0,
+    ci: float = 0.95,
+) -> tuple[float, float, float]:
+    """``(Σnum/Σden, ci_low, ci_high)`` with a percentile bootstrap over the units (queries).
+
+    ``num`` and ``den`` hold one value per query. Resamples whose denominator is 0 are left out
+    of the percentiles; all values are NaN when the full denominator is 0.
+    """
+    _check_ci(ci, n_boot)
+    num = np.asarray(num, dtype=np.float64)
+    den = np.asarray(den, dtype=np.float64)
+    n = num.size
+    if n == 0 or den.sum() == 0:
+        return float("nan"), float("nan"), float("nan")
+    value = float(num.sum() / den.sum())
+    rng = np.random.default_rng(seed)
+    block = max(1, _BLOCK_ELEMENTS // n)
+    stats = np.empty(n_boot, dtype=np.float64)
+    for start in range(0, n_boot, block):
+        stop = min(n_boot, start + block)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        d = den[idx].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats[start:stop] = np.where(d > 0, num[idx].sum(axis=1) / d, np.nan)
+    stats = stats[~np.isnan(stats)]
+    if stats.size == 0:
+        return value, float("nan"), float("nan")
+    alpha = (1 - ci) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return value, float(lo), float(hi)
+
+
+def summarise_ratio(
+    per_query: pl.DataFrame,
+    metric: str,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """Metric rows from a per-query frame (dataset, query_id, num, den, units).
+
+    One output row per dataset (see :data:`METRIC_COLUMNS`); ``n_units`` is Σ units.
+    """
+    _check_ci(ci, n_boot)
+    rows = []
+    for (dataset,), part in per_query.sort(QUERY_KEY).group_by("dataset", maintain_order=True):
+        value, lo, hi = bootstrap_ratio(
+            part["num"].to_numpy(),
+            part["den"].to_numpy(),
+            n_boot=n_boot,
+            seed=dataset_seed(seed, dataset),
+            ci=ci,
+        )
+        rows.append(
+            {
+                "dataset": dataset,
+                "metric": metric,
+                "value": value,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n_queries": part.height,
+                "n_units": int(part["units"].sum()),
+            }
+        )
+    schema = {
+        "dataset": pl.String,
+        "metric": pl.String,
+        "value": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "n_queries": pl.Int64,
+        "n_units": pl.Int64,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def outcome_instability(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    tol: float = 1e-9,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """Share of (query, model) cells whose score varies across their observations.
+
+    A cell is unstable when ``max(score) - min(score) > tol`` over its ok observations. Cells with
+    a single observation cannot vary and are left out. Units: cells (metric
+    ``outcome_instability``).
+    """
+    prep = prepare_observations(obs)
+    cells = (
+        prep.group_by(CELL_KEY)
+        .agg(n=pl.len(), spread=pl.col("score").max() - pl.col("score").min())
+        .filter(pl.col("n") >= 2)
+    )
+    per_query = cells.group_by(QUERY_KEY).agg(
+        num=(pl.col("spread") > tol).sum().cast(pl.Float64),
+        den=pl.len().cast(pl.Float64),
+        units=pl.len(),
+    )
+    return summarise_ratio(per_query, "outcome_instability", n_boot=n_boot, seed=seed, ci=ci)
+
+
+def winner_flip_rate(
+    labels: pl.DataFrame | pl.LazyFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """Share of queries whose single-shot winner is not the same at every observation index.
+
+    ``labels`` has one row per (dataset, query_id, index…) with a ``label`` column: the
+    ``labels`` of :func:`~dars.supervision.single_shot.single_shot` (index = draw) or
+    :func:`~dars.supervision.single_shot.slot_labels` (index = (rewrite_id, decode_id)). A query
+    flips when its rows carry more than one distinct label; queries with a single row are left
+    out. Units: queries (metric ``winner_flip_rate``).
+    """
+    frame = _collect(labels, "labels")
+    _require_columns(frame.columns, (*QUERY_KEY, "label"), "labels")
+    per_query = (
+        frame.group_by(QUERY_KEY)
+        .agg(n=pl.len(), distinct=pl.col("label").n_unique())
+        .filter(pl.col("n") >= 2)
+        .select(
+            *QUERY_KEY,
+            num=(pl.col("distinct") > 1).cast(pl.Float64),
+            den=pl.lit(1.0),
+            units=pl.lit(1),
+        )
+    )
+    return summarise_ratio(per_query, "winner_flip_rate", n_boot=n_boot, seed=seed, ci=ci)
+
+
+def single_vs_da_disagreement(
+    single: pl.DataFrame | pl.LazyFrame,
+    dars: pl.DataFrame | pl.LazyFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """Share of (query, observation index) rows whose single-shot label differs from DARS's.
+
+    ``single``: single-shot labels (one row per (dataset, query_id, index…), column ``label``);
+    ``dars``: hard labels from an aggregate (one row per (dataset, query_id)). Every query of
+    ``single`` must have a DARS label. Units: (query, index) rows (metric
+    ``single_vs_da_disagreement``).
+    """
+    single = _collect(single, "single")
+    dars = _collect(dars, "dars")
+    _require_columns(single.columns, (*QUERY_KEY, "label"), "single")
+    _require_columns(dars.columns, (*QUERY_KEY, "label"), "dars")
+    ref = dars.select(*QUERY_KEY, dars_label=pl.col("label"))
+    if ref.select(pl.struct(QUERY_KEY).is_duplicated().any()).item():
+        raise ValueError("dars labels must have one row per (dataset, query_id)")
+    joined = single.join(ref, on=list(QUERY_KEY), how="left")
+    lost = joined.filter(pl.col("dars_label").is_null())
+    if lost.height:
+        row = lost.row(0, named=True)
+        raise ValueError(
+            f"no DARS label for dataset={row['dataset']!r}, query_id={row['query_id']!r}"
+        )
+    per_query = joined.group_by(QUERY_KEY).agg(
+        num=(pl.col("label") != pl.col("dars_label")).sum().cast(pl.Float64),
+        den=pl.len().cast(pl.Float64),
+        units=pl.len(),
+    )
+    return summarise_ratio(per_query, "single_vs_da_disagreement", n_boot=n_boot, seed=seed, ci=ci)
+
+
+def variance_components(obs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+    """Law-of-total-variance split of each (query, model) cell's scores.
+
+    One row per (dataset, query_id, model): ``n_obs``, ``input_var`` = variance of the
+    per-rewrite mean scores weighted by their observation counts, ``output_var`` = the
+    count-weighted mean of the within-rewrite variances, ``total_var`` = variance of all the
+    cell's scores. Population variances (ddof=0) are used so that
+    ``total_var = input_var + output_var`` holds exactly (up to rounding).
+    """
+    prep = prepare_observations(obs)
+    per_rewrite = (
+        prep.group_by([*CELL_KEY, "rewrite_id"])
+        .agg(n_r=pl.len(), m_r=pl.col("score").mean(), v_r=pl.col("score").var(ddof=0))
+        .sort([*CELL_KEY, "rewrite_id"])
+    )
+    n = pl.col("n_r").sum()
+    mean = (pl.col("n_r") * pl.col("m_r")).sum() / n
+    cells = per_rewrite.group_by(CELL_KEY).agg(
+        n_obs=n.cast(pl.Int64),
+        input_var=(pl.col("n_r") * (pl.col("m_r") - mean) ** 2).sum() / n,
+        output_var=(pl.col("n_r") * pl.col("v_r")).sum() / n,
+    )
+    total = prep.group_by(CELL_KEY).agg(total_var=pl.col("score").var(ddof=0))
+    return cells.join(total, on=list(CELL_KEY)).sort(CELL_KEY)
+
+
+def variance_split(
+    obs: pl.DataFrame | pl.LazyFrame,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """Input-side vs output-side variance per dataset (three metrics, units = cells).
+
+    From :func:`variance_components`: ``input_variance`` = mean over (query, model) cells of
+    ``input_var`` (how much the rewrite moves the mean score), ``output_variance`` = mean of
+    ``output_var`` (decoding noise for a fixed input), ``input_share`` = Σ input_var /
+    Σ (input_var + output_var) (NaN when every cell is constant).
+    """
+    comp = variance_components(obs)
+    per_query = comp.group_by(QUERY_KEY).agg(
+        inp=pl.col("input_var").sum(),
+        out=pl.col("output_var").sum(),
+        cells=pl.len().cast(pl.Float64),
+        units=pl.len(),
+    )
+    parts = [
+        summarise_ratio(
+            per_query.select(*QUERY_KEY, num=num, den=den, units="units"),
+            metric,
+            n_boot=n_boot,
+            seed=seed,
+            ci=ci,
+        )
+        for metric, num, den in (
+            ("input_variance", pl.col("inp"), pl.col("cells")),
+            ("output_variance", pl.col("out"), pl.col("cells")),
+            ("input_share", pl.col("inp"), pl.col("inp") + pl.col("out")),
+        )
+    ]
+    return pl.concat(parts).sort("dataset", maintain_order=True)
+
+
+def diagnostics(
+    obs: pl.DataFrame | pl.LazyFrame,
+    models: Sequence[str],
+    *,
+    lam: float = LAMBDA,
+    beta: float = BETA,
+    draws: int = 100,
+    seed: int = 0,
+    index: Literal["draws", "grid"] = "draws",
+    tol: float = 1e-9,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    missing: Missing = "error",
+) -> pl.DataFrame:
+    """All Figure-2 diagnostics for an observation frame, as one metric frame.
+
+    Rows per dataset, in this order: ``outcome_instability``, ``winner_flip_rate``,
+    ``single_vs_da_disagreement``, ``input_variance``, ``output_variance``, ``input_share``
+    (columns :data:`METRIC_COLUMNS`). The observation index of the single-shot metrics is the
+    draw (``index="draws"``: ``draws`` seeded single-shot draws, as used for training) or the
+    observation slot (``index="grid"``: the (rewrite_id, decode_id) shared by all models, see
+    :func:`~dars.supervision.single_shot.slot_labels`). DARS labels are the hard labels of
+    :func:`~dars.supervision.ablations.full_dars` with ``lam`` and ``beta``.
+    """
+    if index == "draws":
+        single = single_shot(obs, models, draws=draws, seed=seed, lam=lam, missing=missing).labels
+    elif index == "grid":
+        single = slot_labels(obs, models, lam=lam)
+    else:
+        raise ValueError(f"index must be 'draws' or 'grid', got {index!r}")
+    dars = hard_labels(full_dars(obs, lam=lam, beta=beta), models, missing=missing)
+    boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
+    parts = [
+        outcome_instability(obs, tol=tol, **boot),
+        winner_flip_rate(single, **boot),
+        single_vs_da_disagreement(single, dars, **boot),
+        variance_split(obs, **boot),
+    ]
+    order = {
+        name: i
+        for i, name in enumerate(
+            (
+                "outcome_instability",
+                "winner_flip_rate",
+                "single_vs_da_disagreement",
+                "input_variance",
+                "output_variance",
+                "input_share",
+            )
+        )
+    }
+    return (
+        pl.concat(parts)
+        .with_columns(_o=pl.col("metric").replace_strict(order, return_dtype=pl.Int32))
+        .sort("dataset", "_o")
+        .drop("_o")
+    )
