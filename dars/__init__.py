@@ -14,6 +14,10 @@ _OFFLINE_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
+    # Quiet, deterministic model loading inside worker threads.
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
 }
 
 
@@ -21,7 +25,11 @@ def apply_offline_defaults() -> None:
     """Set the offline environment defaults without overriding what the user set."""
     online = os.environ.get("DARS_ONLINE", "").lower() in {"1", "true", "yes"}
     for key, value in _OFFLINE_DEFAULTS.items():
-        if online and key in {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}:
+        if online and key in {
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "LITELLM_LOCAL_MODEL_COST_MAP",
+        }:
             continue
         os.environ.setdefault(key, value)
 

@@ -1,0 +1,363 @@
+"""``dars`` command line (typer + rich).
+
+Every command that touches a run takes ``--config`` (an experiment YAML) and ``--root`` (where the
+store and every output of the run live; default: the config's ``root``, ``runs/demo`` for the demo
+config). Long stages show a rich progress bar; Prefect's own log lines are reduced to warnings
+unless ``--verbose`` (the Prefect UI keeps the full record).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import dars  # noqa: F401  (applies the offline environment defaults)
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Distribution-aware routing supervision: collect, supervise, train, evaluate, report.",
+)
+bench_app = typer.Typer(no_args_is_help=True, help="Inspect and prepare benchmarks.")
+app.add_typer(bench_app, name="benchmarks")
+console = Console()
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="Experiment YAML.", exists=False, dir_okay=False)
+]
+RootOpt = Annotated[
+    str | None, typer.Option("--root", help="Run directory (default: the config's `root`).")
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Shard tasks running at once.")]
+ProcOpt = Annotated[
+    bool, typer.Option("--processes/--threads", help="Run shard tasks in processes or threads.")
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")]
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _load(config: Path, root: str | None) -> Any:
+    from dars.config import ConfigError, load_experiment
+
+    try:
+        return load_experiment(config, root=root)
+    except ConfigError as exc:
+        console.print(f"[red]config error[/red]\n{exc}")
+        raise typer.Exit(2) from None
+
+
+def _frame_table(df: Any, title: str | None = None, floats: str = "{:.4f}") -> Table:
+    table = Table(title=title, show_lines=False)
+    for col in df.columns:
+        table.add_column(col, justify="right" if df[col].dtype.is_numeric() else "left")
+    for row in df.iter_rows():
+        table.add_row(
+            *[
+                "" if v is None else floats.format(v) if isinstance(v, float) else str(v)
+                for v in row
+            ]
+        )
+    return table
+
+
+# ------------------------------------------------------------------------------------------------
+# benchmarks
+
+
+@bench_app.command("list")
+def bench_list() -> None:
+    """List the registered benchmarks."""
+    from dars.benchmarks import available, get
+
+    table = Table("name", "task type")
+    for name in available():
+        table.add_row(name, get(name).task_type)
+    console.print(table)
+
+
+@bench_app.command("show")
+def bench_show(
+    name: str,
+    n: Annotated[int, typer.Option(help="Items to show.")] = 2,
+    path: Annotated[str | None, typer.Option(help="Local file to load from.")] = None,
+) -> None:
+    """Show items, their decode and rewrite prompts, and how sample answers are scored."""
+    from dars.benchmarks import get
+
+    bench = get(name)
+    items = bench.load(path)
+    console.print(f"[bold]{name}[/bold]: {len(items)} items ({bench.task_type})")
+    for item in items[:n]:
+        console.rule(item.query_id)
+        for msg in bench.decode_messages(item):
+            console.print(f"[cyan]{msg['role']}[/cyan]: {msg['content']}")
+        console.print(
+            f"[cyan]rewrite prompt[/cyan]: {bench.rewrite_messages(item, 3)[-1]['content']}"
+        )
+        gold = item.gold if isinstance(item.gold, str) else item.gold[0]
+        for answer in (f"Reasoning…\nFinal Answer: {gold}", "Final Answer: 12345", "I am unsure."):
+            sc = bench.score(answer, item)
+            console.print(
+                f"  score({answer.splitlines()[-1]!r}) = {sc.value:.2f}"
+                f" parsed={sc.parsed!r} parse_ok={sc.parse_ok}"
+            )
+
+
+@bench_app.command("prepare")
+def bench_prepare(
+    name: str,
+    path: Annotated[str | None, typer.Option(help="Local file to fill the cache from.")] = None,
+) -> None:
+    """Fill a hub benchmark's local cache (from --path, or the hub when online)."""
+    from dars.benchmarks import get
+
+    bench = get(name)
+    if not hasattr(bench, "prepare_cache"):
+        console.print(f"{name} needs no cache (it is generated or read from your file)")
+        return
+    out = bench.prepare_cache(path)
+    console.print(f"cached {name} at {out}")
+
+
+# ------------------------------------------------------------------------------------------------
+# collection
+
+
+class _CollectBar:
+    """A rich progress bar fed by the process-wide collection counters (thread runner) or by
+    polling the store (process runner, whose counters live in other processes)."""
+
+    def __init__(self, exp: Any, root: str, processes: bool) -> None:
+        from dars.collect import estimate_budget
+
+        self.exp, self.root, self.processes = exp, root, processes
+        est = estimate_budget(exp, root)
+        self.total = int(est.filter(est["model"] != exp.rewriter.name)["calls"].sum())
+        self._stop = threading.Event()
+        self.progress = Progress(
+            TextColumn("[bold]decode calls"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("failed {task.fields[failed]}  cost ${task.fields[cost]:.4f}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = self.progress.add_task("calls", total=self.total, failed=0, cost=0.0)
+        self._base = self._store_counts() if processes else (0, 0, 0.0)
+
+    def _store_counts(self) -> tuple[int, int, float]:
+        import polars as pl
+
+        from dars.storage import scan_observations
+
+        df = (
+            scan_observations(self.root)
+            .group_by("status")
+            .agg(pl.len(), pl.col("cost_usd").sum())
+            .collect()
+        )
+        got = {r[0]: (r[1], r[2]) for r in df.iter_rows()}
+        return got.get("ok", (0, 0.0))[0], got.get("error", (0, 0.0))[0], got.get("ok", (0, 0))[1]
+
+    def _poll(self) -> None:
+        from dars.collect import progress
+
+        while not self._stop.wait(0.5):
+            if self.processes:
+                ok, failed, cost = self._store_counts()
+                ok, cost = ok - self._base[0], cost - self._base[2]
+            else:
+                p = progress()
+                ok, failed, cost = p.ok, p.failed, p.cost_usd
+            self.progress.update(self.task, completed=ok, failed=failed, cost=cost)
+
+    def __enter__(self) -> _CollectBar:
+        self.progress.start()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.progress.stop()
+
+
+def _print_budget(exp: Any, root: str) -> float:
+    import polars as pl
+
+    from dars.collect import estimate_budget
+
+    est = estimate_budget(exp, root)
+    if est["calls"].sum() == 0:
+        console.print("nothing to collect: every planned call is stored")
+        return 0.0
+    per_model = est.group_by("model", maintain_order=True).agg(
+        pl.col("calls").sum(),
+        pl.col("prompt_tokens").sum().cast(pl.Int64),
+        pl.col("typical_cost_usd", "max_cost_usd").sum(),
+    )
+    console.print(_frame_table(per_model, "calls still to make and their cost (USD)"))
+    upper = float(est["max_cost_usd"].sum())
+    typical = float(est["typical_cost_usd"].sum())
+    console.print(
+        f"total: {int(est['calls'].sum())} calls, typical ${typical:.2f}, at most ${upper:.2f}"
+        + (f"; spend cap ${exp.spend_cap_usd:.2f}" if exp.spend_cap_usd is not None else "")
+    )
+    return upper
+
+
+def _run_collect(exp: Any, config: Path, workers: int, processes: bool) -> dict[str, Any]:
+    from dars.flows.collect import collect_flow
+
+    with _CollectBar(exp, exp.root, processes):
+        return collect_flow(str(config), exp.root, workers, processes)
+
+
+def _print_status(exp: Any) -> Any:
+    import polars as pl
+
+    from dars.benchmarks.loading import load_splits
+    from dars.plan import build_plan, status
+    from dars.storage import scan_observations
+
+    st = status(build_plan(exp, load_splits(exp)), scan_observations(exp.root))
+    per = (
+        st.filter(pl.col("dataset").is_not_null())
+        .group_by("dataset", "split", "model", maintain_order=True)
+        .agg(pl.len().alias("shards"), pl.col("expected", "done", "failed", "missing").sum())
+    )
+    total = st.filter(pl.col("dataset").is_null()).row(0, named=True)
+    console.print(_frame_table(per, f"observation store {exp.root}"))
+    console.print(
+        f"total: {total['expected']} expected, {total['done']} done, "
+        f"{total['failed']} failed, {total['missing']} missing"
+    )
+    return total
+
+
+@app.command()
+def collect(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    workers: WorkersOpt = 4,
+    processes: ProcOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Collect rewrites and the observation matrix (Prefect flow `collect`)."""
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    upper = _print_budget(exp, exp.root)
+    simulated = all(m.litellm_model.startswith("dars-sim/") for m in exp.pool.models)
+    if upper > 0 and not simulated and not yes and sys.stdin.isatty():
+        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+    t0 = time.monotonic()
+    try:
+        result = _run_collect(exp, config, workers, processes)
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        _print_status(exp)
+        raise typer.Exit(1) from None
+    dec = result["decode"]
+    wall = time.monotonic() - t0
+    console.print(
+        f"collected {dec['ok']} calls (+{result['rewrite']['ok']} rewrites) in {wall:.1f}s"
+        f" ({dec['ok'] / max(wall, 1e-9):.0f} calls/s), cost ${dec['cost_usd']:.4f}"
+    )
+    _print_status(exp)
+
+
+@app.command("status")
+def status_cmd(config: ConfigOpt = Path("configs/demo.yaml"), root: RootOpt = None) -> None:
+    """Per-partition done / failed / missing counts of the observation store."""
+    exp = _load(config, root)
+    total = _print_status(exp)
+    raise typer.Exit(0 if total["failed"] == 0 and total["missing"] == 0 else 1)
+
+
+@app.command()
+def rerun(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    failed: Annotated[
+        bool, typer.Option("--failed", help="Rerun partitions with failed or missing keys.")
+    ] = False,
+    workers: WorkersOpt = 4,
+    processes: ProcOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Rerun only the partitions with failed or missing keys, as a new `collect` flow run."""
+    if not failed:
+        console.print("nothing to do: pass --failed to rerun failed or missing keys")
+        raise typer.Exit(2)
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    before = _print_status(exp)
+    if before["failed"] == 0 and before["missing"] == 0:
+        console.print("every key is stored ok; nothing to rerun")
+        return
+    try:
+        _run_collect(exp, config, workers, processes)
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        _print_status(exp)
+        raise typer.Exit(1) from None
+    _print_status(exp)
+
+
+@app.command("import")
+def import_cmd(
+    path: Annotated[Path, typer.Argument(help="CSV, JSONL or Parquet file of generations.")],
+    root: Annotated[str, typer.Option("--root", help="Run directory to import into.")],
+    dataset: Annotated[str | None, typer.Option(help="Dataset for rows without one.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split for rows without one.")] = None,
+    map_: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="Column mapping FILE_COL=OUR_COL (OUR_COL empty = drop)."),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Take model prices from this pool.")
+    ] = None,
+) -> None:
+    """Import your own scored generations into the observation store (validated first)."""
+    from dars.storage import StorageError, import_generations
+
+    mapping: dict[str, str | None] = {}
+    for m in map_ or []:
+        if "=" not in m:
+            console.print(f"[red]--map {m!r}: expected FILE_COL=OUR_COL[/red]")
+            raise typer.Exit(2)
+        src, dst = m.split("=", 1)
+        mapping[src] = dst or None
+    prices = None
+    if config is not None:
+        exp = _load(config, root)
+        prices = {
+            m.name: (m.input_price_per_m or 0.0, m.output_price_per_m or 0.0)
+            for m in exp.pool.models
+        }
+    try:
+        res = import_generations(
+            path, root, mapping or None, dataset=dataset, split=split, prices=prices
+        )
+    except StorageError as exc:
+        console.print(f"[red]import failed, nothing written[/red]\n{exc}")
+        raise typer.Exit(1) from None
+    console.print(
+        f"imported {res.rows} rows from {path} into {root} (run_id {res.run_id}): "
+        f"{res.counts.written_ok} written, {res.counts.skipped_ok} already stored"
+    )
