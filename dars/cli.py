@@ -361,3 +361,56 @@ def import_cmd(
         f"imported {res.rows} rows from {path} into {root} (run_id {res.run_id}): "
         f"{res.counts.written_ok} written, {res.counts.skipped_ok} already stored"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# supervision and the pipeline
+
+
+@app.command()
+def supervise(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Aggregate the store into DARS supervision, ablations, single-shot draws and diagnostics."""
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    from dars.flows.supervise import supervise_flow
+    from dars.supervision.stage import diagnostics_table
+
+    try:
+        summary = supervise_flow(config=str(config), root=exp.root)
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(diagnostics_table(summary))
+    console.print(f"supervision written under {Path(exp.root) / 'supervision'}")
+
+
+@app.command()
+def run(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    workers: WorkersOpt = 4,
+    processes: ProcOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Run the whole pipeline (Prefect flow `pipeline`): collect → supervise."""
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    from dars.flows.pipeline import pipeline_flow
+    from dars.supervision.stage import diagnostics_table
+
+    t0 = time.monotonic()
+    _print_budget(exp, exp.root)
+    try:
+        with _CollectBar(exp, exp.root, processes):
+            out = pipeline_flow(str(config), exp.root, workers, processes)
+    except RuntimeError as exc:
+        console.print(f"[red]{exc}[/red]")
+        _print_status(exp)
+        raise typer.Exit(1) from None
+    _print_status(exp)
+    console.print(diagnostics_table(out["supervise"]))
+    console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")

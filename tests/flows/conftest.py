@@ -1,0 +1,33 @@
+"""Shared fixtures for the flow tests.
+
+``prefect_harness`` starts one temporary Prefect server (SQLite in a temp dir) for the whole
+session; request it in every test that runs a flow. Starting it costs seconds, so flow tests
+are few and share it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# ``tests.simstore`` and other shared helpers import as ``tests.*``.
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+# Offline defaults of the project (ARCHITECTURE.md), set before Prefect or litellm load settings.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield

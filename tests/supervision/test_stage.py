@@ -1,0 +1,284 @@
+"""The supervise stage on small stores: exact paths, shapes, ok-only train input, reruns, errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+from rich.console import Console
+
+_ROOT = str(Path(__file__).resolve().parents[2])
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
+
+from dars.config import BenchmarkSpec, Experiment, ModelSpec, Pool, Protocol  # noqa: E402
+from dars.storage import RunLayout, StorageError, write_observations  # noqa: E402
+from dars.storage.supervision_store import (  # noqa: E402
+    list_supervision,
+    read_supervision,
+    supervision_exists,
+    write_supervision,
+)
+from dars.supervision import (  # noqa: E402
+    VARIANTS,
+    full_dars,
+    hard_labels,
+    single_shot,
+    synthetic_observations,
+)
+from dars.supervision.stage import (  # noqa: E402
+    TABLES,
+    diagnostics_table,
+    simulated_truth,
+    subgrid_protocols,
+    supervise,
+    supervise_dataset,
+)
+from tests.simstore import observation_rows, sim_experiment, simulate_train  # noqa: E402
+
+DS = "demo_mc"
+N_TRAIN, K, M, S = 12, 3, 3, 20
+N_MODELS = 6
+N_BOOT = 200
+
+
+@pytest.fixture(scope="module")
+def sim_run(tmp_path_factory):
+    """A simulated store holding more than the stage may use: 5% error rows, an extra decode
+    outside the protocol grid and test-split rows. Returns (experiment, root, result, used)
+    where ``used`` is what the stage must supervise on (ok, train, inside the grid)."""
+    root = tmp_path_factory.mktemp("sim") / "run"
+    exp = sim_experiment(
+        root, n_train=N_TRAIN, n_items=24, train_rewrites=K, train_decodes=M, draws=S
+    )
+    grid = simulate_train(exp)
+    rng = np.random.default_rng(0)
+    grid = grid.with_columns(
+        status=pl.Series(np.where(rng.random(grid.height) < 0.05, "error", "ok"))
+    )
+    extra = grid.filter(pl.col("decode_id") == 0).with_columns(
+        pl.lit(M, pl.Int64).alias("decode_id"), pl.lit("ok").alias("status")
+    )
+    test = extra.filter(pl.col("rewrite_id") == 0).with_columns(
+        pl.lit(-1, pl.Int64).alias("rewrite_id"), pl.lit(0, pl.Int64).alias("decode_id")
+    )
+    write_observations(root, observation_rows(pl.concat([grid, extra])), shard=0)
+    write_observations(root, observation_rows(test, split="test", view="test_decode"), shard=0)
+    result = supervise_dataset(exp, root, DS, n_boot=N_BOOT)
+    used = observation_rows(grid).filter(pl.col("status") == "ok")
+    return exp, root, result, used
+
+
+def test_every_table_is_written_at_its_layout_path(sim_run):
+    exp, root, result, _ = sim_run
+    layout = RunLayout(root)
+    assert list(result.files) == list(TABLES)
+    for name, path in result.files.items():
+        assert path == layout.supervision_file(DS, name)
+        assert path == root / "supervision" / f"dataset={DS}" / f"{name}.parquet"
+        assert path.is_file()
+    assert list_supervision(root, DS) == sorted(TABLES)
+
+
+def test_dars_is_full_dars_of_the_ok_train_grid_only(sim_run):
+    exp, root, _, used = sim_run
+    got = read_supervision(root, DS, "dars")
+    assert_frame_equal(got, full_dars(used, lam=exp.lam, beta=exp.beta))
+    assert got.height == N_TRAIN * N_MODELS
+    assert got["n_obs"].sum() == used.height  # error rows, the extra decode and test rows excluded
+    assert got["n_obs"].max() == K * M
+
+
+def test_table_shapes(sim_run):
+    exp, root, _, used = sim_run
+    cells = N_TRAIN * N_MODELS
+    variants = read_supervision(root, DS, "variants")
+    assert variants.height == len(VARIANTS) * cells
+    assert variants["variant"].unique(maintain_order=True).to_list() == list(VARIANTS)
+    assert_frame_equal(
+        variants.filter(pl.col("variant") == "full_dars").drop("variant"),
+        read_supervision(root, DS, "dars"),
+    )
+    draws = read_supervision(root, DS, "single_shot_draws")
+    shot_labels = read_supervision(root, DS, "single_shot_labels")
+    assert draws.height == S * cells and shot_labels.height == S * N_TRAIN
+    expected = single_shot(used, exp.pool.names, draws=S, seed=exp.seed, lam=exp.lam)
+    assert_frame_equal(draws, expected.draws)
+    assert_frame_equal(shot_labels, expected.labels)
+
+    subgrid = read_supervision(root, DS, "subgrid")
+    protocols = sorted(set(subgrid.select("k", "m").iter_rows()))
+    assert protocols == [(1, 1), (1, 3), (2, 2), (3, 1), (3, 3)]
+    # Shared slots that failed for a model leave its cell out; the full grid keeps every cell.
+    assert len(protocols) * cells * 0.85 < subgrid.height <= len(protocols) * cells
+    assert subgrid.filter((pl.col("k") == K) & (pl.col("m") == M)).height == cells
+    sizes = subgrid.group_by("k", "m").agg(pl.col("n_obs").max()).sort("k", "m")
+    assert (sizes["n_obs"] <= sizes["k"] * sizes["m"]).all()
+
+    diag = read_supervision(root, DS, "diagnostics")
+    assert diag["metric"].to_list() == [
+        "outcome_instability",
+        "winner_flip_rate",
+        "single_vs_da_disagreement",
+        "input_variance",
+        "output_variance",
+        "input_share",
+    ]
+    assert (diag["ci_low"] <= diag["value"]).all() and (diag["value"] <= diag["ci_high"]).all()
+
+    recovery = read_supervision(root, DS, "recovery")
+    assert recovery["supervision"].to_list() == [
+        "single_shot",
+        *VARIANTS,
+        *(f"dars_k{k}_m{m}" for k, m in protocols),
+    ]
+    assert recovery["recovery"].is_between(0, 1).all()
+
+
+def test_labels_table_agrees_with_the_label_functions(sim_run):
+    exp, root, _, _ = sim_run
+    dars = read_supervision(root, DS, "dars")
+    labels = read_supervision(root, DS, "labels")
+    assert labels.height == N_TRAIN * N_MODELS
+    per_query = labels.group_by("query_id").agg(
+        pl.col("is_label").sum(), pl.col("prob").sum(), pl.col("rank").sort()
+    )
+    assert (per_query["is_label"] == 1).all()
+    np.testing.assert_allclose(per_query["prob"].to_numpy(), 1.0)
+    assert all(r.to_list() == list(range(1, N_MODELS + 1)) for r in per_query["rank"])
+    winners = labels.filter("is_label").select("dataset", "query_id", label="model")
+    assert_frame_equal(
+        winners.sort("query_id"),
+        hard_labels(dars, exp.pool.names).select("dataset", "query_id", "label"),
+    )
+
+
+def test_summary_rows_and_rich_table(sim_run):
+    _, root, result, used = sim_run
+    summary = result.summary
+    assert_frame_equal(read_supervision(root, DS, "summary"), summary)
+    values = dict(zip(summary["metric"], summary["value"], strict=True))
+    assert values["n_queries"] == N_TRAIN
+    assert values["n_models"] == N_MODELS
+    assert values["n_observations"] == used.height
+    assert values["n_queries_dropped"] == 0
+    assert {f"recovery:{v}" for v in ("single_shot", *VARIANTS)} <= set(values)
+    console = Console(record=True, width=120)
+    console.print(diagnostics_table(summary))
+    text = console.export_text()
+    assert "winner_flip_rate" in text and "recovery:full_dars" in text and DS in text
+    with pytest.raises(ValueError, match="ci_low"):
+        diagnostics_table(summary.drop("ci_low"))
+
+
+def test_rerun_writes_identical_files(sim_run):
+    exp, root, result, _ = sim_run
+    before = {name: path.read_bytes() for name, path in result.files.items()}
+    again = supervise_dataset(exp, root, DS, n_boot=N_BOOT)
+    assert {name: path.read_bytes() for name, path in again.files.items()} == before
+
+
+def test_simulated_truth_lines_up_with_the_observations(sim_run):
+    exp, root, _, used = sim_run
+    dars = read_supervision(root, DS, "dars")
+    bounds = pl.DataFrame(
+        {
+            "dataset": [DS],
+            "cost_min": [used["cost_usd"].min()],
+            "cost_max": [used["cost_usd"].max()],
+        }
+    )
+    truth = simulated_truth(exp, DS, dars["query_id"].unique().to_list(), bounds)
+    assert truth.height == dars.height
+    joined = dars.join(truth, on=["dataset", "query_id", "model"], how="inner")
+    assert joined.height == dars.height  # truth uses the pool's names, not the sim ids
+    assert np.corrcoef(joined["q_mean"], joined["p_true"])[0, 1] > 0.7
+    assert np.corrcoef(joined["c_mean"], joined["c_true"])[0, 1] > 0.9
+    with pytest.raises(ValueError, match="not train items"):
+        simulated_truth(exp, DS, ["not-a-query"], bounds)
+
+
+# ------------------------------------------------------------------------------------------------
+# a non-simulated pool (synthetic observations)
+# ------------------------------------------------------------------------------------------------
+def _real_experiment(root: Path) -> Experiment:
+    return Experiment(
+        root=str(root),
+        benchmarks=[BenchmarkSpec(name=DS, n_train=8)],
+        pool=Pool(
+            models=[
+                ModelSpec(name=n, litellm_model=f"openai/{n}") for n in ("small", "medium", "large")
+            ]
+        ),
+        rewriter=ModelSpec(name="rw", litellm_model="openai/rw"),
+        protocol=Protocol(train_rewrites=2, train_decodes=2),
+        single_shot_draws=5,
+    )
+
+
+def test_non_simulated_pool_has_no_recovery_and_drops_incomplete_queries(tmp_path):
+    root = tmp_path / "run"
+    exp = _real_experiment(root)
+    obs = synthetic_observations(n_queries=8, n_rewrites=2, n_decodes=2, datasets=(DS,), seed=3)
+    # q0003 loses every observation of "large": it cannot be labelled, so it is dropped.
+    rows = obs.observations.filter(
+        ~((pl.col("query_id") == "q0003") & (pl.col("model") == "large"))
+    )
+    write_observations(root, observation_rows(rows), shard=0)
+    write_supervision(root, DS, "recovery", pl.DataFrame({"stale": [1]}))
+
+    summary = supervise(exp, n_boot=50)
+    assert not supervision_exists(root, DS, "recovery")
+    assert list_supervision(root, DS) == sorted(t for t in TABLES if t != "recovery")
+    values = dict(zip(summary["metric"], summary["value"], strict=True))
+    assert values["n_queries_dropped"] == 1 and values["n_queries"] == 7
+    assert not any(m.startswith("recovery:") for m in values)
+    dars = read_supervision(root, DS, "dars")
+    assert "q0003" not in dars["query_id"].to_list() and dars.height == 7 * 3
+
+
+def test_missing_store_names_the_location_and_the_command(tmp_path):
+    exp = _real_experiment(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match=r"no ok train observations .*dars collect"):
+        supervise_dataset(exp, exp.root, DS)
+    with pytest.raises(KeyError, match="not in experiment"):
+        supervise_dataset(exp, exp.root, "demo_math")
+
+
+def test_subgrid_protocols():
+    assert subgrid_protocols(5, 5) == [(1, 1), (1, 5), (2, 2), (3, 3), (5, 1), (5, 5)]
+    assert subgrid_protocols(1, 1) == [(1, 1)]
+    assert subgrid_protocols(2, 3) == [(1, 1), (1, 3), (2, 1), (2, 2), (2, 3)]
+    with pytest.raises(ValueError):
+        subgrid_protocols(0, 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# supervision store
+# ------------------------------------------------------------------------------------------------
+def test_supervision_store_round_trip_and_errors(tmp_path):
+    frame = pl.DataFrame(
+        {
+            "dataset": [DS, DS],
+            "k": pl.Series([1, None], dtype=pl.Int32),
+            "ok": [True, False],
+            "name": ["a", None],
+            "x": [0.5, float("nan")],
+        }
+    )
+    path = write_supervision(tmp_path, DS, "things", frame)
+    assert path == tmp_path / "supervision" / f"dataset={DS}" / "things.parquet"
+    assert_frame_equal(read_supervision(tmp_path, DS, "things"), frame)
+    (path.parent / ".things.parquet.123.tmp").write_bytes(b"partial")
+    assert list_supervision(tmp_path, DS) == ["things"]
+
+    with pytest.raises(FileNotFoundError, match=r"'labels'.*things.*dars supervise"):
+        read_supervision(tmp_path, DS, "labels")
+    with pytest.raises(StorageError, match="other"):
+        write_supervision(tmp_path, DS, "mixed", frame.with_columns(dataset=pl.lit("other")))
+    with pytest.raises(StorageError, match="cannot be used in a path"):
+        write_supervision(tmp_path, DS, "../up", frame)
