@@ -154,6 +154,10 @@ class _CollectBar:
             TextColumn("failed {task.fields[failed]}  cost ${task.fields[cost]:.4f}"),
             TimeElapsedColumn(),
             console=console,
+            # No stdout/stderr proxies: Prefect's log handlers write to those streams from
+            # worker threads, and a proxy that re-enters the console can recurse.
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
         self.task = self.progress.add_task("calls", total=self.total, failed=0, cost=0.0)
         self._base = self._store_counts() if processes else (0, 0, 0.0)
@@ -177,7 +181,12 @@ class _CollectBar:
 
         while not self._stop.wait(0.5):
             if self.processes:
-                ok, failed, cost = self._store_counts()
+                try:
+                    ok, failed, cost = self._store_counts()
+                except Exception:  # noqa: BLE001
+                    # A shard file replaced between polars' footer read and its data read;
+                    # the next tick reads the new file.
+                    continue
                 ok, cost = ok - self._base[0], cost - self._base[2]
             else:
                 p = progress()

@@ -9,6 +9,8 @@ simulated pool), or any Prefect task runner (e.g. prefect-dask's DaskTaskRunner)
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
@@ -29,6 +31,30 @@ def task_runner(workers: int, processes: bool) -> Any:
     return (
         ProcessPoolTaskRunner(max_workers=workers) if processes else ThreadPoolTaskRunner(workers)
     )
+
+
+@contextlib.contextmanager
+def _open_runner(workers: int, processes: bool) -> Iterator[Any]:
+    """The entered task runner of one flow run.
+
+    Process workers are spawned and must report to this process's Prefect API. When that is a
+    temporary local server (no ``PREFECT_API_URL``, the offline default), a worker would start a
+    temporary server of its own on its first task (tens of seconds each, and its task runs would
+    land in a database nobody sees), so the running server's URL is handed down to the workers.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    runner = task_runner(workers, processes)
+    if processes and not PREFECT_API_URL.value():
+        from prefect.server.api.server import SubprocessASGIServer
+
+        server = SubprocessASGIServer()  # the process-wide instance the flow run is using
+        server.start()  # no-op when it is running
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), runner:
+            yield runner
+    else:
+        with runner:
+            yield runner
 
 
 def _experiment(config: str, root: str | None) -> tuple[Experiment, str]:
@@ -54,7 +80,7 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
     return {"stage": kind, "tasks": len(futures), **totals, "failures": failures}
 
 
-@flow(name="rewrite", log_prints=True)
+@flow(name="rewrite")
 def rewrite_flow(
     config: str, root: str | None = None, workers: int = 4, processes: bool = False
 ) -> dict[str, Any]:
@@ -76,8 +102,7 @@ def rewrite_flow(
     )
     todo = shards.filter(pl.col("done") < pl.col("expected"))
     run_id, sid = new_run_id(), store_id(root)
-    runner = task_runner(workers, processes)
-    with runner:
+    with _open_runner(workers, processes) as runner:
         futures = [
             runner.submit(
                 rewrite_shard_task,
@@ -101,7 +126,7 @@ def rewrite_flow(
     return summary
 
 
-@flow(name="decode", log_prints=True)
+@flow(name="decode")
 def decode_flow(
     config: str, root: str | None = None, workers: int = 4, processes: bool = False
 ) -> dict[str, Any]:
@@ -112,8 +137,7 @@ def decode_flow(
     st = status(plan, scan_observations(root)).filter(pl.col("dataset").is_not_null())
     todo = st.filter(pl.col("done") < pl.col("expected"))
     run_id, sid = new_run_id(), store_id(root)
-    runner = task_runner(workers, processes)
-    with runner:
+    with _open_runner(workers, processes) as runner:
         futures = [
             runner.submit(
                 decode_shard_task,
@@ -140,7 +164,7 @@ def decode_flow(
     return summary
 
 
-@flow(name="collect", log_prints=True)
+@flow(name="collect")
 def collect_flow(
     config: str, root: str | None = None, workers: int = 4, processes: bool = False
 ) -> dict[str, Any]:
