@@ -264,7 +264,7 @@ async def rewrite_shard(
     prog = progress()
     needed = todo.group_by("query_id", maintain_order=True).agg(pl.col("rewrite_id"))
 
-    async def one(qid: str, rewrite_ids: list[int]) -> list[dict] | None:
+    async def one(qid: str, rewrite_ids: list[int]) -> tuple[Item, list[str], list[int]] | None:
         item = by_id[qid]
         n_total = int(plan.filter(pl.col("query_id") == qid).height)
         messages = bench.rewrite_messages(item, n_total)
@@ -295,14 +295,30 @@ async def rewrite_shard(
             report.failed += len(rewrite_ids)
             report.notes.append(f"{qid}: unparseable rewriter answer: {last_err[:200]}")
             return None
-        sims = similarity([item.question] * len(texts), texts) if similarity else None
-        checks = check_rewrites(item, texts, sims)
-        now = datetime.now(UTC)
-        return [
+        return item, texts, rewrite_ids
+
+    results: list[tuple[Item, list[str], list[int]] | None] = [None] * needed.height
+
+    async def keep(i: int, qid: str, rewrite_ids: list[int]) -> None:
+        results[i] = await one(qid, rewrite_ids)
+
+    gate = asyncio.Semaphore(rewriter.max_concurrency)
+    await _run_all([_gated(gate, keep(i, q, ids)) for i, (q, ids) in enumerate(needed.iter_rows())])
+    done = [r for r in results if r is not None]
+    # One batched similarity call for the whole shard: encoding query by query is ~100× slower.
+    originals = [item.question for item, texts, _ in done for _ in texts]
+    rewritten = [t for _, texts, _ in done for t in texts]
+    sims = similarity(originals, rewritten) if similarity and rewritten else None
+    rows, pos, now = [], 0, datetime.now(UTC)
+    for item, texts, rewrite_ids in done:
+        sub = sims[pos : pos + len(texts)] if sims is not None else None
+        pos += len(texts)
+        checks = check_rewrites(item, texts, sub)
+        rows += [
             {
                 "dataset": dataset,
                 "split": split,
-                "query_id": qid,
+                "query_id": item.query_id,
                 "rewrite_id": rid,
                 "text": texts[rid],
                 "rewriter": rewriter.name,
@@ -311,15 +327,6 @@ async def rewrite_shard(
             }
             for rid in rewrite_ids
         ]
-
-    results: list[list[dict] | None] = [None] * needed.height
-
-    async def keep(i: int, qid: str, rewrite_ids: list[int]) -> None:
-        results[i] = await one(qid, rewrite_ids)
-
-    gate = asyncio.Semaphore(rewriter.max_concurrency)
-    await _run_all([_gated(gate, keep(i, q, ids)) for i, (q, ids) in enumerate(needed.iter_rows())])
-    rows = [r for rs in results if rs for r in rs]
     if rows:
         write_rewrites(root, rows, shard=shard)
     report.ok = len(rows)
@@ -496,8 +503,12 @@ def embedding_similarity(encoder: str) -> Callable[[list[str], list[str]], list[
             a = vec.transform(originals).toarray()
             b = vec.transform(rewrites).toarray()
         else:
-            a = enc.encode(originals)
-            b = enc.encode(rewrites)
+            # Each original appears once per rewrite: encode every distinct text once.
+            uniq = list(dict.fromkeys(originals + rewrites))
+            vecs = enc.encode(uniq)
+            idx = {t: i for i, t in enumerate(uniq)}
+            a = vecs[[idx[t] for t in originals]]
+            b = vecs[[idx[t] for t in rewrites]]
         a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
         b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
         return [float(x) for x in (a * b).sum(axis=1)]
@@ -552,8 +563,8 @@ def estimate_budget(exp: Experiment, root: str | Path | None = None) -> pl.DataF
     )
     max_tok = pl.col("dataset").map_elements(exp.protocol.max_tokens_for, return_dtype=pl.Int64)
     rows = (
-        plan.join(tok, on=["dataset", "query_id"], how="left")
-        .join(prices, on="model", how="left")
+        plan.join(tok, on=["dataset", "query_id"], how="left", maintain_order="left")
+        .join(prices, on="model", how="left", maintain_order="left")
         .with_columns(max_tok.alias("max_tokens"))
         .with_columns(
             (pl.col("prompt_tokens") * pl.col("pin") + pl.col("max_tokens") * pl.col("pout")).alias(
@@ -573,12 +584,15 @@ def estimate_budget(exp: Experiment, root: str | Path | None = None) -> pl.DataF
         )
     )
     rw = exp.rewriter
-    rw_plan = expected_rewrites(exp, splits).select("dataset", "split", "query_id").unique()
+    rw_key = ["dataset", "split", "query_id", "rewrite_id"]
+    rw_plan = expected_rewrites(exp, splits).select(rw_key)
     if root is not None and Path(root).exists():
-        have = scan_rewrites(root).select("dataset", "split", "query_id").unique().collect()
-        rw_plan = rw_plan.join(have, on=["dataset", "split", "query_id"], how="anti")
+        # A query with any planned rewrite missing costs one rewriter call (it asks for all).
+        have = scan_rewrites(root).select(rw_key).collect()
+        rw_plan = rw_plan.join(have, on=rw_key, how="anti")
+    rw_plan = rw_plan.select("dataset", "split", "query_id").unique(maintain_order=True)
     rw_rows = (
-        rw_plan.join(tok, on=["dataset", "query_id"], how="left")
+        rw_plan.join(tok, on=["dataset", "query_id"], how="left", maintain_order="left")
         .group_by("dataset", "split", maintain_order=True)
         .agg(pl.len().alias("calls"), pl.col("prompt_tokens").sum().round(0))
         .with_columns(

@@ -22,7 +22,7 @@ from dars.benchmarks.loading import load_splits
 from dars.collect import ShardIncomplete, new_run_id, reset_progress
 from dars.config import Experiment, load_experiment
 from dars.plan import build_plan, expected_rewrites, status
-from dars.storage import scan_observations, scan_rewrites, store_id
+from dars.storage import scan_observations, scan_rewrites
 from dars.tasks.collect import decode_shard_task, rewrite_shard_task
 
 
@@ -101,7 +101,7 @@ def rewrite_flow(
         .with_columns(pl.col("done").fill_null(0))
     )
     todo = shards.filter(pl.col("done") < pl.col("expected"))
-    run_id, sid = new_run_id(), store_id(root)
+    run_id = new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
             runner.submit(
@@ -113,7 +113,6 @@ def rewrite_flow(
                     "split": s,
                     "shard": int(sh),
                     "done_before": int(n),
-                    "store": sid,
                     "run_id": run_id,
                 },
             )
@@ -136,7 +135,7 @@ def decode_flow(
     plan = build_plan(exp, load_splits(exp))
     st = status(plan, scan_observations(root)).filter(pl.col("dataset").is_not_null())
     todo = st.filter(pl.col("done") < pl.col("expected"))
-    run_id, sid = new_run_id(), store_id(root)
+    run_id = new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
             runner.submit(
@@ -149,7 +148,6 @@ def decode_flow(
                     "model": r["model"],
                     "shard": int(r["shard"]),
                     "done_before": int(r["done"]),
-                    "store": sid,
                     "run_id": run_id,
                 },
             )

@@ -41,7 +41,6 @@ from dars.storage.store import (
     rewrite_keys,
     scan_observations,
     scan_rewrites,
-    store_id,
     write_observations,
     write_rewrites,
 )
@@ -73,7 +72,6 @@ __all__ = [
     "rewrite_keys",
     "scan_observations",
     "scan_rewrites",
-    "store_id",
     "validate_observations",
     "validate_rewrites",
     "write_observations",

@@ -155,6 +155,3 @@ class RunLayout:
 
     def manifest_file(self) -> Path:
         return self.root / "manifest.parquet"
-
-    def store_id_file(self) -> Path:
-        return self.root / "store_id.txt"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -454,30 +453,7 @@ def rewrite_keys(
     )
 
 
-def store_id(root: str | Path) -> str:
-    """A random id given to a run root the first time it is used (kept in ``store_id.txt``).
-
-    Task caches key on it, so a cached "partition complete" result never outlives the store it
-    describes: deleting the run root gives a new id and therefore new cache keys.
-    """
-    path = RunLayout(root).store_id_file()
-    if path.is_file():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(uuid.uuid4().hex)
-    try:
-        # link fails if another process created the id first; then theirs wins.
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.read_text().strip()
-
-
 __all__ = [
-    "store_id",
     "OBSERVATION_COLUMNS",
     "REWRITE_COLUMNS",
     "RewriteCounts",

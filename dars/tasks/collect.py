@@ -1,10 +1,10 @@
 """Prefect tasks of the collection stage: one task run per partition shard, never per call.
 
-The bodies only call ``dars.collect``; retries and caching live on the decorators. A shard with
-failed calls raises ``ShardIncomplete`` after storing what succeeded, so Prefect retries it when
-some failure was transient (the retry fills only the failed keys); a shard blocked by the spend
-cap or by missing rewrites, or whose calls failed for good (auth, bad request), is not retried,
-since repeating it cannot help.
+The bodies only call ``dars.collect``; retries live on the decorators (no cache: see
+``_CACHE``). A shard with failed calls raises ``ShardIncomplete`` after storing what succeeded,
+so Prefect retries it when some failure was transient (the retry fills only the failed keys); a
+shard blocked by the spend cap or by missing rewrites, or whose calls failed for good (auth, bad
+request), is not retried, since repeating it cannot help.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import INPUTS, TASK_SOURCE
+from prefect.cache_policies import NO_CACHE
 
 from dars.collect import ShardIncomplete, decode_shard, embedding_similarity, rewrite_shard
 from dars.config import Experiment
@@ -27,11 +27,12 @@ def _retry_transient(task: Any, task_run: Any, state: Any) -> bool:
     return isinstance(exc, ShardIncomplete) and exc.report.transient_failed > 0
 
 
-# The cache key covers the whole experiment (pool, protocol, benchmarks), the run root and its
-# ``store`` id (new when the root is deleted), the partition and ``done_before`` (the partition's
-# stored-ok count when the flow planned the task): a completed shard is not recomputed for the
-# same state, and any change of the store or the config gives a new key.
-_CACHE = INPUTS - "run_id" + TASK_SOURCE
+# No Prefect cache: the store is the cache. A shard's work is its rows in the store, not its
+# return value; every run re-reads the store (keys stored ok are never requested again) and the
+# flows submit no task for a complete partition. So a cache hit could only ever happen after
+# data was lost (a shard file deleted to redo it), and would then wrongly skip the work.
+# ``done_before`` stays as a parameter: the Prefect UI shows how far the shard was.
+_CACHE = NO_CACHE
 
 
 @task(
@@ -49,7 +50,6 @@ def rewrite_shard_task(
     split: str,
     shard: int,
     done_before: int,
-    store: str,
     run_id: str,
 ) -> dict[str, Any]:
     similarity = embedding_similarity(exp.encoder)
@@ -77,7 +77,6 @@ def decode_shard_task(
     model: str,
     shard: int,
     done_before: int,
-    store: str,
     run_id: str,
 ) -> dict[str, Any]:
     report = run_sync(decode_shard(exp, root, dataset, split, model, shard, run_id=run_id))
