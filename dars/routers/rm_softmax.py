@@ -1,0 +1,130 @@
+"""Regret-minimising softmax router, conditioned on the cost weight λ."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from dars.routers._torch import DTYPE, TorchRouter, first_layer, glorot, zeros
+from dars.routers.base import DEFAULT_BETA, DEFAULT_LAM, _check_weight, check_X
+from dars.routers.registry import register_router
+from dars.routers.targets import BatchedTargets
+
+__all__ = ["RMSoftmaxRouter"]
+
+
+@register_router("rm_softmax")
+class RMSoftmaxRouter(TorchRouter):
+    """Softmax policy over models that minimises expected regret, with λ as an input.
+
+    Input: the standardised embedding and λ / max(lam_grid); one ReLU layer of ``hidden`` units;
+    output: one logit per model. Training minimises, averaged over queries and over every λ in
+    ``lam_grid``, Σ_m softmax_m · (max_k u_k − u_m) with u = q − λc (− βσ under DARS targets: the
+    risk-adjusted targets, with this router's ``beta``). A single model serves any λ; λ outside
+    the grid is extrapolation.
+
+    The family scores models rather than predicting q/c/σ: ``predict_stats`` is unavailable and
+    ``predict_utility`` returns the policy's log-probabilities at λ (their argmax is the route;
+    they are not utility estimates). Trained on DARS targets, only this router's ``beta`` is
+    defined.
+
+    Defaults (ours): ``hidden=64``, ``lam_grid=(0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)``,
+    ``beta=0.2``, full-batch Adam ``lr=1e-2``, ``weight_decay=1e-3``, ``epochs=150`` (chosen on the
+    synthetic task of dars.routers.synthetic at demo size: longer training fits single-shot
+    noise and routes worse, and costs more).
+    """
+
+    provides_stats = False
+
+    def __init__(
+        self,
+        *,
+        hidden: int = 64,
+        lam_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
+        beta: float = 0.2,
+        epochs: int = 150,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-3,
+        n_threads: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
+        self.hidden = hidden
+        self.lam_grid = lam_grid
+        self.beta = beta
+        self.epochs = epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if not isinstance(self.hidden, int) or self.hidden < 1:
+            raise ValueError(f"rm_softmax: hidden must be an int >= 1, got {self.hidden!r}")
+        grid = self.lam_grid
+        if not isinstance(grid, tuple | list) or not grid:
+            raise ValueError(f"rm_softmax: lam_grid must be a non-empty tuple, got {grid!r}")
+        for lam in grid:
+            _check_weight("rm_softmax lam_grid entry", lam)
+        if not self.beta >= 0:
+            raise ValueError(f"rm_softmax: beta must be >= 0, got {self.beta!r}")
+
+    def _lam_scale(self) -> float:
+        top = max(float(v) for v in self.lam_grid)
+        return top if top > 0 else 1.0
+
+    def _init_params(self, gen: torch.Generator, n_features: int, n_models: int) -> dict:
+        h = int(self.hidden)
+        return {
+            "Wx": glorot(gen, n_features + 1, h, n_features, h),
+            "wl": glorot(gen, n_features + 1, h, h),
+            "b1": zeros(h),
+            "W2": glorot(gen, h, n_models, h, n_models),
+            "b2": zeros(n_models),
+        }
+
+    def _train_inputs(self, X: torch.Tensor) -> dict[str, Any]:
+        return {"lams": torch.tensor([float(v) for v in self.lam_grid], dtype=DTYPE)}
+
+    def _forward(self, params: dict, X: torch.Tensor, **kw: Any) -> dict[str, torch.Tensor]:
+        lams = kw["lams"] / self._lam_scale()  # (G,)
+        hx = first_layer(X, params["Wx"], params["b1"])  # (S, n, h)
+        z = torch.relu(hx[:, None] + lams[None, :, None, None] * params["wl"][:, None, None, :])
+        S, G, n, h = z.shape
+        logits = torch.baddbmm(params["b2"][:, None, :], z.reshape(S, G * n, h), params["W2"])
+        return {"logits": logits.reshape(S, G, n, -1)}
+
+    def _target_tensors(self, targets: BatchedTargets) -> dict[str, torch.Tensor]:
+        tgt = super()._target_tensors(targets)
+        lams = torch.tensor([float(v) for v in self.lam_grid], dtype=DTYPE)
+        u = tgt["q"][:, None] - lams[None, :, None, None] * tgt["c"][:, None]  # (S, G, n, M)
+        if "sigma" in tgt:
+            u = u - float(self.beta) * tgt["sigma"][:, None]
+        tgt["regret"] = u.max(dim=-1, keepdim=True).values - u
+        return tgt
+
+    def _loss(self, out: dict, tgt: dict, has_sigma: bool) -> torch.Tensor:
+        p = torch.softmax(out["logits"], dim=-1)
+        return (p * tgt["regret"]).sum(dim=-1).mean(dim=(1, 2))
+
+    def predict_utility(
+        self, X: Any, lam: float = DEFAULT_LAM, beta: float = DEFAULT_BETA
+    ) -> np.ndarray:
+        """Log-probabilities of the routing policy at λ, shape (n_queries, n_models).
+
+        Not utility estimates: this family only ranks models. Their argmax is ``route``.
+        """
+        self._check_fitted()
+        _check_weight("lam", lam)
+        _check_weight("beta", beta)
+        if self.has_sigma_ and not math.isclose(beta, float(self.beta)):
+            raise ValueError(
+                f"rm_softmax was trained on risk-adjusted targets with beta={self.beta}; "
+                f"beta={beta} is undefined (refit with beta={beta})"
+            )
+        X = check_X(X, n_features=self.n_features_in_)
+        out = self._raw_outputs(X, lams=torch.tensor([float(lam)], dtype=DTYPE))
+        return torch.log_softmax(out["logits"][0, 0], dim=-1).numpy().astype(np.float64)
