@@ -398,6 +398,45 @@ def supervise(
 
 
 @app.command()
+def train(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    family: Annotated[
+        list[str] | None, typer.Option("--family", help="Router family (repeatable; default all).")
+    ] = None,
+    mode: Annotated[
+        list[str] | None,
+        typer.Option("--mode", help="Supervision mode (repeatable; default all seven)."),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Routers trained at once.")] = 2,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Train router families × supervision modes from supervision/ into models/ (flow `train`)."""
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    from dars.flows.train import train_flow
+
+    try:
+        report = train_flow(
+            config=str(config), root=exp.root, families=family, modes=mode, workers=workers
+        )
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    _print_train(report)
+    console.print(f"routers written under {Path(exp.root) / 'models'}")
+
+
+def _print_train(report: Any) -> None:
+    import polars as pl
+
+    per = report.group_by("family", maintain_order=True).agg(
+        pl.len().alias("routers"), pl.col("n_draws").sum().alias("fits"), pl.col("fit_s").sum()
+    )
+    console.print(_frame_table(per, "routers trained", floats="{:.1f}"))
+
+
+@app.command()
 def run(
     config: ConfigOpt = Path("configs/demo.yaml"),
     root: RootOpt = None,
@@ -405,7 +444,7 @@ def run(
     processes: ProcOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the whole pipeline (Prefect flow `pipeline`): collect → supervise."""
+    """Run the whole pipeline (Prefect flow `pipeline`): collect → supervise → train."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
@@ -422,4 +461,5 @@ def run(
         raise typer.Exit(1) from None
     _print_status(exp)
     console.print(diagnostics_table(out["supervise"]))
+    _print_train(out["train"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")

@@ -1,4 +1,4 @@
-"""The whole DAG as one flow: collect → supervise (→ train → evaluate → report as they land).
+"""The whole DAG as one flow: collect → supervise → train (→ evaluate → report as they land).
 
 Each stage is a subflow, so the Prefect UI shows the DAG with one node per stage and the shard
 tasks under each; every stage reads its inputs from storage, so any of them can be rerun alone
@@ -13,8 +13,9 @@ from prefect import flow
 
 from dars.flows.collect import collect_flow
 from dars.flows.supervise import supervise_flow
+from dars.flows.train import train_flow
 
-STAGES: tuple[str, ...] = ("collect", "supervise")
+STAGES: tuple[str, ...] = ("collect", "supervise", "train")
 
 
 @flow(name="pipeline")
@@ -35,4 +36,7 @@ def pipeline_flow(
         out["collect"] = collect_flow(config, root, workers, processes)
     if "supervise" in wanted:
         out["supervise"] = supervise_flow(config, root)
+    if "train" in wanted:
+        # Each fit already runs on one thread; more than 2 workers oversubscribes 2 cores.
+        out["train"] = train_flow(config, root, workers=min(workers, 2))
     return out

@@ -6,7 +6,8 @@
       observations/dataset=<d>/split=<train|test>/model=<m>/part-<shard:05d>.parquet
       rewrites/dataset=<d>/split=<train|test>/part-<shard:05d>.parquet
       supervision/dataset=<d>/<name>.parquet        μ, c̄, σ, u, labels, ablations, diagnostics
-      models/dataset=<d>/router=<r>/mode=<mode>/    one fitted router per directory
+      models/dataset=<d>/router=<r>/mode=<mode>/    one fitted router per directory and
+                                                    routes.parquet, its test routes
       results/<name>.<ext>                          evaluation tables (JSON + Parquet)
       report/<name>.<ext>                           Markdown, HTML and PNG plots
       embeddings/encoder=<e>/dataset=<d>/<split>.parquet
@@ -127,6 +128,11 @@ class RunLayout:
             / f"router={check_name('router', router)}"
             / f"mode={check_name('mode', mode)}"
         )
+
+    def routes_file(self, dataset: str, router: str, mode: str) -> Path:
+        """Test-query routes of one trained (dataset, router, mode): ``routes.parquet`` in its
+        model directory (one row per (draw, query_id); see :mod:`dars.training`)."""
+        return self.model_dir(dataset, router, mode) / "routes.parquet"
 
     def results_dir(self) -> Path:
         return self.root / "results"

@@ -35,6 +35,7 @@ def _tiny_config(tmp_path: Path) -> Path:
         "single_shot_draws": 5,
         "shard_size": 4,
         "encoder": "tfidf",
+        "routers": ["knn", "avengers_pro", "mirt"],
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -117,9 +118,20 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     assert "winner_flip_rate" in out
     assert (root / "supervision" / "dataset=demo_mc" / "dars.parquet").is_file()
 
-    # The pipeline on a complete store makes no call and rewrites the supervision.
+    out = _ok(runner.invoke(app, ["train", "-c", str(cfg), "--family", "knn", "--mode", "dars"]))
+    assert "routers trained" in out
+    assert (root / "models" / "dataset=demo_mc" / "router=knn" / "mode=dars").is_dir()
+    result = runner.invoke(app, ["train", "-c", str(cfg), "--family", "nope"])
+    assert result.exit_code == 1 and "knn" in result.output  # lists the valid families
+
+    # The pipeline on a complete store makes no call, rewrites the supervision and trains every
+    # configured family in every mode.
     out = _ok(runner.invoke(app, ["run", "-c", str(cfg)]))
     assert "nothing to collect" in out and "pipeline finished" in out
+    for family in ("knn", "avengers_pro", "mirt"):
+        for mode in ("single_shot", "dars", "without_risk"):
+            mdir = root / "models" / "dataset=demo_mc" / f"router={family}" / f"mode={mode}"
+            assert (mdir / "routes.parquet").is_file()
 
 
 def test_rerun_needs_the_flag(tmp_path):

@@ -1,0 +1,167 @@
+"""The train stage (dars.training) on a tiny simulated store: files, routes, reload, caching."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from dars.benchmarks.loading import load_benchmark_splits
+from dars.routers import load_router
+from dars.routers.encoders import EmbeddingCache, TfidfEncoder, item_text
+from dars.storage import RunLayout
+from dars.storage.supervision_store import read_supervision
+from dars.supervision.stage import supervise_dataset
+from dars.training import (
+    DEFAULT_MODES,
+    ROUTES_SCHEMA,
+    embed_queries,
+    routes_frame,
+    train_router,
+    training_targets,
+)
+from tests.simstore import sim_experiment, write_sim_store
+
+DATASET = "demo_mc"
+N_TRAIN, N_TEST, DRAWS = 16, 8, 5
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    exp = sim_experiment(
+        root,
+        n_train=N_TRAIN,
+        n_items=N_TRAIN + N_TEST,
+        train_rewrites=2,
+        train_decodes=2,
+        draws=DRAWS,
+    )
+    exp = exp.model_copy(update={"encoder": "tfidf"})
+    write_sim_store(exp, root)
+    supervise_dataset(exp, root, DATASET, n_boot=20)
+    return exp, root
+
+
+def test_default_modes_are_single_shot_dars_and_the_five_ablations():
+    assert DEFAULT_MODES == (
+        "single_shot",
+        "dars",
+        "input_only",
+        "output_only",
+        "without_risk",
+        "rewrite_risk",
+        "decoding_risk",
+    )
+
+
+@pytest.mark.parametrize("family", ["knn", "mirt"])
+@pytest.mark.parametrize("mode", ["single_shot", "dars", "without_risk"])
+def test_train_router_writes_router_and_routes(store, family, mode):
+    exp, root = store
+    report = train_router(exp, root, DATASET, family, mode)
+
+    layout = RunLayout(root)
+    out = layout.model_dir(DATASET, family, mode)
+    assert report["dir"] == str(out)
+    n_draws = DRAWS if mode == "single_shot" else 1
+    assert report["n_draws"] == n_draws and report["n_train"] == N_TRAIN
+    assert report["n_test"] == N_TEST
+    assert (out / "router.json").is_file()
+    test_ids = [it.query_id for it in load_benchmark_splits(exp.benchmark(DATASET), 0)["test"]]
+    assert len(test_ids) == N_TEST
+
+    routes = pl.read_parquet(layout.routes_file(DATASET, family, mode))
+    assert routes.schema == pl.Schema(
+        {"draw": pl.Int32, "query_id": pl.String, "model": pl.String, "model_index": pl.Int32}
+    )
+    assert routes.height == n_draws * N_TEST
+    assert routes["draw"].to_list() == np.repeat(np.arange(n_draws), N_TEST).tolist()
+    assert routes["query_id"].to_list() == test_ids * n_draws
+    pool = exp.pool.names
+    assert routes["model"].to_list() == [pool[i] for i in routes["model_index"]]
+
+    # The saved router (draw 0 for single_shot) reproduces its routes.
+    router = load_router(out)
+    assert list(router.models_) == pool
+    assert router.has_sigma_ == (mode == "dars")
+    _, _, ids, X_test, _ = embed_queries(exp, root, DATASET)
+    assert ids == test_ids
+    draw0 = routes.filter(pl.col("draw") == 0)["model_index"].to_numpy()
+    np.testing.assert_array_equal(router.route(X_test, exp.lam, exp.beta), draw0)
+
+
+def test_single_shot_draws_differ_and_dars_differs_from_single_shot(store):
+    exp, root = store
+    layout = RunLayout(root)
+    for mode in ("single_shot", "dars"):
+        train_router(exp, root, DATASET, "knn", mode)
+    ss = pl.read_parquet(layout.routes_file(DATASET, "knn", "single_shot"))
+    # Draws are trained on different labels: with 5 draws some test route must change.
+    per_query = ss.group_by("query_id").agg(pl.col("model_index").n_unique())
+    assert per_query["model_index"].max() > 1
+
+
+def test_rerun_encodes_nothing_and_cache_lives_at_the_layout_path(store, monkeypatch):
+    exp, root = store
+    first = embed_queries(exp, root, DATASET)
+    assert first[4].startswith("tfidf:")
+    layout = RunLayout(root)
+    items = load_benchmark_splits(exp.benchmark(DATASET), exp.seed)
+    for split, X in (("train", first[1]), ("test", first[3])):
+        assert X.shape[0] == len(items[split])
+        cache = EmbeddingCache(layout.embeddings_file("tfidf", DATASET, split))
+        # One cached row per distinct text (the simulated benchmark repeats a few questions).
+        assert len(cache) == len({item_text(it) for it in items[split]})
+
+    def refuse(self, texts):
+        raise AssertionError(f"encoded {len(texts)} texts on a rerun")
+
+    monkeypatch.setattr(TfidfEncoder, "encode", refuse)
+    again = embed_queries(exp, root, DATASET)
+    np.testing.assert_array_equal(first[1], again[1])
+    np.testing.assert_array_equal(first[3], again[3])
+    assert again[4] == first[4]
+    # A fresh cache (as in a new process) finds every text too.
+    enc = TfidfEncoder().fit([item_text(it) for it in items["train"]])
+    cache = EmbeddingCache(layout.embeddings_file("tfidf", DATASET, "test"))
+    cache.embed(enc, [item_text(it) for it in items["test"]])
+    assert cache.last_encoded == 0
+
+
+def test_training_targets_keeps_split_order_and_drops_missing_queries(store):
+    exp, root = store
+    frame = read_supervision(root, DATASET, "dars")
+    ids = sorted(frame["query_id"].unique().to_list())
+    dropped = ids[3]
+    train_ids = ["absent-not-supervised"] + ids[::-1]
+    part = frame.filter(pl.col("query_id") != dropped)
+    rows, targets = training_targets(part, "dars", train_ids, exp.pool.names)
+    expected = [i for i, q in enumerate(train_ids) if q not in (dropped, "absent-not-supervised")]
+    assert rows == expected
+    assert targets.sigma is not None and targets.q.shape == (len(ids) - 1, 6)
+    _, no_risk = training_targets(part, "without_risk", train_ids, exp.pool.names)
+    assert no_risk.sigma is None
+    with pytest.raises(ValueError, match="not in the train split"):
+        training_targets(frame, "dars", ids[1:], exp.pool.names)
+
+
+def test_bad_family_or_mode_lists_the_valid_ones(store):
+    exp, root = store
+    with pytest.raises(ValueError, match="valid: .*knn"):
+        train_router(exp, root, DATASET, "nope", "dars")
+    with pytest.raises(ValueError, match="valid: single_shot, dars"):
+        train_router(exp, root, DATASET, "knn", "bogus")
+
+
+def test_routes_frame_rows():
+    t = routes_frame(np.array([[1, 0], [0, 0]]), ["q1", "q2"], ["a", "b"])
+    assert t.schema == ROUTES_SCHEMA
+    assert t.to_pylist() == [
+        {"draw": 0, "query_id": "q1", "model": "b", "model_index": 1},
+        {"draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
+        {"draw": 1, "query_id": "q1", "model": "a", "model_index": 0},
+        {"draw": 1, "query_id": "q2", "model": "a", "model_index": 0},
+    ]
+    with pytest.raises(ValueError, match="route indices"):
+        routes_frame(np.array([[2]]), ["q1"], ["a", "b"])
