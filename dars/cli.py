@@ -436,6 +436,44 @@ def _print_train(report: Any) -> None:
     console.print(_frame_table(per, "routers trained", floats="{:.1f}"))
 
 
+def _print_main(main: Any) -> None:
+    import polars as pl
+
+    from dars.evaluation.stage import main_table
+
+    table = main_table(main).filter(
+        pl.col("mode").is_in(["best_fixed", "random", "oracle", "single_shot", "dars"])
+    )
+    console.print(
+        _frame_table(
+            table,
+            "test utility U = quality − λ·cost of the chosen model (single_shot: mean of draws;"
+            " ablations in results/main.parquet)",
+            floats="{:.3f}",
+        )
+    )
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Evaluate every trained router on the rewrite and decode test views (flow `evaluate`)."""
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    from dars.flows.evaluate import evaluate_flow
+
+    try:
+        main = evaluate_flow(config=str(config), root=exp.root)
+    except FileNotFoundError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    _print_main(main)
+    console.print(f"results written under {Path(exp.root) / 'results'}")
+
+
 @app.command()
 def run(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -444,7 +482,7 @@ def run(
     processes: ProcOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the whole pipeline (Prefect flow `pipeline`): collect → supervise → train."""
+    """Run the whole pipeline (Prefect flow `pipeline`): collect → supervise → train → evaluate."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
@@ -462,4 +500,5 @@ def run(
     _print_status(exp)
     console.print(diagnostics_table(out["supervise"]))
     _print_train(out["train"])
+    _print_main(out["evaluate"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")

@@ -124,14 +124,34 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     result = runner.invoke(app, ["train", "-c", str(cfg), "--family", "nope"])
     assert result.exit_code == 1 and "knn" in result.output  # lists the valid families
 
-    # The pipeline on a complete store makes no call, rewrites the supervision and trains every
-    # configured family in every mode.
+    out = _ok(runner.invoke(app, ["evaluate", "-c", str(cfg)]))
+    assert "oracle" in out and "knn" in out
+    main = pl.read_parquet(root / "results" / "main.parquet")
+    for (_, _), g in main.group_by("dataset", "view"):
+        oracle = g.filter(pl.col("mode") == "oracle")["U"].item()
+        # Robust facts only: no router and no fixed model beats the per-query oracle.
+        assert (g["U"] <= oracle + 1e-12).all()
+        assert g.filter(pl.col("mode") == "best_fixed")["best_model"].item() in {
+            "cheap-weak",
+            "cheap-math",
+        }
+
+    # The pipeline on a complete store makes no call, rewrites the supervision, trains every
+    # configured family in every mode and evaluates them.
     out = _ok(runner.invoke(app, ["run", "-c", str(cfg)]))
     assert "nothing to collect" in out and "pipeline finished" in out
     for family in ("knn", "avengers_pro", "mirt"):
         for mode in ("single_shot", "dars", "without_risk"):
             mdir = root / "models" / "dataset=demo_mc" / f"router={family}" / f"mode={mode}"
             assert (mdir / "routes.parquet").is_file()
+    main = pl.read_parquet(root / "results" / "main.parquet")
+    assert set(main.filter(pl.col("mode") == "single_shot")["family"]) == {
+        "knn",
+        "avengers_pro",
+        "mirt",
+    }
+    assert (main.filter(pl.col("mode") == "single_shot")["n_draws"] == 5).all()
+    assert (root / "results" / "main.json").is_file()
 
 
 def test_rerun_needs_the_flag(tmp_path):
