@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 import dars  # noqa: F401  (applies the offline environment defaults)
+from dars.storage.layout import RunLayout
 
 app = typer.Typer(
     add_completion=False,
@@ -394,7 +395,7 @@ def supervise(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     console.print(diagnostics_table(summary))
-    console.print(f"supervision written under {Path(exp.root) / 'supervision'}")
+    console.print(f"supervision written under {RunLayout(exp.root).supervision_dir()}")
 
 
 @app.command()
@@ -424,7 +425,7 @@ def train(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     _print_train(report)
-    console.print(f"routers written under {Path(exp.root) / 'models'}")
+    console.print(f"routers written under {RunLayout(exp.root).models_dir()}")
 
 
 def _print_train(report: Any) -> None:
@@ -444,6 +445,10 @@ def _print_main(main: Any) -> None:
     table = main_table(main).filter(
         pl.col("mode").is_in(["best_fixed", "random", "oracle", "single_shot", "dars"])
     )
+    # Two-line headers (dataset / view) keep the table readable in an 80-column terminal.
+    table = table.rename(
+        {c: c.rsplit("_", 1)[0] + "\n" + c.rsplit("_", 1)[1] for c in table.columns[2:]}
+    ).rename({"family": "router", "mode": "labels"})
     console.print(
         _frame_table(
             table,
@@ -471,7 +476,7 @@ def evaluate(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
     _print_main(main)
-    console.print(f"results written under {Path(exp.root) / 'results'}")
+    console.print(f"results written under {RunLayout(exp.root).results_dir()}")
 
 
 @app.command()

@@ -49,54 +49,51 @@ def _router_rows(
     exp: Experiment, layout: RunLayout, dataset: str, vu: pl.DataFrame, n_boot: int
 ) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for fam_dir in sorted(layout.models_dir().glob(f"dataset={dataset}/router=*")):
-        family = fam_dir.name.split("=", 1)[1]
-        for mode_dir in sorted(fam_dir.glob("mode=*")):
-            mode = mode_dir.name.split("=", 1)[1]
-            path = layout.routes_file(dataset, family, mode)
-            if not path.is_file():
-                continue  # an interrupted training: routes.parquet is written last
-            routes = pl.read_parquet(path)
-            ru = router_utilities(routes, vu, dataset=dataset)
-            if mode == "single_shot":
-                for r in summarise_single_shot(ru).iter_rows(named=True):
-                    rows.append(
-                        {
-                            "dataset": dataset,
-                            "view": r["view"],
-                            "family": family,
-                            "mode": mode,
-                            "n_draws": r["n_draws"],
-                            "U": r["U_mean"],
-                            "U_std": r["U_std"],
-                            "U_low": None,
-                            "U_high": None,
-                            "Q": r["Q_mean"],
-                            "C": r["C_mean"],
-                            "best_model": None,
-                        }
-                    )
-                continue
-            cells = routed_cells(routes, vu, dataset=dataset)
-            for r in ru.iter_rows(named=True):
-                per_query = cells.filter(pl.col("view") == r["view"])["u"].to_numpy()
-                lo, hi = bootstrap_ci(per_query, n_boot=n_boot, seed=exp.seed)
+    for family, mode in layout.trained_routers(dataset):
+        path = layout.routes_file(dataset, family, mode)
+        if not path.is_file():
+            continue  # an interrupted training: routes.parquet is written last
+        routes = pl.read_parquet(path)
+        ru = router_utilities(routes, vu, dataset=dataset)
+        if mode == "single_shot":
+            for r in summarise_single_shot(ru).iter_rows(named=True):
                 rows.append(
                     {
                         "dataset": dataset,
                         "view": r["view"],
                         "family": family,
                         "mode": mode,
-                        "n_draws": 1,
-                        "U": r["U"],
-                        "U_std": None,
-                        "U_low": lo,
-                        "U_high": hi,
-                        "Q": r["Q"],
-                        "C": r["C"],
+                        "n_draws": r["n_draws"],
+                        "U": r["U_mean"],
+                        "U_std": r["U_std"],
+                        "U_low": None,
+                        "U_high": None,
+                        "Q": r["Q_mean"],
+                        "C": r["C_mean"],
                         "best_model": None,
                     }
                 )
+            continue
+        cells = routed_cells(routes, vu, dataset=dataset)
+        for r in ru.iter_rows(named=True):
+            per_query = cells.filter(pl.col("view") == r["view"])["u"].to_numpy()
+            lo, hi = bootstrap_ci(per_query, n_boot=n_boot, seed=exp.seed)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "view": r["view"],
+                    "family": family,
+                    "mode": mode,
+                    "n_draws": 1,
+                    "U": r["U"],
+                    "U_std": None,
+                    "U_low": lo,
+                    "U_high": hi,
+                    "Q": r["Q"],
+                    "C": r["C"],
+                    "best_model": None,
+                }
+            )
     return rows
 
 

@@ -129,6 +129,15 @@ class RunLayout:
             / f"mode={check_name('mode', mode)}"
         )
 
+    def trained_routers(self, dataset: str) -> list[tuple[str, str]]:
+        """(router, mode) pairs with a model directory for ``dataset``, sorted."""
+        base = self.models_dir() / f"dataset={check_name('dataset', dataset)}"
+        return sorted(
+            (r.name.split("=", 1)[1], m.name.split("=", 1)[1])
+            for r in base.glob("router=*")
+            for m in r.glob("mode=*")
+        )
+
     def routes_file(self, dataset: str, router: str, mode: str) -> Path:
         """Test-query routes of one trained (dataset, router, mode): ``routes.parquet`` in its
         model directory (one row per (draw, query_id); see :mod:`dars.training`)."""
