@@ -74,6 +74,17 @@ def _frame_table(df: Any, title: str | None = None, floats: str = "{:.4f}") -> T
     return table
 
 
+def _or_exit(
+    fn: Any, *args: Any, errors: tuple[type[Exception], ...] = (FileNotFoundError,), **kw: Any
+) -> Any:
+    """Run a stage; an expected failure (missing inputs, bad names) is one red line, exit 1."""
+    try:
+        return fn(*args, **kw)
+    except errors as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+
+
 # ------------------------------------------------------------------------------------------------
 # benchmarks
 
@@ -389,11 +400,7 @@ def supervise(
     from dars.flows.supervise import supervise_flow
     from dars.supervision.stage import diagnostics_table
 
-    try:
-        summary = supervise_flow(config=str(config), root=exp.root)
-    except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    summary = _or_exit(supervise_flow, config=str(config), root=exp.root)
     console.print(diagnostics_table(summary))
     console.print(f"supervision written under {RunLayout(exp.root).supervision_dir()}")
 
@@ -417,13 +424,15 @@ def train(
     exp = _load(config, root)
     from dars.flows.train import train_flow
 
-    try:
-        report = train_flow(
-            config=str(config), root=exp.root, families=family, modes=mode, workers=workers
-        )
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    report = _or_exit(
+        train_flow,
+        config=str(config),
+        root=exp.root,
+        families=family,
+        modes=mode,
+        workers=workers,
+        errors=(ValueError, FileNotFoundError, RuntimeError),
+    )
     _print_train(report)
     console.print(f"routers written under {RunLayout(exp.root).models_dir()}")
 
@@ -470,11 +479,7 @@ def evaluate(
     exp = _load(config, root)
     from dars.flows.evaluate import evaluate_flow
 
-    try:
-        main = evaluate_flow(config=str(config), root=exp.root)
-    except FileNotFoundError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+    main = _or_exit(evaluate_flow, config=str(config), root=exp.root)
     _print_main(main)
     console.print(f"results written under {RunLayout(exp.root).results_dir()}")
 
