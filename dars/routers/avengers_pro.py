@@ -57,10 +57,7 @@ class AvengersProRouter(Router):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        for name in ("n_clusters", "n_init", "top_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"avengers_pro: {name} must be an int >= 1, got {value!r}")
+        self._check_positive_ints("n_clusters", "n_init", "top_k")
 
     def _cluster(self, X: np.ndarray) -> None:
         Xn = _l2_normalise(X)

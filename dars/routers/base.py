@@ -225,6 +225,14 @@ class Router(BaseEstimator, ABC):
                 f"(it seeds torch and is saved as JSON), got {rs!r}"
             )
 
+    def _check_positive_ints(self, *names: str) -> None:
+        """Raise naming the family and the parameter unless each of ``names`` is an int >= 1
+        (bools are rejected: ``True`` is an int subclass and never a meant size)."""
+        for name in names:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
+                raise ValueError(f"{self.name}: {name} must be an int >= 1, got {v!r}")
+
     def _seed(self) -> int:
         """The integer seed for this fit: random_state, or fresh entropy when it is None."""
         if self.random_state is None:

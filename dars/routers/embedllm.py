@@ -52,8 +52,7 @@ class EmbedLLMRouter(TorchRouter):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if not isinstance(self.embed_dim, int) or self.embed_dim < 1:
-            raise ValueError(f"embedllm: embed_dim must be an int >= 1, got {self.embed_dim!r}")
+        self._check_positive_ints("embed_dim")
         if not self.beta >= 0:
             raise ValueError(f"embedllm: beta must be >= 0, got {self.beta!r}")
 

@@ -51,10 +51,7 @@ class GraphRouter(TorchRouter):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        for name in ("embed_dim", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"graph_router: {name} must be an int >= 1, got {v!r}")
+        self._check_positive_ints("embed_dim", "hidden")
 
     def _init_params(self, gen: torch.Generator, n_features: int, n_models: int) -> dict:
         k, h = int(self.embed_dim), int(self.hidden)

@@ -50,10 +50,7 @@ class MIRTRouter(TorchRouter):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        for name in ("latent_dim", "hidden"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"mirt: {name} must be an int >= 1, got {v!r}")
+        self._check_positive_ints("latent_dim", "hidden")
 
     def _init_params(self, gen: torch.Generator, n_features: int, n_models: int) -> dict:
         h, D = int(self.hidden), int(self.latent_dim)

@@ -73,10 +73,7 @@ class MLPRouter(Router):
             )
         ):
             raise ValueError(f"mlp: hidden_layer_sizes must be positive ints, got {sizes!r}")
-        for name in ("max_iter", "warm_start_epochs"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 1:
-                raise ValueError(f"mlp: {name} must be an int >= 1, got {v!r}")
+        self._check_positive_ints("max_iter", "warm_start_epochs")
 
     def _estimator(self, seed: int) -> MLPRegressor:
         return MLPRegressor(

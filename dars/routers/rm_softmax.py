@@ -62,8 +62,7 @@ class RMSoftmaxRouter(TorchRouter):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        if not isinstance(self.hidden, int) or self.hidden < 1:
-            raise ValueError(f"rm_softmax: hidden must be an int >= 1, got {self.hidden!r}")
+        self._check_positive_ints("hidden")
         grid = self.lam_grid
         if not isinstance(grid, tuple | list) or not grid:
             raise ValueError(f"rm_softmax: lam_grid must be a non-empty tuple, got {grid!r}")

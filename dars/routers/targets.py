@@ -53,6 +53,27 @@ def _check_ranges(q: np.ndarray, c: np.ndarray, sigma: np.ndarray | None) -> Non
         )
 
 
+def _normalise_fields(obj: Targets | BatchedTargets, ndim: int) -> None:
+    """Validate and store ``obj``'s q, c, sigma (arrays of ``ndim`` dims, models last) and names.
+    Shared by ``Targets`` (ndim 2) and ``BatchedTargets`` (ndim 3, draws first)."""
+    q = _as_float_array("q", obj.q, ndim)
+    c = _as_float_array("c", obj.c, ndim)
+    sigma = None if obj.sigma is None else _as_float_array("sigma", obj.sigma, ndim)
+    for name, arr in (("c", c), ("sigma", sigma)):
+        if arr is not None and arr.shape != q.shape:
+            raise ValueError(f"targets.{name} has shape {arr.shape}, q has {q.shape}")
+    if ndim == 3 and q.shape[0] < 1:
+        raise ValueError("batched targets need at least one draw")
+    if q.shape[-1] < 2:
+        raise ValueError(f"routing needs at least 2 models, targets have {q.shape[-1]}")
+    _check_ranges(q, c, sigma)
+    models = _check_models(obj.models, q.shape[-1])
+    object.__setattr__(obj, "q", q)
+    object.__setattr__(obj, "c", c)
+    object.__setattr__(obj, "sigma", sigma)
+    object.__setattr__(obj, "models", models)
+
+
 @dataclass(frozen=True)
 class Targets:
     """Per-(query, model) targets for one training run: arrays of shape (n_queries, n_models).
@@ -66,20 +87,7 @@ class Targets:
     models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        q = _as_float_array("q", self.q, 2)
-        c = _as_float_array("c", self.c, 2)
-        sigma = None if self.sigma is None else _as_float_array("sigma", self.sigma, 2)
-        for name, arr in (("c", c), ("sigma", sigma)):
-            if arr is not None and arr.shape != q.shape:
-                raise ValueError(f"targets.{name} has shape {arr.shape}, q has {q.shape}")
-        if q.shape[1] < 2:
-            raise ValueError(f"routing needs at least 2 models, targets have {q.shape[1]}")
-        _check_ranges(q, c, sigma)
-        models = _check_models(self.models, q.shape[-1])
-        object.__setattr__(self, "q", q)
-        object.__setattr__(self, "c", c)
-        object.__setattr__(self, "sigma", sigma)
-        object.__setattr__(self, "models", models)
+        _normalise_fields(self, 2)
 
     @property
     def n_queries(self) -> int:
@@ -110,22 +118,7 @@ class BatchedTargets:
     models: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        q = _as_float_array("q", self.q, 3)
-        c = _as_float_array("c", self.c, 3)
-        sigma = None if self.sigma is None else _as_float_array("sigma", self.sigma, 3)
-        for name, arr in (("c", c), ("sigma", sigma)):
-            if arr is not None and arr.shape != q.shape:
-                raise ValueError(f"targets.{name} has shape {arr.shape}, q has {q.shape}")
-        if q.shape[0] < 1:
-            raise ValueError("batched targets need at least one draw")
-        if q.shape[2] < 2:
-            raise ValueError(f"routing needs at least 2 models, targets have {q.shape[2]}")
-        _check_ranges(q, c, sigma)
-        models = _check_models(self.models, q.shape[-1])
-        object.__setattr__(self, "q", q)
-        object.__setattr__(self, "c", c)
-        object.__setattr__(self, "sigma", sigma)
-        object.__setattr__(self, "models", models)
+        _normalise_fields(self, 3)
 
     @property
     def n_draws(self) -> int:
