@@ -27,7 +27,7 @@ from dars.evaluation.metrics import (
     summarise_single_shot,
     view_utilities,
 )
-from dars.storage import RunLayout, atomic_write_table, scan_observations
+from dars.storage import RunLayout, atomic_write_table, atomic_write_text, scan_observations
 
 MAIN_COLUMNS = {
     "dataset": pl.String,
@@ -145,11 +145,7 @@ def evaluate_main(
     payload = json.dumps(
         {"lam": exp.lam, "beta": exp.beta, "rows": main.to_dicts()}, indent=1, default=str
     )
-    json_path = layout.results_file("main", "json")
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = json_path.with_name(f".{json_path.name}.tmp")
-    tmp.write_text(payload)
-    tmp.replace(json_path)
+    atomic_write_text(payload, layout.results_file("main", "json"))
     return main
 
 

@@ -29,10 +29,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 import pyarrow as pa
@@ -113,19 +113,15 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write_table(
-    table: pa.Table, path: str | Path, *, metadata: Mapping[bytes, bytes] | None = None
-) -> None:
-    """Write ``table`` to ``path`` as Parquet so that readers see the old file or the new one,
-    never a partial one. The temporary file is hidden (leading ``.``) and ends in ``.tmp``."""
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on a hidden temp file beside ``path`` (leading ``.``, ending ``.tmp``), fsync
+    it and rename it over ``path``: readers see the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
@@ -135,6 +131,20 @@ def atomic_write_table(
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write_table(
+    table: pa.Table, path: str | Path, *, metadata: Mapping[bytes, bytes] | None = None
+) -> None:
+    """Write ``table`` to ``path`` as Parquet, atomically (see ``_atomic_write``)."""
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    _atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
+
+
+def atomic_write_text(text: str, path: str | Path) -> None:
+    """Write ``text`` (UTF-8) to ``path``, atomically (see ``_atomic_write``)."""
+    _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 @contextlib.contextmanager
@@ -459,6 +469,7 @@ __all__ = [
     "RewriteCounts",
     "WriteCounts",
     "atomic_write_table",
+    "atomic_write_text",
     "done_keys",
     "key_shards",
     "rewrite_keys",

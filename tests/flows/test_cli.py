@@ -131,10 +131,9 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
         oracle = g.filter(pl.col("mode") == "oracle")["U"].item()
         # Robust facts only: no router and no fixed model beats the per-query oracle.
         assert (g["U"] <= oracle + 1e-12).all()
-        assert g.filter(pl.col("mode") == "best_fixed")["best_model"].item() in {
-            "cheap-weak",
-            "cheap-math",
-        }
+        # The best fixed model is at least as good as picking a model at random.
+        best = g.filter(pl.col("mode") == "best_fixed")["U"].item()
+        assert best >= g.filter(pl.col("mode") == "random")["U"].item() - 1e-12
 
     # The pipeline on a complete store makes no call, rewrites the supervision, trains every
     # configured family in every mode and evaluates them.
