@@ -8,6 +8,7 @@ set, the allowed values.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,41 @@ class BenchmarkSpec(_Strict):
         return v
 
 
+class Evaluation(_Strict):
+    """Settings of the evaluation experiments (``dars experiment …``, the report).
+
+    ``ablation_family``: the router family of the Table-2 ablation (the paper uses MIRT).
+    ``sweep_families``: families of the sample-efficiency, β and Pareto experiments (None: the
+    experiment's ``routers``). ``lam_grid``: the λ values of the Pareto sweep (the train stage
+    routes every test query at each). ``budgets``: mean normalised-cost budgets of the
+    budget-constrained frontier. ``beta_grid``: the β values of the β sweep. ``n_boot``:
+    bootstrap resamples for every confidence interval over test queries.
+    """
+
+    ablation_family: str = "mirt"
+    sweep_families: list[str] | None = None
+    lam_grid: list[float] = Field(
+        default_factory=lambda: [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0], min_length=1
+    )
+    budgets: list[float] = Field(
+        default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0], min_length=1
+    )
+    beta_grid: list[float] = Field(
+        default_factory=lambda: [0.0, 0.05, 0.1, 0.2, 0.5, 1.0], min_length=1
+    )
+    n_boot: int = Field(default=1000, ge=1)
+
+    @field_validator("lam_grid", "beta_grid", "budgets")
+    @classmethod
+    def _finite_non_negative(cls, v: list[float]) -> list[float]:
+        bad = [x for x in v if not math.isfinite(x) or x < 0]
+        if bad:
+            raise ValueError(f"values must be finite and >= 0, got {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"values must be distinct, got {v}")
+        return sorted(v)
+
+
 class Experiment(_Strict):
     """A whole run: benchmarks × pool × protocol, utility weights and where outputs go."""
 
@@ -170,6 +206,7 @@ class Experiment(_Strict):
         ]
     )
     encoder: str = "all-MiniLM-L6-v2"
+    evaluation: Evaluation = Field(default_factory=Evaluation)
 
     @model_validator(mode="after")
     def _unique_benchmarks(self) -> Experiment:

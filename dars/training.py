@@ -12,6 +12,13 @@ router and writes, under ``RunLayout(root).model_dir(dataset, family, mode)``:
   for every other mode), ``query_id`` (str), ``model`` (pool name) and ``model_index`` (int32,
   index into the pool order). Single-shot dirs hold S × n_test rows, the others n_test. Rows are
   ordered by draw, then test split order.
+* ``lam_routes.parquet`` (:func:`lam_routes_frame`, modes ``single_shot`` and ``dars`` only —
+  the Pareto experiment's inputs): the same routes at every λ of
+  ``experiment.evaluation.lam_grid`` (β = the experiment's β). One row per (lam, draw,
+  query_id) with columns ``lam`` (float64) then those of ``routes.parquet``; rows ordered by
+  lam (grid order), draw, test split order. Routing at another λ needs no refit: families that
+  predict q, c and σ are evaluated once (``predict_stats_many``) and only the argmax of
+  u = q − λc − βσ changes; rm_softmax, conditioned on λ, is asked per λ.
 
 Modes (:data:`VALID_MODES`):
 
@@ -53,6 +60,7 @@ from dars.routers import (
     available_routers,
     batched_targets_from_frame,
     make_router,
+    predict_stats_many,
     route_many,
     targets_from_frame,
 )
@@ -70,12 +78,17 @@ from dars.supervision.ablations import VARIANTS
 __all__ = [
     "ABLATION_MODES",
     "DEFAULT_MODES",
+    "LAM_ROUTES_SCHEMA",
+    "LAM_SWEEP_MODES",
     "ROUTES_SCHEMA",
     "VALID_MODES",
     "Embeddings",
     "check_families",
     "check_modes",
     "embed_queries",
+    "lam_routes_frame",
+    "new_router",
+    "route_lam_grid",
     "routes_frame",
     "train_router",
     "training_targets",
@@ -85,6 +98,8 @@ __all__ = [
 ABLATION_MODES: tuple[str, ...] = tuple(v for v in VARIANTS if v != "full_dars")
 DEFAULT_MODES: tuple[str, ...] = ("single_shot", "dars", *ABLATION_MODES)
 VALID_MODES: tuple[str, ...] = ("single_shot", "dars", *VARIANTS)
+#: Modes whose test routes are also written at every λ of the Pareto sweep.
+LAM_SWEEP_MODES: tuple[str, ...] = ("single_shot", "dars")
 #: Columns of ``routes.parquet`` (see the module docstring).
 ROUTES_SCHEMA = pa.schema(
     [
@@ -94,6 +109,8 @@ ROUTES_SCHEMA = pa.schema(
         pa.field("model_index", pa.int32(), nullable=False),
     ]
 )
+#: Columns of ``lam_routes.parquet``: the sweep's λ, then :data:`ROUTES_SCHEMA`.
+LAM_ROUTES_SCHEMA = pa.schema([pa.field("lam", pa.float64(), nullable=False), *ROUTES_SCHEMA])
 
 Embeddings = tuple[list[str], np.ndarray, list[str], np.ndarray, str]
 
@@ -262,14 +279,63 @@ def routes_frame(routes: np.ndarray, query_ids: Sequence[str], models: Sequence[
     )
 
 
+def route_lam_grid(
+    routers: Sequence[Router], X: np.ndarray, lams: Sequence[float], beta: float
+) -> np.ndarray:
+    """Routes of ``routers`` (one family) on ``X`` at every λ of ``lams``: int64 array
+    (len(lams), S, n_queries); entry [l, s] equals ``route_many(routers, X, lams[l], beta)[s]``.
+
+    Families with ``predict_stats`` are evaluated once and only the argmax of
+    ``Stats.utility(λ, β)`` is repeated, so a λ sweep costs far less than a prediction per λ.
+    """
+    if not lams:
+        raise ValueError("lams is empty: give at least one λ to route at")
+    if routers[0].provides_stats:
+        stats = predict_stats_many(routers, X)
+        return np.stack(
+            [np.argmax(stats.utility(lam, beta), axis=-1).astype(np.int64) for lam in lams]
+        )
+    return np.stack([route_many(routers, X, lam=lam, beta=beta) for lam in lams])
+
+
+def lam_routes_frame(
+    routes: np.ndarray, lams: Sequence[float], query_ids: Sequence[str], models: Sequence[str]
+) -> pa.Table:
+    """``lam_routes.parquet`` rows from route indices (len(lams), S, n_queries) (pure).
+
+    Row (l, s, i) says that at λ = ``lams[l]`` draw s sends ``query_ids[i]`` to
+    ``models[routes[l, s, i]]``; rows ordered by λ (as given), draw, query order. Columns:
+    :data:`LAM_ROUTES_SCHEMA`.
+    """
+    routes = np.asarray(routes)
+    if routes.ndim != 3 or routes.shape[0] != len(lams):
+        raise ValueError(
+            f"routes must be ({len(lams)} lams, draws, queries), got shape {routes.shape}"
+        )
+    parts = []
+    for lam, per_lam in zip(lams, routes, strict=True):
+        t = routes_frame(per_lam, query_ids, models)
+        parts.append(t.add_column(0, "lam", pa.array(np.full(t.num_rows, float(lam)))))
+    return pa.concat_tables(parts).cast(LAM_ROUTES_SCHEMA)
+
+
 # ------------------------------------------------------------------------------------------------
 # the stage
 # ------------------------------------------------------------------------------------------------
-def _new_router(family: str, exp: Experiment) -> Router:
+def new_router(family: str, exp: Experiment, *, beta: float | None = None) -> Router:
+    """An unfitted ``family`` router as the train stage builds it: ``random_state = exp.seed``;
+    for families that fold β into training (embedllm, rm_softmax), ``beta`` (default
+    ``exp.beta``); for families trained over a λ grid (rm_softmax), the experiment's λ plus
+    ``exp.evaluation.lam_grid``."""
     router = make_router(family, random_state=exp.seed)
+    params = router.get_params(deep=False)
     # Families that fold β into their targets only define utilities at their own β.
-    if "beta" in router.get_params(deep=False):
-        router.set_params(beta=exp.beta)
+    if "beta" in params:
+        router.set_params(beta=exp.beta if beta is None else beta)
+    # A family that takes λ as an input (rm_softmax) trains on the λ values it will be asked
+    # about: the experiment's λ and the Pareto sweep, so no route is an extrapolation.
+    if "lam_grid" in params:
+        router.set_params(lam_grid=tuple(sorted({exp.lam, *exp.evaluation.lam_grid})))
     return router
 
 
@@ -281,7 +347,8 @@ def train_router(
 
     Returns a report: ``dataset, family, mode, n_train`` (training queries), ``n_test``,
     ``n_draws`` (routers trained: S for single_shot, else 1), ``encoder`` (embedding space),
-    ``fit_s`` (seconds spent in fit/fit_many) and ``dir`` (the model directory).
+    ``fit_s`` (seconds spent in fit/fit_many), ``lam_route_s`` (seconds spent routing the λ
+    sweep; 0 for modes outside :data:`LAM_SWEEP_MODES`) and ``dir`` (the model directory).
     """
     exp.benchmark(dataset)  # unknown dataset names raise listing the experiment's benchmarks
     check_families([family])
@@ -295,7 +362,7 @@ def train_router(
     rows, targets = training_targets(frame, mode, train_ids, models)
     X = X_train[rows]
 
-    router = _new_router(family, exp)
+    router = new_router(family, exp)
     t0 = time.perf_counter()
     if isinstance(targets, BatchedTargets):
         routers = router.fit_many(X, targets)
@@ -303,13 +370,24 @@ def train_router(
         routers = [router.fit(X, targets)]
     fit_s = time.perf_counter() - t0
     routes = route_many(routers, X_test, lam=exp.lam, beta=exp.beta)
+    lam_routes = None
+    t0 = time.perf_counter()
+    if mode in LAM_SWEEP_MODES:
+        lam_routes = route_lam_grid(routers, X_test, exp.evaluation.lam_grid, exp.beta)
+    lam_route_s = time.perf_counter() - t0
 
     # routes.parquet goes last and is removed first, so its presence means the directory is
-    # complete (a half-written rerun never pairs a new router with stale routes).
+    # complete (a half-written rerun never pairs a new router with stale routes or λ routes).
     routes_path = layout.routes_file(dataset, family, mode)
+    lam_path = layout.lam_routes_file(dataset, family, mode)
     routes_path.unlink(missing_ok=True)
+    lam_path.unlink(missing_ok=True)
     routers[0].save(out_dir)
-    atomic_write_table(routes_frame(routes, test_ids, routers[0].models_), routes_path)
+    models = routers[0].models_
+    if lam_routes is not None:
+        table = lam_routes_frame(lam_routes, exp.evaluation.lam_grid, test_ids, models)
+        atomic_write_table(table, lam_path)
+    atomic_write_table(routes_frame(routes, test_ids, models), routes_path)
     return {
         "dataset": dataset,
         "family": family,
@@ -319,5 +397,6 @@ def train_router(
         "n_draws": len(routers),
         "encoder": encoder_name,
         "fit_s": round(fit_s, 3),
+        "lam_route_s": round(lam_route_s, 3),
         "dir": str(out_dir),
     }

@@ -14,8 +14,11 @@ from dars.storage.supervision_store import read_supervision
 from dars.supervision.stage import supervise_dataset
 from dars.training import (
     DEFAULT_MODES,
+    LAM_ROUTES_SCHEMA,
     ROUTES_SCHEMA,
     embed_queries,
+    lam_routes_frame,
+    route_lam_grid,
     routes_frame,
     train_router,
     training_targets,
@@ -165,3 +168,112 @@ def test_routes_frame_rows():
     ]
     with pytest.raises(ValueError, match="route indices"):
         routes_frame(np.array([[2]]), ["q1"], ["a", "b"])
+
+
+# ------------------------------------------------------------------------------------------------
+# λ-sweep routes (lam_routes.parquet, the Pareto experiment's input)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("family", ["knn", "mirt", "rm_softmax"])
+@pytest.mark.parametrize("mode", ["single_shot", "dars"])
+def test_train_router_writes_lam_routes_for_every_lam(store, family, mode):
+    exp, root = store
+    grid = exp.evaluation.lam_grid
+    assert exp.lam in grid
+    report = train_router(exp, root, DATASET, family, mode)
+    assert report["lam_route_s"] >= 0
+    layout = RunLayout(root)
+    lam_routes = pl.read_parquet(layout.lam_routes_file(DATASET, family, mode))
+    assert lam_routes.schema == pl.Schema(
+        {
+            "lam": pl.Float64,
+            "draw": pl.Int32,
+            "query_id": pl.String,
+            "model": pl.String,
+            "model_index": pl.Int32,
+        }
+    )
+    n_draws = DRAWS if mode == "single_shot" else 1
+    assert lam_routes.height == len(grid) * n_draws * N_TEST
+    assert lam_routes["lam"].to_list() == np.repeat(grid, n_draws * N_TEST).tolist()
+
+    # At the experiment's λ the sweep repeats routes.parquet exactly.
+    routes = pl.read_parquet(layout.routes_file(DATASET, family, mode))
+    assert lam_routes.filter(pl.col("lam") == exp.lam).drop("lam").equals(routes)
+
+    # The saved router (draw 0) routes every λ as the sweep says (slow path: route per λ).
+    router = load_router(layout.model_dir(DATASET, family, mode))
+    _, _, _, X_test, _ = embed_queries(exp, root, DATASET)
+    for lam in grid:
+        got = lam_routes.filter((pl.col("lam") == lam) & (pl.col("draw") == 0))
+        np.testing.assert_array_equal(
+            got["model_index"].to_numpy(), router.route(X_test, lam, exp.beta)
+        )
+    if family != "rm_softmax":
+        # Cost matters: over the grid from λ=0 to λ=2 some test route changes.
+        d0 = lam_routes.filter(pl.col("draw") == 0)
+        changes = d0.group_by("query_id").agg(pl.col("model_index").n_unique())
+        assert changes["model_index"].max() > 1
+
+
+def test_ablation_modes_write_no_lam_routes_and_clear_stale_ones(store):
+    exp, root = store
+    path = RunLayout(root).lam_routes_file(DATASET, "knn", "without_risk")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"stale")
+    train_router(exp, root, DATASET, "knn", "without_risk")
+    assert not path.exists()
+
+
+def test_failed_rerun_leaves_no_routes_file(store, monkeypatch):
+    import dars.training as training
+
+    exp, root = store
+    layout = RunLayout(root)
+    train_router(exp, root, DATASET, "knn", "dars")
+    routes_path = layout.routes_file(DATASET, "knn", "dars")
+    assert routes_path.is_file() and layout.lam_routes_file(DATASET, "knn", "dars").is_file()
+    real = training.atomic_write_table
+
+    def fail_on_routes(table, path):
+        if path == routes_path:
+            raise OSError("disk full")
+        return real(table, path)
+
+    monkeypatch.setattr(training, "atomic_write_table", fail_on_routes)
+    with pytest.raises(OSError, match="disk full"):
+        train_router(exp, root, DATASET, "knn", "dars")
+    # routes.parquet is removed first and written last: the dir no longer claims completeness.
+    assert not routes_path.exists()
+    monkeypatch.undo()
+    train_router(exp, root, DATASET, "knn", "dars")
+    assert routes_path.is_file()
+
+
+def test_route_lam_grid_and_lam_routes_frame():
+    from dars.routers import Targets, make_router
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3))
+    q = rng.uniform(size=(12, 2))
+    c = np.tile([0.0, 1.0], (12, 1))
+    router = make_router("knn", random_state=0).fit(X, Targets(q=q, c=c, models=["a", "b"]))
+    lams = [0.0, 0.05, 5.0]
+    routes = route_lam_grid([router], X, lams, beta=0.2)
+    assert routes.shape == (3, 1, 12)
+    for i, lam in enumerate(lams):
+        np.testing.assert_array_equal(routes[i, 0], router.route(X, lam, 0.2))
+    # At λ = 5 model b (cost 1) can never win: its predicted q exceeds a's by at most 1.
+    assert (routes[2] == 0).all()
+    with pytest.raises(ValueError, match="lams is empty"):
+        route_lam_grid([router], X, [], beta=0.2)
+
+    t = lam_routes_frame(np.array([[[1, 0]], [[0, 0]]]), [0.0, 0.5], ["q1", "q2"], ["a", "b"])
+    assert t.schema == LAM_ROUTES_SCHEMA
+    assert t.to_pylist() == [
+        {"lam": 0.0, "draw": 0, "query_id": "q1", "model": "b", "model_index": 1},
+        {"lam": 0.0, "draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
+        {"lam": 0.5, "draw": 0, "query_id": "q1", "model": "a", "model_index": 0},
+        {"lam": 0.5, "draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
+    ]
+    with pytest.raises(ValueError, match="routes must be"):
+        lam_routes_frame(np.zeros((1, 1, 2), dtype=int), [0.0, 0.5], ["q1", "q2"], ["a", "b"])

@@ -22,6 +22,7 @@ Frames built here:
 * :func:`router_utilities` — one row per (dataset, view, draw[, extra route keys]) for a router;
 * :func:`reference_rows` — one row per (dataset, view): best fixed model, oracle, random routing;
 * :func:`summarise_single_shot` — mean ± std over single-shot draws;
+* :func:`draw_scores` — per-draw U, Q, C with a bootstrap CI, from routed cells;
 * :func:`bootstrap_ci` — percentile bootstrap over queries.
 """
 
@@ -357,6 +358,39 @@ def bootstrap_ci(
     alpha = (1.0 - ci) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return float(lo), float(hi)
+
+
+def draw_scores(
+    cells: pl.DataFrame, *, n_boot: int = 1000, seed: int | Sequence[int] = 0
+) -> pl.DataFrame:
+    """Per-draw test scores with bootstrap CIs, from :func:`routed_cells` rows.
+
+    One row per (dataset, view, [extra keys…], draw), in the order of ``cells``, with
+    ``n_queries``, ``U``/``Q``/``C`` (means over the draw's queries of the routed model's
+    ``u``/``q``/``c``) and ``U_low``/``U_high`` (:func:`bootstrap_ci` of the per-query ``u``
+    with ``n_boot`` and ``seed``). Every draw of a view resamples with the same seed over the
+    same sorted queries, so intervals of different routers are comparable.
+    """
+    _require(cells, ("dataset", "view", "draw", "query_id", "q", "c", "u"), "cells")
+    keys = [c for c in cells.columns if c not in ("query_id", "model", "q", "c", "u")]
+    rows = []
+    for key, part in cells.group_by(keys, maintain_order=True):
+        u = part["u"].to_numpy()
+        lo, hi = bootstrap_ci(u, n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                **dict(zip(keys, key, strict=True)),
+                "n_queries": int(u.size),
+                "U": float(u.mean()),
+                "U_low": lo,
+                "U_high": hi,
+                "Q": float(part["q"].mean()),
+                "C": float(part["c"].mean()),
+            }
+        )
+    if not rows:
+        raise ValueError("cells is empty")
+    return pl.DataFrame(rows)
 
 
 def summarise_single_shot(router_util: pl.DataFrame) -> pl.DataFrame:

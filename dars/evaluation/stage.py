@@ -11,7 +11,6 @@ reference's name).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,15 @@ import polars as pl
 from dars.config import Experiment
 from dars.evaluation.metrics import (
     all_views_cost_bounds,
-    bootstrap_ci,
+    draw_scores,
     reference_rows,
     routed_cells,
     router_utilities,
     summarise_single_shot,
     view_utilities,
 )
-from dars.storage import RunLayout, atomic_write_table, atomic_write_text, scan_observations
+from dars.evaluation.results import write_result
+from dars.storage import RunLayout, scan_observations
 
 MAIN_COLUMNS = {
     "dataset": pl.String,
@@ -45,6 +45,67 @@ MAIN_COLUMNS = {
 }
 
 
+#: Columns of :func:`score_routes`, in order.
+ROUTE_SCORE_COLUMNS = {
+    "view": pl.String,
+    "n_draws": pl.Int64,
+    "U": pl.Float64,
+    "U_std": pl.Float64,
+    "U_low": pl.Float64,
+    "U_high": pl.Float64,
+    "Q": pl.Float64,
+    "C": pl.Float64,
+}
+
+
+def score_routes(
+    routes: pl.DataFrame,
+    view_util: pl.DataFrame,
+    *,
+    dataset: str,
+    single_shot: bool,
+    n_boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """Score one trained router's test routes in every view (pure).
+
+    ``routes``: the rows of one ``routes.parquet`` (``draw, query_id, model``); ``view_util``:
+    :func:`~dars.evaluation.metrics.view_utilities` rows of ``dataset``. One row per view
+    (sorted) with :data:`ROUTE_SCORE_COLUMNS`. ``single_shot``: the routes hold S draws and the
+    row reports ``n_draws = S``, ``U``/``Q``/``C`` = mean over draws and ``U_std`` = their std
+    (no CI); otherwise ``n_draws = 1`` and ``U_low``/``U_high`` = percentile bootstrap CI of U
+    over test queries (``n_boot`` resamples, numpy seed ``seed``).
+    """
+    if single_shot:
+        rows: list[dict[str, Any]] = []
+        ru = router_utilities(routes, view_util, dataset=dataset)
+        for r in summarise_single_shot(ru).iter_rows(named=True):
+            rows.append(
+                {
+                    "view": r["view"],
+                    "n_draws": r["n_draws"],
+                    "U": r["U_mean"],
+                    "U_std": r["U_std"],
+                    "U_low": None,
+                    "U_high": None,
+                    "Q": r["Q_mean"],
+                    "C": r["C_mean"],
+                }
+            )
+        return pl.DataFrame(rows, schema=ROUTE_SCORE_COLUMNS)
+    scored = draw_scores(routed_cells(routes, view_util, dataset=dataset), n_boot=n_boot, seed=seed)
+    return scored.select(
+        "view",
+        pl.lit(1, dtype=pl.Int64).alias("n_draws"),
+        "U",
+        pl.lit(None, dtype=pl.Float64).alias("U_std"),
+        "U_low",
+        "U_high",
+        "Q",
+        "C",
+    ).cast(ROUTE_SCORE_COLUMNS)
+
+
 def _router_rows(
     exp: Experiment, layout: RunLayout, dataset: str, vu: pl.DataFrame, n_boot: int
 ) -> list[dict[str, Any]]:
@@ -53,47 +114,18 @@ def _router_rows(
         path = layout.routes_file(dataset, family, mode)
         if not path.is_file():
             continue  # an interrupted training: routes.parquet is written last
-        routes = pl.read_parquet(path)
-        ru = router_utilities(routes, vu, dataset=dataset)
-        if mode == "single_shot":
-            for r in summarise_single_shot(ru).iter_rows(named=True):
-                rows.append(
-                    {
-                        "dataset": dataset,
-                        "view": r["view"],
-                        "family": family,
-                        "mode": mode,
-                        "n_draws": r["n_draws"],
-                        "U": r["U_mean"],
-                        "U_std": r["U_std"],
-                        "U_low": None,
-                        "U_high": None,
-                        "Q": r["Q_mean"],
-                        "C": r["C_mean"],
-                        "best_model": None,
-                    }
-                )
-            continue
-        cells = routed_cells(routes, vu, dataset=dataset)
-        for r in ru.iter_rows(named=True):
-            per_query = cells.filter(pl.col("view") == r["view"])["u"].to_numpy()
-            lo, hi = bootstrap_ci(per_query, n_boot=n_boot, seed=exp.seed)
-            rows.append(
-                {
-                    "dataset": dataset,
-                    "view": r["view"],
-                    "family": family,
-                    "mode": mode,
-                    "n_draws": 1,
-                    "U": r["U"],
-                    "U_std": None,
-                    "U_low": lo,
-                    "U_high": hi,
-                    "Q": r["Q"],
-                    "C": r["C"],
-                    "best_model": None,
-                }
-            )
+        scored = score_routes(
+            pl.read_parquet(path),
+            vu,
+            dataset=dataset,
+            single_shot=mode == "single_shot",
+            n_boot=n_boot,
+            seed=exp.seed,
+        )
+        rows += [
+            {"dataset": dataset, **r, "family": family, "mode": mode, "best_model": None}
+            for r in scored.iter_rows(named=True)
+        ]
     return rows
 
 
@@ -120,49 +152,78 @@ def _reference(dataset: str, vu: pl.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def evaluate_main(
-    exp: Experiment, root: str | Path | None = None, *, n_boot: int = 1000
-) -> pl.DataFrame:
-    """Evaluate every trained router of every benchmark; write and return the ``main`` table."""
-    root = exp.root if root is None else root
-    layout = RunLayout(root)
-    obs = scan_observations(root)
-    bounds = all_views_cost_bounds(obs.filter(pl.col("status") == "ok"))
-    rows: list[dict[str, Any]] = []
-    for b in exp.benchmarks:
-        test = scan_observations(root, dataset=b.name, split="test").filter(
-            pl.col("model").is_in(exp.pool.names)
+def load_test_views(exp: Experiment, root: str | Path, dataset: str) -> pl.DataFrame:
+    """:func:`~dars.evaluation.metrics.view_utilities` of ``dataset``'s test observations of the
+    pool models under ``root``, at ``exp.lam``, with cost normalised over all of the dataset's
+    ok observations (train and test, every model), so train and test share one scale.
+
+    Raises ``FileNotFoundError`` naming the store and ``dars collect`` when the dataset has no
+    ok test observation.
+    """
+    test = scan_observations(
+        root, dataset=dataset, split="test", model=exp.pool.names, status="ok"
+    ).collect()
+    if test.height == 0:
+        raise FileNotFoundError(
+            f"no ok test observations of the pool models for dataset {dataset!r} under "
+            f"{RunLayout(root).observations_dir()}; run `dars collect` first"
         )
-        vu = view_utilities(test, lam=exp.lam, cost_bounds=bounds)
-        if vu.height == 0:
-            raise FileNotFoundError(
-                f"no test observations for {b.name} under {root}; run `dars collect` first"
-            )
-        rows += _reference(b.name, vu)
-        rows += _router_rows(exp, layout, b.name, vu, n_boot)
+    bounds = all_views_cost_bounds(scan_observations(root, dataset=dataset, status="ok"))
+    return view_utilities(test, lam=exp.lam, cost_bounds=bounds)
+
+
+def load_view_utilities(exp: Experiment, root: str | Path) -> dict[str, pl.DataFrame]:
+    """``{dataset: load_test_views(exp, root, dataset)}`` for every benchmark of ``exp``."""
+    return {b.name: load_test_views(exp, root, b.name) for b in exp.benchmarks}
+
+
+def evaluate_main(
+    exp: Experiment, root: str | Path | None = None, *, n_boot: int | None = None
+) -> pl.DataFrame:
+    """Evaluate every trained router of every benchmark; write and return the ``main`` table.
+    ``n_boot`` (default ``exp.evaluation.n_boot``): bootstrap resamples of the CIs."""
+    root = exp.root if root is None else root
+    n_boot = exp.evaluation.n_boot if n_boot is None else n_boot
+    layout = RunLayout(root)
+    rows: list[dict[str, Any]] = []
+    for dataset, vu in load_view_utilities(exp, root).items():
+        rows += _reference(dataset, vu)
+        rows += _router_rows(exp, layout, dataset, vu, n_boot)
     main = pl.DataFrame(rows, schema=MAIN_COLUMNS)
-    atomic_write_table(main.to_arrow(), layout.results_file("main", "parquet"))
-    payload = json.dumps(
-        {"lam": exp.lam, "beta": exp.beta, "rows": main.to_dicts()}, indent=1, default=str
-    )
-    atomic_write_text(payload, layout.results_file("main", "json"))
+    write_result(exp, root, "main", main)
     return main
 
 
 def main_table(main: pl.DataFrame) -> pl.DataFrame:
     """The paper's Table 1 layout: one row per (family, mode), one column per dataset × view
-    (``<dataset>_rew`` / ``<dataset>_dec``), values U (single-shot: mean over draws)."""
+    (``<dataset>_rew`` then ``<dataset>_dec``, datasets sorted), values U (single-shot: mean
+    over draws)."""
     short = {"test_rewrite": "rew", "test_decode": "dec"}
     order = {"best_fixed": 0, "random": 1, "oracle": 2, "single_shot": 3, "dars": 4}
-    return (
+    wide = (
         main.with_columns(
             (pl.col("dataset") + "_" + pl.col("view").replace_strict(short)).alias("column")
         )
-        .pivot(on="column", index=["family", "mode"], values="U", sort_columns=True)
+        .pivot(on="column", index=["family", "mode"], values="U")
         .with_columns(pl.col("mode").replace_strict(order, default=5).alias("_o"))
         .sort("_o", "family", "mode")
         .drop("_o")
     )
+    columns = [
+        f"{d}_{v}"
+        for d in sorted(main["dataset"].unique())
+        for v in ("rew", "dec")
+        if f"{d}_{v}" in wide.columns
+    ]
+    return wide.select("family", "mode", *columns)
 
 
-__all__ = ["MAIN_COLUMNS", "evaluate_main", "main_table"]
+__all__ = [
+    "MAIN_COLUMNS",
+    "ROUTE_SCORE_COLUMNS",
+    "evaluate_main",
+    "load_test_views",
+    "load_view_utilities",
+    "main_table",
+    "score_routes",
+]

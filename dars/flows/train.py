@@ -29,6 +29,7 @@ REPORT_SCHEMA = {
     "n_draws": pl.Int64,
     "encoder": pl.String,
     "fit_s": pl.Float64,
+    "lam_route_s": pl.Float64,
     "dir": pl.String,
 }
 

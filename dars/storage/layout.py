@@ -6,8 +6,10 @@
       observations/dataset=<d>/split=<train|test>/model=<m>/part-<shard:05d>.parquet
       rewrites/dataset=<d>/split=<train|test>/part-<shard:05d>.parquet
       supervision/dataset=<d>/<name>.parquet        μ, c̄, σ, u, labels, ablations, diagnostics
-      models/dataset=<d>/router=<r>/mode=<mode>/    one fitted router per directory and
-                                                    routes.parquet, its test routes
+      models/dataset=<d>/router=<r>/mode=<mode>/    one fitted router per directory,
+                                                    routes.parquet (its test routes) and, for
+                                                    single_shot/dars, lam_routes.parquet (test
+                                                    routes at every λ of the Pareto sweep)
       results/<name>.<ext>                          evaluation tables (JSON + Parquet)
       report/<name>.<ext>                           Markdown, HTML and PNG plots
       embeddings/encoder=<e>/dataset=<d>/<split>.parquet
@@ -142,6 +144,12 @@ class RunLayout:
         """Test-query routes of one trained (dataset, router, mode): ``routes.parquet`` in its
         model directory (one row per (draw, query_id); see :mod:`dars.training`)."""
         return self.model_dir(dataset, router, mode) / "routes.parquet"
+
+    def lam_routes_file(self, dataset: str, router: str, mode: str) -> Path:
+        """Test-query routes of one trained (dataset, router, mode) at every λ of the Pareto
+        sweep: ``lam_routes.parquet`` in its model directory (one row per (lam, draw, query_id);
+        written for the single_shot and dars modes only, see :mod:`dars.training`)."""
+        return self.model_dir(dataset, router, mode) / "lam_routes.parquet"
 
     def results_dir(self) -> Path:
         return self.root / "results"

@@ -1,0 +1,122 @@
+"""Reading and writing experiment results (``<root>/results/<name>.{parquet,json}``).
+
+Every experiment writes one table through :func:`write_result`: the Parquet file is what code
+reads back (the report, tests), the JSON file holds the same rows plus the run's context
+(:func:`run_context`) for people and other tools. Paths come from :class:`~dars.storage.RunLayout`
+only; both files are written atomically, Parquet first, so a reader never sees a JSON without
+its table.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from dars.config import Experiment
+from dars.storage import RunLayout, atomic_write_table, atomic_write_text
+
+__all__ = [
+    "PRODUCED_BY",
+    "ResultMissingError",
+    "read_context",
+    "read_result",
+    "remove_result",
+    "result_exists",
+    "run_context",
+    "write_result",
+]
+
+
+#: The experiment (``dars experiment <name>``) that writes each result table.
+PRODUCED_BY: dict[str, str] = {
+    "main": "main",
+    "ablation": "ablation",
+    "sample_efficiency": "sample_efficiency",
+    "beta": "beta",
+    "pareto": "pareto",
+    "pareto_budget": "pareto",
+    "diagnostics": "diagnostics",
+    "single_shot_distribution": "diagnostics",
+    "recovery": "diagnostics",
+    "rewrite_validity": "validity",
+    "scoring_validity": "validity",
+}
+
+
+class ResultMissingError(FileNotFoundError):
+    """An experiment's result table is not on disk (the experiment has not run yet)."""
+
+
+def run_context(exp: Experiment) -> dict[str, Any]:
+    """What a reader of a result needs to know about the run that produced it: experiment name,
+    λ, β, seed, pool (name → litellm route), rewriter, protocol, benchmarks with their sizes,
+    whether the pool is simulated, and the UTC time the result was written."""
+    simulated = all(m.litellm_model.startswith("dars-sim/") for m in exp.pool.models)
+    return {
+        "experiment": exp.name,
+        "lam": exp.lam,
+        "beta": exp.beta,
+        "seed": exp.seed,
+        "single_shot_draws": exp.single_shot_draws,
+        "pool": {m.name: m.litellm_model for m in exp.pool.models},
+        "rewriter": exp.rewriter.litellm_model,
+        "protocol": exp.protocol.model_dump(),
+        "benchmarks": [
+            {"name": b.name, "n_train": b.n_train, "n_test": b.n_test} for b in exp.benchmarks
+        ],
+        "simulated": simulated,
+        "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_result(
+    exp: Experiment, root: str | Path, name: str, frame: pl.DataFrame, **extra: Any
+) -> Path:
+    """Write ``frame`` as result ``name`` under ``root``; returns the Parquet path.
+
+    The JSON twin is ``{"result": name, "context": run_context(exp), **extra, "rows": [...]}``.
+    """
+    layout = RunLayout(root)
+    path = layout.results_file(name, "parquet")
+    atomic_write_table(frame.to_arrow(), path)
+    payload = {"result": name, "context": run_context(exp), **extra, "rows": frame.to_dicts()}
+    atomic_write_text(json.dumps(payload, indent=1, default=str), layout.results_file(name, "json"))
+    return path
+
+
+def remove_result(root: str | Path, name: str) -> None:
+    """Delete result ``name`` (both files) under ``root`` if present — for a result that no
+    longer applies (e.g. label recovery after switching to a real pool), so no stale table is
+    reported."""
+    layout = RunLayout(root)
+    for ext in ("parquet", "json"):
+        layout.results_file(name, ext).unlink(missing_ok=True)
+
+
+def result_exists(root: str | Path, name: str) -> bool:
+    """Whether result ``name`` has been written under ``root``."""
+    return RunLayout(root).results_file(name, "parquet").is_file()
+
+
+def read_result(root: str | Path, name: str) -> pl.DataFrame:
+    """Result table ``name`` under ``root``; :class:`ResultMissingError` naming the file and
+    the command that writes it when absent."""
+    path = RunLayout(root).results_file(name, "parquet")
+    if not path.is_file():
+        raise ResultMissingError(
+            f"result {name!r} not found at {path}; run "
+            f"`dars experiment {PRODUCED_BY.get(name, name)}` (or `dars evaluate` for all)"
+        )
+    return pl.read_parquet(path)
+
+
+def read_context(root: str | Path, name: str) -> dict[str, Any]:
+    """The run context stored with result ``name`` (see :func:`run_context`)."""
+    path = RunLayout(root).results_file(name, "json")
+    if not path.is_file():
+        raise ResultMissingError(f"result {name!r} has no JSON twin at {path}")
+    return json.loads(path.read_text(encoding="utf-8"))["context"]
