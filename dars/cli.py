@@ -30,6 +30,11 @@ app = typer.Typer(
 )
 bench_app = typer.Typer(no_args_is_help=True, help="Inspect and prepare benchmarks.")
 app.add_typer(bench_app, name="benchmarks")
+experiment_app = typer.Typer(
+    no_args_is_help=True,
+    help="Run one evaluation experiment; its tables go to results/<table>.{parquet,json}.",
+)
+app.add_typer(experiment_app, name="experiment")
 console = Console()
 
 ConfigOpt = Annotated[
@@ -447,23 +452,18 @@ def _print_train(report: Any) -> None:
 
 
 def _print_main(main: Any) -> None:
-    import polars as pl
+    from dars.evaluation.report import main_table
 
-    from dars.evaluation.stage import main_table
-
-    table = main_table(main).filter(
-        pl.col("mode").is_in(["best_fixed", "random", "oracle", "single_shot", "dars"])
-    )
+    table = main_table(main, main["dataset"].unique(maintain_order=True).to_list())
     # Two-line headers (dataset / view) keep the table readable in an 80-column terminal.
     table = table.rename(
         {c: c.rsplit("_", 1)[0] + "\n" + c.rsplit("_", 1)[1] for c in table.columns[2:]}
-    ).rename({"family": "router", "mode": "labels"})
+    )
     console.print(
         _frame_table(
             table,
-            "test utility U = quality − λ·cost of the chosen model (single_shot: mean of draws;"
-            " ablations in results/main.parquet)",
-            floats="{:.3f}",
+            "test utility U = quality − λ·cost of the chosen model (single-shot: mean ± std over"
+            " draws; ablations in results/main.parquet)",
         )
     )
 
@@ -472,16 +472,122 @@ def _print_main(main: Any) -> None:
 def evaluate(
     config: ConfigOpt = Path("configs/demo.yaml"),
     root: RootOpt = None,
+    experiment: Annotated[
+        list[str] | None,
+        typer.Option("--experiment", "-e", help="Experiment to run (repeatable; default all)."),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Experiments run at once.")] = 2,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Evaluate every trained router on the rewrite and decode test views (flow `evaluate`)."""
+    """Run the evaluation experiments into results/ (flow `evaluate`; see `dars experiment`)."""
+    _run_experiments(config, root, verbose, experiment, workers)
+
+
+def _result_tables(result: Any) -> dict[str, Any]:
+    import polars as pl
+
+    if isinstance(result, pl.DataFrame):
+        return {"": result}
+    if isinstance(result, dict):
+        return {k: v for k, v in result.items() if isinstance(v, pl.DataFrame)}
+    return {}
+
+
+def _print_experiment(name: str, result: Any) -> None:
+    """A compact terminal view of an experiment's result (the full tables are in results/)."""
+    import polars as pl
+
+    if name == "main":
+        _print_main(result)
+        return
+    if name == "ablation":
+        from dars.evaluation.experiments import ablation_table
+
+        console.print(_frame_table(ablation_table(result), "ablation (U)", floats="{:.3f}"))
+        return
+    pivots = {
+        "sample_efficiency": (["dataset", "view", "family"], "k×m", "U"),
+        "beta": (["dataset", "view", "family"], "beta", "U"),
+        "diagnostics": (["metric"], "dataset", "value"),
+    }
+    for table_name, frame in _result_tables(result).items():
+        title = f"{name} {table_name}".strip()
+        if name in pivots and frame.height:
+            index, on, values = pivots[name]
+            if on == "k×m":
+                frame = frame.with_columns(
+                    (pl.col("k").cast(pl.String) + "×" + pl.col("m").cast(pl.String)).alias(on)
+                )
+            frame = frame.pivot(on=on, index=index, values=values, sort_columns=False)
+        console.print(_frame_table(frame, title, floats="{:.3f}"))
+
+
+def _run_experiments(
+    config: Path, root: str | None, verbose: bool, names: list[str] | None, workers: int
+) -> None:
+    """Run experiments through the evaluate flow, print each result and the files written."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    from dars.evaluation.suite import check_experiments, tables_of
     from dars.flows.evaluate import evaluate_flow
 
-    main = _or_exit(evaluate_flow, config=str(config), root=exp.root)
-    _print_main(main)
-    console.print(f"results written under {RunLayout(exp.root).results_dir()}")
+    out = _or_exit(
+        evaluate_flow,
+        config=str(config),
+        root=exp.root,
+        experiments=names,
+        workers=workers,
+        errors=(ValueError, FileNotFoundError, RuntimeError),
+    )
+    layout = RunLayout(exp.root)
+    for name in check_experiments(names):
+        _print_experiment(name, out[name])
+        for table in tables_of(name):
+            if layout.results_file(table).is_file():
+                console.print(f"wrote {layout.results_file(table)}", soft_wrap=True)
+
+
+def _experiment_command(name: str, doc: str) -> Any:
+    def command(
+        config: ConfigOpt = Path("configs/demo.yaml"),
+        root: RootOpt = None,
+        verbose: VerboseOpt = False,
+    ) -> None:
+        _run_experiments(config, root, verbose, [name], workers=1)
+
+    command.__doc__ = doc
+    return command
+
+
+def _register_experiments() -> None:
+    from dars.evaluation.suite import EXPERIMENT_HELP
+
+    for name, doc in EXPERIMENT_HELP.items():
+        experiment_app.command(name)(_experiment_command(name, doc))
+
+
+@app.command()
+def report(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write report/index.{md,html} and PNG figures from results/ (flow `report`)."""
+    _quiet_prefect(verbose)
+    exp = _load(config, root)
+    from dars.flows.evaluate import report_flow
+
+    path = _or_exit(
+        report_flow, config=str(config), root=exp.root, errors=(FileNotFoundError, RuntimeError)
+    )
+    _print_report_paths(path)
+
+
+def _print_report_paths(index_md: Any) -> None:
+    layout_dir = Path(index_md).parent
+    # soft_wrap: a path must stay one copyable line, whatever the terminal width.
+    console.print(f"report: {layout_dir / 'index.html'} (self-contained)", soft_wrap=True)
+    console.print(f"        {index_md} (Markdown, figures beside it)", soft_wrap=True)
 
 
 @app.command()
@@ -492,7 +598,7 @@ def run(
     processes: ProcOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Run the whole pipeline (Prefect flow `pipeline`): collect → supervise → train → evaluate."""
+    """Run the whole pipeline (flow `pipeline`): collect, supervise, train, evaluate, report."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
@@ -510,5 +616,9 @@ def run(
     _print_status(exp)
     console.print(diagnostics_table(out["supervise"]))
     _print_train(out["train"])
-    _print_main(out["evaluate"])
+    _print_main(out["evaluate"]["main"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")
+    _print_report_paths(out["report"])
+
+
+_register_experiments()

@@ -164,13 +164,13 @@ def ablation(
     return pl.DataFrame(rows, schema=ABLATION_COLUMNS)
 
 
-def ablation_table(ablation: pl.DataFrame) -> pl.DataFrame:
+def ablation_table(ablation: pl.DataFrame, datasets: Sequence[str] | None = None) -> pl.DataFrame:
     """The paper's Table 2 from ``ablation`` rows of one family (pure).
 
     One row per variant present, in Table-2 order; column ``variant``, then ``<dataset>_rew``
     and ``<dataset>_dec`` (test utility U in the rewrite / decode view; single-shot: mean over
-    draws) for each dataset in sorted order, then ``average`` = unweighted mean of those
-    columns (null when one of them is missing).
+    draws) for each dataset of ``datasets`` (default: those of the frame, sorted), then
+    ``average`` = unweighted mean of those columns (null when one of them is missing).
     """
     need = ("dataset", "view", "family", "variant", "U")
     absent = [c for c in need if c not in ablation.columns]
@@ -192,11 +192,9 @@ def ablation_table(ablation: pl.DataFrame) -> pl.DataFrame:
             f"ablation frame has several rows for dataset={r['dataset']!r}, view={r['view']!r}, "
             f"variant={r['variant']!r}"
         )
-    columns = [
-        f"{ds}_{_SHORT_VIEW[v]}"
-        for ds in sorted(ablation["dataset"].unique().to_list())
-        for v in ("test_rewrite", "test_decode")
-    ]
+    if datasets is None:
+        datasets = sorted(ablation["dataset"].unique().to_list())
+    columns = [f"{ds}_{_SHORT_VIEW[v]}" for ds in datasets for v in ("test_rewrite", "test_decode")]
     wide = ablation.with_columns(
         (pl.col("dataset") + "_" + pl.col("view").replace_strict(_SHORT_VIEW)).alias("column")
     ).pivot(on="column", index="variant", values="U", aggregate_function=None)

@@ -194,36 +194,11 @@ def evaluate_main(
     return main
 
 
-def main_table(main: pl.DataFrame) -> pl.DataFrame:
-    """The paper's Table 1 layout: one row per (family, mode), one column per dataset × view
-    (``<dataset>_rew`` then ``<dataset>_dec``, datasets sorted), values U (single-shot: mean
-    over draws)."""
-    short = {"test_rewrite": "rew", "test_decode": "dec"}
-    order = {"best_fixed": 0, "random": 1, "oracle": 2, "single_shot": 3, "dars": 4}
-    wide = (
-        main.with_columns(
-            (pl.col("dataset") + "_" + pl.col("view").replace_strict(short)).alias("column")
-        )
-        .pivot(on="column", index=["family", "mode"], values="U")
-        .with_columns(pl.col("mode").replace_strict(order, default=5).alias("_o"))
-        .sort("_o", "family", "mode")
-        .drop("_o")
-    )
-    columns = [
-        f"{d}_{v}"
-        for d in sorted(main["dataset"].unique())
-        for v in ("rew", "dec")
-        if f"{d}_{v}" in wide.columns
-    ]
-    return wide.select("family", "mode", *columns)
-
-
 __all__ = [
     "MAIN_COLUMNS",
     "ROUTE_SCORE_COLUMNS",
     "evaluate_main",
     "load_test_views",
     "load_view_utilities",
-    "main_table",
     "score_routes",
 ]

@@ -1,20 +1,65 @@
-"""The evaluate flow: every trained router on the test views → ``results/main.{parquet,json}``.
+"""The evaluate and report flows: trained routers and supervision → ``results/`` → ``report/``.
 
-Parameters only (config path, run root); inputs are read from storage, so a deployment can start
-it when training completes.
+Both take parameters only (config path, run root, names) and read their inputs from storage, so a
+deployment can start ``evaluate`` when training completes and ``report`` when evaluation
+completes. ``evaluate_flow`` fans out one task per experiment (:mod:`dars.evaluation.suite`; they
+are independent) on a thread pool; every task runs even if some fail, then the flow raises
+listing the failures.
 """
 
 from __future__ import annotations
 
-import polars as pl
-from prefect import flow
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from dars.config import load_experiment
-from dars.tasks.evaluate import evaluate_main_task
+from dars.evaluation.suite import check_experiments
+from dars.tasks.evaluate import experiment_task, report_task
 
 
 @flow(name="evaluate")
-def evaluate_flow(config: str, root: str | None = None) -> pl.DataFrame:
-    """Evaluate the experiment in ``config`` under ``root``; returns the ``main`` table."""
+def evaluate_flow(
+    config: str,
+    root: str | None = None,
+    experiments: list[str] | None = None,
+    workers: int = 2,
+) -> dict[str, Any]:
+    """Run ``experiments`` (default: all, see :data:`dars.evaluation.suite.EXPERIMENTS`) for the
+    experiment in ``config`` under ``root``; returns experiment name → its result."""
     exp = load_experiment(config, root=root)
-    return evaluate_main_task(exp, exp.root)
+    names = check_experiments(experiments)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    with ThreadPoolTaskRunner(max_workers=workers) as runner:
+        futures = {
+            name: runner.submit(
+                experiment_task,
+                parameters={"experiment": exp, "root": exp.root, "name": name},
+            )
+            for name in names
+        }
+        wait(list(futures.values()))
+    out: dict[str, Any] = {}
+    failures = []
+    for name, fut in futures.items():
+        try:
+            out[name] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - collected and raised below, after every task
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+    get_run_logger().info("ran %d of %d experiments", len(out), len(names))
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} of {len(names)} experiments failed:\n" + "\n".join(failures)
+        )
+    return out
+
+
+@flow(name="report")
+def report_flow(config: str, root: str | None = None) -> Path:
+    """Write ``report/index.{md,html}`` and the figures from the results under ``root``."""
+    exp = load_experiment(config, root=root)
+    return report_task(exp.root)

@@ -1,4 +1,4 @@
-"""The whole DAG as one flow: collect → supervise → train → evaluate (→ report when it lands).
+"""The whole DAG as one flow: collect → supervise → train → evaluate → report.
 
 Each stage is a subflow, so the Prefect UI shows the DAG with one node per stage and the shard
 tasks under each; every stage reads its inputs from storage, so any of them can be rerun alone
@@ -12,11 +12,11 @@ from typing import Any
 from prefect import flow
 
 from dars.flows.collect import collect_flow
-from dars.flows.evaluate import evaluate_flow
+from dars.flows.evaluate import evaluate_flow, report_flow
 from dars.flows.supervise import supervise_flow
 from dars.flows.train import train_flow
 
-STAGES: tuple[str, ...] = ("collect", "supervise", "train", "evaluate")
+STAGES: tuple[str, ...] = ("collect", "supervise", "train", "evaluate", "report")
 
 
 @flow(name="pipeline")
@@ -41,5 +41,7 @@ def pipeline_flow(
         # Each fit already runs on one thread; more than 2 workers oversubscribes 2 cores.
         out["train"] = train_flow(config, root, workers=min(workers, 2))
     if "evaluate" in wanted:
-        out["evaluate"] = evaluate_flow(config, root)
+        out["evaluate"] = evaluate_flow(config, root, workers=min(workers, 2))
+    if "report" in wanted:
+        out["report"] = report_flow(config, root)
     return out

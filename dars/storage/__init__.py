@@ -35,6 +35,7 @@ from dars.storage.schemas import (
 from dars.storage.store import (
     RewriteCounts,
     WriteCounts,
+    atomic_write_bytes,
     atomic_write_table,
     atomic_write_text,
     done_keys,
@@ -67,6 +68,7 @@ __all__ = [
     "StorageError",
     "WriteCounts",
     "atomic_write_table",
+    "atomic_write_bytes",
     "atomic_write_text",
     "done_keys",
     "import_generations",

@@ -163,6 +163,10 @@ class RunLayout:
     def report_file(self, name: str, ext: str = "md") -> Path:
         return self.report_dir() / f"{check_name('name', name)}.{check_name('ext', ext)}"
 
+    def report_files(self, ext: str) -> list[Path]:
+        """The report files with extension ``ext`` (e.g. the PNG figures), sorted."""
+        return sorted(self.report_dir().glob(f"*.{check_name('ext', ext)}"))
+
     def embeddings_dir(self) -> Path:
         return self.root / "embeddings"
 

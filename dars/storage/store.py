@@ -147,6 +147,11 @@ def atomic_write_text(text: str, path: str | Path) -> None:
     _atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
+def atomic_write_bytes(data: bytes, path: str | Path) -> None:
+    """Write ``data`` to ``path``, atomically (see ``_atomic_write``)."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
 @contextlib.contextmanager
 def _shard_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)

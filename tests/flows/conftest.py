@@ -31,3 +31,25 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield
+
+
+@pytest.fixture
+def quiet_prefect_console():
+    """Detach Prefect's console handlers: they keep the stream of the first CliRunner invocation,
+    which is closed by the next one (a test-runner artefact; a real `dars` process has one)."""
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    removed = []
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for lg in loggers:
+        for h in list(lg.handlers):
+            if isinstance(h, PrefectConsoleHandler):
+                lg.removeHandler(h)
+                removed.append((lg, h))
+    yield
+    for lg, h in removed:
+        lg.addHandler(h)

@@ -42,28 +42,6 @@ def _tiny_config(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def quiet_prefect_console():
-    """Detach Prefect's console handlers: they keep the stream of the first CliRunner invocation,
-    which is closed by the next one (a test-runner artefact; a real `dars` process has one)."""
-    import logging
-
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    removed = []
-    loggers = [logging.getLogger()] + [
-        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
-    ]
-    for lg in loggers:
-        for h in list(lg.handlers):
-            if isinstance(h, PrefectConsoleHandler):
-                lg.removeHandler(h)
-                removed.append((lg, h))
-    yield
-    for lg, h in removed:
-        lg.addHandler(h)
-
-
 def _ok(result):
     assert result.exit_code == 0, result.output + repr(result.exception)
     return result.output
@@ -124,7 +102,7 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     result = runner.invoke(app, ["train", "-c", str(cfg), "--family", "nope"])
     assert result.exit_code == 1 and "knn" in result.output  # lists the valid families
 
-    out = _ok(runner.invoke(app, ["evaluate", "-c", str(cfg)]))
+    out = _ok(runner.invoke(app, ["experiment", "main", "-c", str(cfg)]))
     assert "oracle" in out and "knn" in out
     main = pl.read_parquet(root / "results" / "main.parquet")
     for (_, _), g in main.group_by("dataset", "view"):
@@ -134,6 +112,13 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
         # The best fixed model is at least as good as picking a model at random.
         best = g.filter(pl.col("mode") == "best_fixed")["U"].item()
         assert best >= g.filter(pl.col("mode") == "random")["U"].item() - 1e-12
+
+    # Only knn/dars is trained: the ablation (mirt) fails naming the command that fixes it, and
+    # an unknown experiment lists the valid ones.
+    result = runner.invoke(app, ["experiment", "ablation", "-c", str(cfg)])
+    assert result.exit_code == 1 and "dars train" in result.output
+    result = runner.invoke(app, ["evaluate", "-c", str(cfg), "-e", "nope"])
+    assert result.exit_code == 1 and "sample_efficiency" in result.output
 
     # The pipeline on a complete store makes no call, rewrites the supervision, trains every
     # configured family in every mode and evaluates them.
@@ -151,6 +136,12 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     }
     assert (main.filter(pl.col("mode") == "single_shot")["n_draws"] == 5).all()
     assert (root / "results" / "main.json").is_file()
+
+    # One experiment alone, then the report from the results on disk.
+    out = _ok(runner.invoke(app, ["experiment", "validity", "-c", str(cfg)]))
+    assert "scoring_validity" in out and "wrote" in out
+    out = _ok(runner.invoke(app, ["report", "-c", str(cfg)]))
+    assert "index.html" in out and (root / "report" / "index.html").is_file()
 
 
 def test_rerun_needs_the_flag(tmp_path):
