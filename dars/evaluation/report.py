@@ -579,6 +579,12 @@ class _Note:
 
 
 @dataclass(frozen=True)
+class _Code:
+    text: str
+    lang: str
+
+
+@dataclass(frozen=True)
 class _Table:
     frame: pl.DataFrame
     caption: str = ""
@@ -607,6 +613,9 @@ class Report:
 
     def note(self, text: str) -> None:
         self.blocks.append(_Note(text))
+
+    def code(self, text: str, lang: str = "") -> None:
+        self.blocks.append(_Code(text, lang))
 
     def table(self, frame: pl.DataFrame, caption: str = "") -> None:
         self.blocks.append(_Table(frame, caption))
@@ -640,6 +649,15 @@ def _datasets(main: pl.DataFrame, ctx: Mapping[str, Any] | None) -> list[str]:
     present = main["dataset"].unique(maintain_order=True).to_list()
     ordered = [b["name"] for b in (ctx or {}).get("benchmarks", []) if b["name"] in present]
     return ordered + sorted(set(present) - set(ordered))
+
+
+def _settings_differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Names of the settings on which two run contexts differ: the config's top-level fields
+    when both recorded the config (the other context keys derive from it), else the context's
+    own keys; the write time never counts."""
+    if isinstance(a.get("config"), dict) and isinstance(b.get("config"), dict):
+        a, b = a["config"], b["config"]
+    return sorted(k for k in set(a) | set(b) if k != "written_at" and a.get(k) != b.get(k))
 
 
 def _setup(
@@ -732,14 +750,20 @@ def _setup(
         for name, c in contexts.items():
             if c is None or c is ctx:
                 continue
-            differs = sorted(
-                k for k in set(ctx) | set(c) if k != "written_at" and ctx.get(k) != c.get(k)
-            )
+            differs = _settings_differ(ctx, c)
             if differs:
                 doc.note(
                     f"Result `{name}` was written with settings that differ from `main` "
                     f"({', '.join(differs)}): rerun the experiments for one consistent report."
                 )
+    config = (ctx or {}).get("config")
+    if config is not None:
+        doc.h(3, "Configuration")
+        doc.p(
+            "The experiment configuration these results were produced with (as loaded, defaults "
+            "filled in; API keys are never part of it, only the names of their variables)."
+        )
+        doc.code(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), "yaml")
     paper = paper_figures()["setup"]
     pairs = [f"{d} ≙ {p}" for d, p in mapping.items() if p]
     if pairs:
@@ -1075,6 +1099,8 @@ def render_markdown(doc: Report) -> str:
             out += [b.text, ""]
         elif isinstance(b, _Note):
             out += [f"> **Note:** {b.text}", ""]
+        elif isinstance(b, _Code):
+            out += [f"```{b.lang}", b.text.rstrip("\n"), "```", ""]
         elif isinstance(b, _Table):
             out += [_md_table(b.frame), ""]
             if b.caption:
@@ -1103,6 +1129,7 @@ def _slug(text: str, used: set[str]) -> str:
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1200px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+pre{background:#f6f6f6;padding:.8em;overflow-x:auto;font-size:.85em}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #bbb;margin-top:2em}
 table{border-collapse:collapse;margin:.8em 0;font-size:.85em}
 th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f0f0f0}
@@ -1132,6 +1159,8 @@ def render_html(doc: Report) -> str:
             body.append(f"<p>{_inline_html(b.text)}</p>")
         elif isinstance(b, _Note):
             body.append(f'<p class="note"><strong>Note:</strong> {_inline_html(b.text)}</p>')
+        elif isinstance(b, _Code):
+            body.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
         elif isinstance(b, _Table):
             numeric = [_is_numeric_column(b.frame[c].to_list()) for c in b.frame.columns]
             rows = ["<table>"]

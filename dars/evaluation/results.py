@@ -54,7 +54,8 @@ class ResultMissingError(FileNotFoundError):
 def run_context(exp: Experiment) -> dict[str, Any]:
     """What a reader of a result needs to know about the run that produced it: experiment name,
     λ, β, seed, pool (name → litellm route), rewriter, protocol, benchmarks with their sizes,
-    whether the pool is simulated, and the UTC time the result was written."""
+    whether the pool is simulated, the whole validated config, and the UTC time the result was
+    written."""
     simulated = all(m.litellm_model.startswith("dars-sim/") for m in exp.pool.models)
     return {
         "experiment": exp.name,
@@ -69,6 +70,9 @@ def run_context(exp: Experiment) -> dict[str, Any]:
             {"name": b.name, "n_train": b.n_train, "n_test": b.n_test} for b in exp.benchmarks
         ],
         "simulated": simulated,
+        # The whole validated config (keys are never in it: ModelSpec holds only the *name* of
+        # the variable with the key, and rejects credential-like extra_params).
+        "config": exp.model_dump(mode="json"),
         "written_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 

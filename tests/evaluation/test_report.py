@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
@@ -371,6 +372,12 @@ def test_report_files_and_sections(full) -> None:
         assert f"\n## {title}\n" in md
         assert f">{title}</h2>" in html
     assert "missing" not in md.split("## 2.")[1]  # every result present: no missing notes
+    # The setup states the whole configuration the results were produced with.
+    setup = md.split("## 2.")[0]
+    assert "### Configuration" in setup and "```yaml" in setup
+    config = yaml.safe_load(setup.split("```yaml\n")[1].split("```")[0])
+    assert config["name"] == "demo" and config["lam"] == 0.05
+    assert [m["name"] for m in config["pool"]["models"]][0] == "cheap-weak"
 
 
 def test_every_figure_is_a_valid_png_referenced_by_the_markdown(full) -> None:
