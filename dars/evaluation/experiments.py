@@ -37,9 +37,10 @@ from dars.benchmarks.validity import scoring_validity
 from dars.config import Experiment
 from dars.evaluation.metrics import VIEWS, router_utilities
 from dars.evaluation.results import remove_result, write_result
-from dars.evaluation.stage import load_view_utilities, score_routes
+from dars.evaluation.stage import ROUTE_SCORE_COLUMNS, load_view_utilities, score_routes
 from dars.storage import RunLayout, scan_observations, scan_rewrites
 from dars.storage.supervision_store import read_supervision, supervision_exists
+from dars.supervision.ablations import VARIANTS
 from dars.training import check_families
 
 __all__ = [
@@ -58,27 +59,13 @@ __all__ = [
 ]
 
 #: Table-2 rows, in the paper's order.
-ABLATION_VARIANTS: tuple[str, ...] = (
-    "single_shot",
-    "input_only",
-    "output_only",
-    "without_risk",
-    "rewrite_risk",
-    "decoding_risk",
-    "full_dars",
-)
+ABLATION_VARIANTS: tuple[str, ...] = ("single_shot", *VARIANTS)
 ABLATION_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
     "family": pl.String,
     "variant": pl.String,
-    "n_draws": pl.Int64,
-    "U": pl.Float64,
-    "U_std": pl.Float64,
-    "U_low": pl.Float64,
-    "U_high": pl.Float64,
-    "Q": pl.Float64,
-    "C": pl.Float64,
+    **{k: v for k, v in ROUTE_SCORE_COLUMNS.items() if k != "view"},
 }
 DIAGNOSTICS_COLUMNS = {
     "dataset": pl.String,

@@ -29,22 +29,6 @@ from dars.evaluation.metrics import (
 from dars.evaluation.results import write_result
 from dars.storage import RunLayout, scan_observations
 
-MAIN_COLUMNS = {
-    "dataset": pl.String,
-    "view": pl.String,
-    "family": pl.String,
-    "mode": pl.String,
-    "n_draws": pl.Int64,
-    "U": pl.Float64,
-    "U_std": pl.Float64,
-    "U_low": pl.Float64,
-    "U_high": pl.Float64,
-    "Q": pl.Float64,
-    "C": pl.Float64,
-    "best_model": pl.String,
-}
-
-
 #: Columns of :func:`score_routes`, in order.
 ROUTE_SCORE_COLUMNS = {
     "view": pl.String,
@@ -55,6 +39,16 @@ ROUTE_SCORE_COLUMNS = {
     "U_high": pl.Float64,
     "Q": pl.Float64,
     "C": pl.Float64,
+}
+
+#: Columns of ``results/main`` (see the module docstring), in order.
+MAIN_COLUMNS = {
+    "dataset": pl.String,
+    "view": pl.String,
+    "family": pl.String,
+    "mode": pl.String,
+    **{k: v for k, v in ROUTE_SCORE_COLUMNS.items() if k != "view"},
+    "best_model": pl.String,
 }
 
 
