@@ -183,13 +183,12 @@ class _CollectBar:
     def _store_counts(self) -> tuple[int, int, float]:
         import polars as pl
 
-        from dars.storage import scan_observations
+        from dars.storage import read_observations
 
         df = (
-            scan_observations(self.root)
+            read_observations(self.root, ["status", "cost_usd"])
             .group_by("status")
             .agg(pl.len(), pl.col("cost_usd").sum())
-            .collect()
         )
         got = {r[0]: (r[1], r[2]) for r in df.iter_rows()}
         return got.get("ok", (0, 0.0))[0], got.get("error", (0, 0.0))[0], got.get("ok", (0, 0))[1]
@@ -199,12 +198,7 @@ class _CollectBar:
 
         while not self._stop.wait(0.5):
             if self.processes:
-                try:
-                    ok, failed, cost = self._store_counts()
-                except Exception:  # noqa: BLE001
-                    # A shard file replaced between polars' footer read and its data read;
-                    # the next tick reads the new file.
-                    continue
+                ok, failed, cost = self._store_counts()
                 ok, cost = ok - self._base[0], cost - self._base[2]
             else:
                 p = progress()
@@ -258,10 +252,11 @@ def _print_status(exp: Any) -> Any:
     import polars as pl
 
     from dars.benchmarks.loading import load_splits
-    from dars.plan import build_plan, status
-    from dars.storage import scan_observations
+    from dars.plan import KEY, build_plan, status
+    from dars.storage import read_observations
 
-    st = status(build_plan(exp, load_splits(exp)), scan_observations(exp.root))
+    # read_observations: `dars status` may run while a collection is writing the store.
+    st = status(build_plan(exp, load_splits(exp)), read_observations(exp.root, [*KEY, "status"]))
     per = (
         st.filter(pl.col("dataset").is_not_null())
         .group_by("dataset", "split", "model", maintain_order=True)

@@ -21,8 +21,8 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from dars.benchmarks.loading import load_splits
 from dars.collect import ShardIncomplete, new_run_id, reset_progress
 from dars.config import Experiment, load_experiment
-from dars.plan import build_plan, expected_rewrites, status
-from dars.storage import scan_observations, scan_rewrites
+from dars.plan import KEY, build_plan, expected_rewrites, status
+from dars.storage import read_observations, scan_rewrites
 from dars.tasks.collect import decode_shard_task, rewrite_shard_task
 
 
@@ -133,7 +133,9 @@ def decode_flow(
     exp, root = _experiment(config, root)
     reset_progress(exp.spend_cap_usd)
     plan = build_plan(exp, load_splits(exp))
-    st = status(plan, scan_observations(root)).filter(pl.col("dataset").is_not_null())
+    st = status(plan, read_observations(root, [*KEY, "status"])).filter(
+        pl.col("dataset").is_not_null()
+    )
     todo = st.filter(pl.col("done") < pl.col("expected"))
     run_id = new_run_id()
     with _open_runner(workers, processes) as runner:

@@ -5,8 +5,8 @@
 * Schemas — ``OBSERVATION_*`` and ``REWRITE_*`` (pyarrow schema, polars schema, hive schema, key,
   partition columns) and ``validate_observations`` / ``validate_rewrites``.
 * Stores — ``write_observations`` (atomic, merging: an ok key is never written twice),
-  ``scan_observations``, ``done_keys``, ``key_shards``; ``write_rewrites``, ``scan_rewrites``,
-  ``rewrite_keys``.
+  ``scan_observations``, ``read_observations`` (safe while a collection writes), ``done_keys``,
+  ``key_shards``; ``write_rewrites``, ``scan_rewrites``, ``rewrite_keys``.
 * :func:`import_generations` — bring your own scored generations (CSV, JSONL, Parquet).
 
 ``dars.storage.cache`` (user-level download cache) is separate and not imported here.
@@ -40,6 +40,7 @@ from dars.storage.store import (
     atomic_write_text,
     done_keys,
     key_shards,
+    read_observations,
     rewrite_keys,
     scan_observations,
     scan_rewrites,
@@ -74,6 +75,7 @@ __all__ = [
     "import_generations",
     "key_shards",
     "rewrite_keys",
+    "read_observations",
     "scan_observations",
     "scan_rewrites",
     "validate_observations",

@@ -174,16 +174,25 @@ def _shard_lock(path: Path) -> Iterator[None]:
 def _read_file(
     path: Path, file_schema: pa.Schema, columns: Sequence[str] | None = None
 ) -> pl.DataFrame | None:
-    """Read one shard file (without partition columns), or None if it does not exist."""
-    if not path.exists():
+    """Read one shard file (without partition columns), or None if it does not exist.
+
+    The file is opened once and its schema and rows come from that one handle: a writer that
+    atomically replaces the file meanwhile leaves this reader on the old inode, so it sees the
+    old version or the new one, never a mix (a polars multi-file scan, which reads a footer and
+    later the data by path, can fail or even panic in that case)."""
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the one read
+    except FileNotFoundError:
         return None
-    found = pq.read_schema(path).remove_metadata()
-    if not found.equals(file_schema):
-        raise StorageError(
-            f"{path}: schema differs from the current store schema.\n"
-            f"  file:     {found}\n  expected: {file_schema}"
-        )
-    table = pq.read_table(path, columns=list(columns) if columns is not None else None)
+    with fh:
+        pf = pq.ParquetFile(fh)
+        found = pf.schema_arrow.remove_metadata()
+        if not found.equals(file_schema):
+            raise StorageError(
+                f"{path}: schema differs from the current store schema.\n"
+                f"  file:     {found}\n  expected: {file_schema}"
+            )
+        table = pf.read(columns=list(columns) if columns is not None else None)
     return pl.from_arrow(table)  # type: ignore[return-value]
 
 
@@ -214,16 +223,18 @@ def _shard_files(partition_dir: Path) -> list[tuple[int, Path]]:
 # observations
 # ------------------------------------------------------------------------------------------------
 def _sibling_ok_keys(partition_dir: Path, shard: int) -> pl.DataFrame | None:
-    """Keys stored with status ok in the partition's other shards (only key columns are read)."""
-    files = [str(p) for s, p in _shard_files(partition_dir) if s != shard]
-    if not files:
-        return None
-    return (
-        pl.scan_parquet(files, hive_partitioning=False)
-        .filter(pl.col("status") == "ok")
-        .select(_OBS_FILE_KEY)
-        .collect()
-    )
+    """Keys stored with status ok in the partition's other shards (only key columns are read;
+    each file through one handle, since other tasks may be replacing those shards)."""
+    frames = [
+        f.filter(pl.col("status") == "ok").select(_OBS_FILE_KEY)
+        for f in (
+            _read_file(p, OBSERVATION_FILE_SCHEMA, [*_OBS_FILE_KEY, "status"])
+            for s, p in _shard_files(partition_dir)
+            if s != shard
+        )
+        if f is not None
+    ]
+    return pl.concat(frames) if frames else None
 
 
 def _merge_observations(path: Path, new: pl.DataFrame, shard: int) -> WriteCounts:
@@ -333,6 +344,50 @@ def scan_observations(root: str | Path, **filters: Any) -> pl.LazyFrame:
         OBSERVATION_POLARS_SCHEMA,
         filters,
     )
+
+
+def read_observations(
+    root: str | Path, columns: Sequence[str] | None = None, **filters: Any
+) -> pl.DataFrame:
+    """Eager read of the stored observations that is safe while a collection writes the store.
+
+    Same rows as ``scan_observations(root, **filters).select(columns).collect()`` (default: every
+    column, in ``OBSERVATION_COLUMNS`` order), but each shard file is read through one open
+    handle (see :func:`_read_file`), so a shard replaced mid-read by a running decode task gives
+    its old or its new rows. Use it for status and progress during a collection; use
+    :func:`scan_observations` (lazy, faster) on a store nobody is writing.
+    """
+    columns = list(OBSERVATION_POLARS_SCHEMA if columns is None else columns)
+    valid = list(OBSERVATION_POLARS_SCHEMA)
+    bad = [c for c in [*columns, *filters] if c not in valid]
+    if bad:
+        raise StorageError(f"unknown column(s) {bad}; columns: {', '.join(valid)}")
+    partition = list(OBSERVATION_PARTITION)
+    wanted_in_file = [c for c in valid if c not in partition and (c in columns or c in filters)]
+    base = RunLayout(root).observations_dir()
+    frames = []
+    pattern = "/".join([*(f"{k}=*" for k in partition), "part-*.parquet"])
+    for path in sorted(base.glob(pattern)):
+        values = dict(seg.split("=", 1) for seg in path.parent.relative_to(base).parts)
+        if not all(_keep(values[k], filters.get(k)) for k in partition):
+            continue
+        df = _read_file(path, OBSERVATION_FILE_SCHEMA, wanted_in_file)
+        if df is not None:
+            frames.append(df.with_columns(pl.lit(values[k], pl.String).alias(k) for k in partition))
+    if not frames:
+        return pl.DataFrame(schema={c: OBSERVATION_POLARS_SCHEMA[c] for c in columns})
+    df = pl.concat(frames, how="diagonal").cast(
+        {c: OBSERVATION_POLARS_SCHEMA[c] for c in partition}  # type: ignore[arg-type]
+    )
+    return _filter(df.lazy(), valid, filters).select(columns).collect()
+
+
+def _keep(value: str, wanted: Any) -> bool:
+    if wanted is None:
+        return True
+    if isinstance(wanted, list | tuple | set | frozenset):
+        return value in {str(w) for w in wanted}
+    return value == str(wanted)
 
 
 def done_keys(
@@ -478,6 +533,7 @@ __all__ = [
     "done_keys",
     "key_shards",
     "rewrite_keys",
+    "read_observations",
     "scan_observations",
     "scan_rewrites",
     "write_observations",
