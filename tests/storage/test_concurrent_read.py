@@ -16,9 +16,7 @@ QUERIES_PER_SHARD = 10
 def _write_version(root, make_obs, decode_id: int, model: str = "a") -> None:
     """Each shard gains QUERIES_PER_SHARD new rows (one more decode of each of its queries)."""
     for shard in range(SHARDS):
-        rows = [
-            make_obs(f"q{shard}-{i}", model, 0, decode_id) for i in range(QUERIES_PER_SHARD)
-        ]
+        rows = [make_obs(f"q{shard}-{i}", model, 0, decode_id) for i in range(QUERIES_PER_SHARD)]
         write_observations(root, pl.DataFrame(rows), shard=shard)
 
 
