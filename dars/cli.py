@@ -582,17 +582,18 @@ def report(
     exp = _load(config, root)
     from dars.flows.evaluate import report_flow
 
-    path = _or_exit(
+    _or_exit(
         report_flow, config=str(config), root=exp.root, errors=(FileNotFoundError, RuntimeError)
     )
-    _print_report_paths(path)
+    _print_report_paths(exp.root)
 
 
-def _print_report_paths(index_md: Any) -> None:
-    layout_dir = Path(index_md).parent
+def _print_report_paths(root: str) -> None:
+    layout = RunLayout(root)
     # soft_wrap: a path must stay one copyable line, whatever the terminal width.
-    console.print(f"report: {layout_dir / 'index.html'} (self-contained)", soft_wrap=True)
-    console.print(f"        {index_md} (Markdown, figures beside it)", soft_wrap=True)
+    html, md = layout.report_file("index", "html"), layout.report_file("index", "md")
+    console.print(f"report: {html} (self-contained)", soft_wrap=True)
+    console.print(f"        {md} (Markdown, figures beside it)", soft_wrap=True)
 
 
 @app.command()
@@ -623,7 +624,7 @@ def run(
     _print_train(out["train"])
     _print_main(out["evaluate"]["main"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")
-    _print_report_paths(out["report"])
+    _print_report_paths(exp.root)
 
 
 _register_experiments()

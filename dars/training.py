@@ -86,6 +86,7 @@ __all__ = [
     "check_families",
     "check_modes",
     "embed_queries",
+    "folds_beta",
     "lam_routes_frame",
     "new_router",
     "route_lam_grid",
@@ -322,19 +323,24 @@ def lam_routes_frame(
 # ------------------------------------------------------------------------------------------------
 # the stage
 # ------------------------------------------------------------------------------------------------
+def folds_beta(router: Router) -> bool:
+    """Whether ``router``'s family folds β into its training targets (a ``beta``
+    hyperparameter: embedllm, rm_softmax), so each β needs its own fit."""
+    return "beta" in router.get_params(deep=False)
+
+
 def new_router(family: str, exp: Experiment, *, beta: float | None = None) -> Router:
     """An unfitted ``family`` router as the train stage builds it: ``random_state = exp.seed``;
     for families that fold β into training (embedllm, rm_softmax), ``beta`` (default
     ``exp.beta``); for families trained over a λ grid (rm_softmax), the experiment's λ plus
     ``exp.evaluation.lam_grid``."""
     router = make_router(family, random_state=exp.seed)
-    params = router.get_params(deep=False)
     # Families that fold β into their targets only define utilities at their own β.
-    if "beta" in params:
+    if folds_beta(router):
         router.set_params(beta=exp.beta if beta is None else beta)
     # A family that takes λ as an input (rm_softmax) trains on the λ values it will be asked
     # about: the experiment's λ and the Pareto sweep, so no route is an extrapolation.
-    if "lam_grid" in params:
+    if "lam_grid" in router.get_params(deep=False):
         router.set_params(lam_grid=tuple(sorted({exp.lam, *exp.evaluation.lam_grid})))
     return router
 

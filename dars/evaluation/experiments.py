@@ -35,12 +35,13 @@ from dars.benchmarks.rewrite_checks import rewrite_validity_table
 from dars.benchmarks.validity import KEY as OBSERVATION_KEY
 from dars.benchmarks.validity import scoring_validity
 from dars.config import Experiment
-from dars.evaluation.metrics import VIEWS, router_utilities
+from dars.evaluation.metrics import VIEW_SHORT, VIEWS, router_utilities, view_columns
 from dars.evaluation.results import remove_result, write_result
 from dars.evaluation.stage import ROUTE_SCORE_COLUMNS, load_view_utilities, score_routes
 from dars.storage import RunLayout, scan_observations, scan_rewrites
 from dars.storage.supervision_store import read_supervision, supervision_exists
 from dars.supervision.ablations import VARIANTS
+from dars.supervision.diagnostics import METRIC_SCHEMA
 from dars.training import check_families
 
 __all__ = [
@@ -67,15 +68,7 @@ ABLATION_COLUMNS = {
     "variant": pl.String,
     **{k: v for k, v in ROUTE_SCORE_COLUMNS.items() if k != "view"},
 }
-DIAGNOSTICS_COLUMNS = {
-    "dataset": pl.String,
-    "metric": pl.String,
-    "value": pl.Float64,
-    "ci_low": pl.Float64,
-    "ci_high": pl.Float64,
-    "n_queries": pl.Int64,
-    "n_units": pl.Int64,
-}
+DIAGNOSTICS_COLUMNS = METRIC_SCHEMA
 SINGLE_SHOT_DISTRIBUTION_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
@@ -97,7 +90,6 @@ RECOVERY_COLUMNS = {
     "n_queries": pl.Int64,
     "n_labels": pl.Int64,
 }
-_SHORT_VIEW = {"test_rewrite": "rew", "test_decode": "dec"}
 _TRAIN_CMD = "dars train --config <config.yaml> --root {root}"
 
 
@@ -181,9 +173,9 @@ def ablation_table(ablation: pl.DataFrame, datasets: Sequence[str] | None = None
         )
     if datasets is None:
         datasets = sorted(ablation["dataset"].unique().to_list())
-    columns = [f"{ds}_{_SHORT_VIEW[v]}" for ds in datasets for v in ("test_rewrite", "test_decode")]
+    columns = view_columns(datasets)
     wide = ablation.with_columns(
-        (pl.col("dataset") + "_" + pl.col("view").replace_strict(_SHORT_VIEW)).alias("column")
+        (pl.col("dataset") + "_" + pl.col("view").replace_strict(VIEW_SHORT)).alias("column")
     ).pivot(on="column", index="variant", values="U", aggregate_function=None)
     order = {v: i for i, v in enumerate(ABLATION_VARIANTS)}
     wide = wide.with_columns(

@@ -37,6 +37,15 @@ from dars.supervision.core import LAMBDA, prepare_observations
 from dars.supervision.core import cost_bounds as _cost_bounds
 
 VIEWS = ("test_rewrite", "test_decode")
+#: Short view names of table columns: ``<dataset>_rew`` / ``<dataset>_dec`` (the paper's).
+VIEW_SHORT = {"test_rewrite": "rew", "test_decode": "dec"}
+
+
+def view_columns(datasets: Sequence[str]) -> list[str]:
+    """Column names of a dataset × view table (Tables 1 and 2): ``<dataset>_rew`` then
+    ``<dataset>_dec`` for each dataset in the given order."""
+    return [f"{d}_{VIEW_SHORT[v]}" for d in datasets for v in VIEWS]
+
 
 #: Columns of :func:`view_utilities`, in order.
 VIEW_UTIL_COLUMNS = ("dataset", "view", "query_id", "model", "n_obs", "q", "c", "u")

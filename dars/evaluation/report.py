@@ -35,6 +35,7 @@ import yaml
 
 from dars.evaluation import plots
 from dars.evaluation.experiments import ABLATION_VARIANTS, ablation_table
+from dars.evaluation.metrics import VIEW_SHORT, view_columns
 from dars.evaluation.results import (
     PRODUCED_BY,
     ResultMissingError,
@@ -69,19 +70,7 @@ __all__ = [
 ]
 
 #: Every result table the report reads, in the order they appear.
-RESULT_NAMES = (
-    "main",
-    "ablation",
-    "diagnostics",
-    "single_shot_distribution",
-    "recovery",
-    "sample_efficiency",
-    "pareto",
-    "pareto_budget",
-    "beta",
-    "rewrite_validity",
-    "scoring_validity",
-)
+RESULT_NAMES: tuple[str, ...] = tuple(PRODUCED_BY)
 SECTION_TITLES = (
     "1. Setup",
     "2. Main results",
@@ -92,7 +81,6 @@ SECTION_TITLES = (
     "7. β sensitivity",
     "8. Validity",
 )
-_VIEW_SHORT = {"test_rewrite": "rew", "test_decode": "dec"}
 _REFERENCES = ("best_fixed", "random", "oracle")
 _REFERENCE_LABELS = {"best_fixed": "best fixed", "random": "random", "oracle": "oracle"}
 #: Which of the paper's datasets a benchmark is compared with, by task type.
@@ -178,11 +166,7 @@ def _ci(low: Any, high: Any, digits: int = 3) -> str:
 
 
 def _column(dataset: str, view: str) -> str:
-    return f"{dataset}_{_VIEW_SHORT.get(view, view)}"
-
-
-def _columns(datasets: Sequence[str]) -> list[str]:
-    return [_column(d, v) for d in datasets for v in _VIEW_SHORT]
+    return f"{dataset}_{VIEW_SHORT.get(view, view)}"
 
 
 def _strings(rows: list[dict[str, str]], columns: Sequence[str]) -> pl.DataFrame:
@@ -203,7 +187,7 @@ def main_table(main: pl.DataFrame, datasets: Sequence[str]) -> pl.DataFrame:
     dataset × test view, ``<dataset>_rew`` / ``<dataset>_dec``, holding test utility U.
     Single-shot cells are "mean ± std" over the draws; a missing cell is "—".
     """
-    cols = _columns(datasets)
+    cols = view_columns(datasets)
     cell = {
         (r["family"], r["mode"], _column(r["dataset"], r["view"])): r
         for r in main.iter_rows(named=True)
@@ -273,7 +257,7 @@ def paper_main_table(
     cols = [
         (f"{p}_{short} (≙ {d})", idx[f"{p}_{short}"])
         for d, p in pairs
-        for short in _VIEW_SHORT.values()
+        for short in VIEW_SHORT.values()
     ]
     rows = []
     for fam in fams:
@@ -297,13 +281,13 @@ def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
         sub.filter(pl.col("mode").is_in(["single_shot", "dars"]))["family"].to_list()
     )
     cols = ["router", "supervision"]
-    for short in _VIEW_SHORT.values():
+    for short in VIEW_SHORT.values():
         cols += [f"{short} U", f"{short} ± std / 95% CI", f"{short} Q", f"{short} C"]
     keys = [(f, m) for f in families for m in ("single_shot", "dars")]
     keys += [(ref, ref) for ref in _REFERENCES]
     rows = []
     for fam, mode in keys:
-        present = [cell.get((fam, mode, v)) for v in _VIEW_SHORT]
+        present = [cell.get((fam, mode, v)) for v in VIEW_SHORT]
         if not any(present):
             continue
         if mode in _REFERENCES:
@@ -311,8 +295,8 @@ def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
             if mode == "best_fixed":
                 label = (
                     ", ".join(
-                        f"{_VIEW_SHORT[v]}: {r['best_model']}"
-                        for v, r in zip(_VIEW_SHORT, present, strict=True)
+                        f"{VIEW_SHORT[v]}: {r['best_model']}"
+                        for v, r in zip(VIEW_SHORT, present, strict=True)
                         if r is not None and r.get("best_model")
                     )
                     or DASH
@@ -320,7 +304,7 @@ def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
             row = {"router": _REFERENCE_LABELS[mode], "supervision": label}
         else:
             row = {"router": fam, "supervision": "single-shot" if mode == "single_shot" else "DARS"}
-        for short, r in zip(_VIEW_SHORT.values(), present, strict=True):
+        for short, r in zip(VIEW_SHORT.values(), present, strict=True):
             if r is None:
                 continue
             row[f"{short} U"] = fmt(r["U"])
@@ -432,11 +416,11 @@ def _wide_by_family(
         for r in sub.iter_rows(named=True)
     }
     families = plots.order_families(sub["family"].to_list())
-    views = [v for v in _VIEW_SHORT if v in set(sub["view"].to_list())]
+    views = [v for v in VIEW_SHORT if v in set(sub["view"].to_list())]
     rows = []
     for fam in families:
         for view in views:
-            row = {"router": fam, "view": _VIEW_SHORT[view]}
+            row = {"router": fam, "view": VIEW_SHORT[view]}
             for k in keys:
                 if (fam, view, k) in cell:
                     row[label(k)] = fmt(cell[(fam, view, k)])
@@ -470,7 +454,7 @@ def budget_table(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
             text += f" ({r['model']})"  # fixed rows: which model is best within the budget
         cell[(r["view"], r["family"], r["mode"], r["budget"])] = text
     mode_order = {"single_shot": 0, "dars": 1, "fixed": 2}
-    views = list(_VIEW_SHORT)
+    views = list(VIEW_SHORT)
     fam_rank = {
         f: i for i, f in enumerate(plots.order_families(sub["family"].drop_nulls().to_list()))
     }
@@ -487,7 +471,7 @@ def budget_table(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     rows = []
     for view, fam, mode in keys:
         row = {
-            "view": _VIEW_SHORT.get(view, view),
+            "view": VIEW_SHORT.get(view, view),
             "router": fam if fam is not None else DASH,
             "supervision": mode,
         }

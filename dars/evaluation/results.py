@@ -31,17 +31,17 @@ __all__ = [
 ]
 
 
-#: The experiment (``dars experiment <name>``) that writes each result table.
+#: The experiment (``dars experiment <name>``) that writes each result table, in report order.
 PRODUCED_BY: dict[str, str] = {
     "main": "main",
     "ablation": "ablation",
-    "sample_efficiency": "sample_efficiency",
-    "beta": "beta",
-    "pareto": "pareto",
-    "pareto_budget": "pareto",
     "diagnostics": "diagnostics",
     "single_shot_distribution": "diagnostics",
     "recovery": "diagnostics",
+    "sample_efficiency": "sample_efficiency",
+    "pareto": "pareto",
+    "pareto_budget": "pareto",
+    "beta": "beta",
     "rewrite_validity": "validity",
     "scoring_validity": "validity",
 }

@@ -41,6 +41,7 @@ from dars.storage.supervision_store import read_supervision
 from dars.training import (
     check_families,
     embed_queries,
+    folds_beta,
     new_router,
     routes_frame,
     training_targets,
@@ -56,7 +57,6 @@ __all__ = [
     "evaluate_beta",
     "evaluate_sample_efficiency",
     "fit_protocols",
-    "folds_beta",
     "load_sweep_data",
     "protocol_targets",
     "sample_efficiency",
@@ -92,12 +92,6 @@ BETA_COLUMNS = {
     "beta": pl.Float64,
     **_VALUES,
 }
-
-# Families whose batched fit only approximates separate fits (mlp warm-starts draws 1.. from
-# draw 0's weights). Harmless for exchangeable single-shot draws, but here the "draws" are
-# protocols: warm-starting every protocol from the first one would tie the curve's points
-# together, so these families are fitted one protocol at a time.
-_APPROXIMATE_BATCH = frozenset({"mlp"})
 
 
 class SweepData(NamedTuple):
@@ -136,12 +130,6 @@ class ProtocolTargets(NamedTuple):
 # ------------------------------------------------------------------------------------------------
 # pure parts
 # ------------------------------------------------------------------------------------------------
-def folds_beta(router: Router) -> bool:
-    """Whether ``router``'s family folds β into its training targets (a ``beta``
-    hyperparameter: embedllm, rm_softmax), so each β needs its own fit."""
-    return "beta" in router.get_params(deep=False)
-
-
 def score_route_sets(
     routes: np.ndarray,
     query_ids: Sequence[str],
@@ -249,8 +237,9 @@ def fit_protocols(
     rows = protocols[0].rows
     if len(protocols) > 1 and all(p.rows == rows for p in protocols):
         batched = BatchedTargets.stack([p.targets for p in protocols])
-        exact = prototype.name in _APPROXIMATE_BATCH
-        return prototype.fit_many(X_train[rows], batched, exact=exact)
+        # The "draws" are protocols, not exchangeable single-shot draws: every curve point must
+        # be its own independent fit, so families whose batching is approximate fit one by one.
+        return prototype.fit_many(X_train[rows], batched, exact=True)
     return [clone(prototype).fit(X_train[p.rows], p.targets) for p in protocols]
 
 

@@ -140,6 +140,9 @@ class Router(BaseEstimator, ABC):
     provides_stats: ClassVar[bool] = True
     # State file format: "npz" for numpy-only families, "pt" (tensors only) for torch families.
     state_format: ClassVar[str] = "npz"
+    # False when ``fit_many``'s batched path only approximates independent fits (mlp warm-starts
+    # every draw from draw 0); ``fit_many(exact=True)`` then falls back to one fit per draw.
+    batched_fit_is_exact: ClassVar[bool] = True
 
     # ----------------------------------------------------------------------------- fitting
     def fit(self, X: Any, targets: Targets) -> Self:
@@ -170,8 +173,10 @@ class Router(BaseEstimator, ABC):
         Router s equals ``clone(self).fit(X, targets.draw(s))``: exactly for knn and
         avengers_pro, within float tolerance for the torch families (bitwise on the machines we
         measured, see dars.routers._torch), and approximately for mlp,
-        whose batched path warm-starts from draw 0 (see ``MLPRouter``). ``exact=True`` forces the
-        one-at-a-time loop. ``chunk_size`` bounds how many draws are trained together (torch
+        whose batched path warm-starts from draw 0 (see ``MLPRouter``). ``exact=True`` asks for
+        routers equal to independent fits: families whose batched path is approximate
+        (``batched_fit_is_exact`` False) then fit one draw at a time, the others still batch.
+        ``chunk_size`` bounds how many draws are trained together (torch
         families default to 16, which suits CPU caches); it does not change results. ``self``
         stays unfitted.
         """
@@ -184,7 +189,8 @@ class Router(BaseEstimator, ABC):
         X = check_X(X)
         _check_pair(X, targets)
         self._validate_params()
-        if exact or type(self)._fit_batched is Router._fit_batched:
+        no_batch = type(self)._fit_batched is Router._fit_batched
+        if no_batch or (exact and not self.batched_fit_is_exact):
             return [clone(self).fit(X, targets.draw(s)) for s in range(targets.n_draws)]
         with self._fit_threads():
             routers = self._fit_batched(X, targets, chunk_size)

@@ -45,6 +45,8 @@ class MLPRouter(Router):
     numpy so a saved router needs no pickle).
     """
 
+    batched_fit_is_exact = False
+
     def __init__(
         self,
         *,

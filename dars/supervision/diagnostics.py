@@ -36,6 +36,16 @@ from dars.supervision.labels import hard_labels
 from dars.supervision.single_shot import single_shot, slot_labels
 
 METRIC_COLUMNS = ("dataset", "metric", "value", "ci_low", "ci_high", "n_queries", "n_units")
+#: Polars dtypes of :data:`METRIC_COLUMNS`.
+METRIC_SCHEMA: dict[str, pl.DataType] = {
+    "dataset": pl.String(),
+    "metric": pl.String(),
+    "value": pl.Float64(),
+    "ci_low": pl.Float64(),
+    "ci_high": pl.Float64(),
+    "n_queries": pl.Int64(),
+    "n_units": pl.Int64(),
+}
 _BLOCK_ELEMENTS = 2_000_000  # bound on one bootstrap block's index matrix (int64: 16 MB)
 
 
@@ -116,16 +126,7 @@ def summarise_ratio(
                 "n_units": int(part["units"].sum()),
             }
         )
-    schema = {
-        "dataset": pl.String,
-        "metric": pl.String,
-        "value": pl.Float64,
-        "ci_low": pl.Float64,
-        "ci_high": pl.Float64,
-        "n_queries": pl.Int64,
-        "n_units": pl.Int64,
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
+    return pl.DataFrame(rows, schema=METRIC_SCHEMA, orient="row")
 
 
 def outcome_instability(

@@ -128,3 +128,23 @@ def test_fit_many_validates(task, single_shot):
     with pytest.raises(ValueError, match="rows must be the same queries"):
         router.fit_many(task.X_train[:10], single_shot)
     assert not hasattr(router, "n_models_")  # the template stays unfitted
+
+
+def test_exact_batches_only_families_whose_batching_is_exact(task, monkeypatch):
+    from dars.routers.registry import get_router_class
+
+    approximate = [f for f in FAMILIES if not get_router_class(f).batched_fit_is_exact]
+    assert approximate == ["mlp"]
+    single_shot = task.single_shot(4)
+    for family, batches in (("knn", True), ("mlp", False)):
+        cls = get_router_class(family)
+        calls = []
+        original = cls._fit_batched
+
+        def spy(self, *a, _orig=original, _calls=calls, **k):
+            _calls.append(1)
+            return _orig(self, *a, **k)
+
+        monkeypatch.setattr(cls, "_fit_batched", spy)
+        make_router(family, random_state=0).fit_many(task.X_train, single_shot, exact=True)
+        assert bool(calls) is batches, family
