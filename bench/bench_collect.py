@@ -56,13 +56,14 @@ def bench_config(
 
 def run_mode(config: Path, root: Path, *, processes: bool, workers: int) -> dict[str, Any]:
     """One timed ``collect_flow`` into an empty ``root``; one row of the table."""
-    from dars.collect import estimate_budget
     from dars.config import load_experiment
     from dars.flows.collect import collect_flow
+    from dars.tasks.collect import estimate_budget
 
-    calls = int(estimate_budget(load_experiment(config, root=str(root)))["calls"].sum())
+    exp = load_experiment(config, root=str(root))
+    calls = int(estimate_budget(exp)["calls"].sum())
     t0 = time.perf_counter()
-    result = collect_flow(str(config), str(root), workers, processes)
+    result = collect_flow(exp, None, workers, processes)
     wall = time.perf_counter() - t0
     dec = result["decode"]
     if dec["failures"] or result["rewrite"]["failures"]:

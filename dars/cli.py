@@ -8,6 +8,7 @@ unless ``--verbose`` (the Prefect UI keeps the full record).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -21,8 +22,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-import dars  # noqa: F401  (applies the offline environment defaults)
+from dars.env import apply_offline_defaults
 from dars.storage.layout import RunLayout
+
+# Before anything imports litellm, Prefect or Hugging Face (they read these at import).
+apply_offline_defaults()
 
 app = typer.Typer(
     add_completion=False,
@@ -159,10 +163,10 @@ class _CollectBar:
     polling the store (process runner, whose counters live in other processes)."""
 
     def __init__(self, exp: Any, root: str, processes: bool) -> None:
-        from dars.collect import estimate_budget
+        from dars.tasks.collect import estimate_budget
 
         self.exp, self.root, self.processes = exp, root, processes
-        est = estimate_budget(exp, root)
+        est = estimate_budget(exp)
         self.total = int(est.filter(est["model"] != exp.rewriter.name)["calls"].sum())
         self._stop = threading.Event()
         self.progress = Progress(
@@ -194,7 +198,7 @@ class _CollectBar:
         return got.get("ok", (0, 0.0))[0], got.get("error", (0, 0.0))[0], got.get("ok", (0, 0))[1]
 
     def _poll(self) -> None:
-        from dars.collect import progress
+        from dars.tasks.collect import progress
 
         while not self._stop.wait(0.5):
             if self.processes:
@@ -220,9 +224,9 @@ class _CollectBar:
 def _print_budget(exp: Any, root: str) -> float:
     import polars as pl
 
-    from dars.collect import estimate_budget
+    from dars.tasks.collect import estimate_budget
 
-    est = estimate_budget(exp, root)
+    est = estimate_budget(exp)
     if est["calls"].sum() == 0:
         console.print("nothing to collect: every planned call is stored")
         return 0.0
@@ -241,22 +245,19 @@ def _print_budget(exp: Any, root: str) -> float:
     return upper
 
 
-def _run_collect(exp: Any, config: Path, workers: int, processes: bool) -> dict[str, Any]:
+def _run_collect(exp: Any, workers: int, processes: bool) -> dict[str, Any]:
     from dars.flows.collect import collect_flow
 
     with _CollectBar(exp, exp.root, processes):
-        return collect_flow(str(config), exp.root, workers, processes)
+        return collect_flow(exp, None, workers, processes)
 
 
 def _print_status(exp: Any) -> Any:
     import polars as pl
 
-    from dars.benchmarks.loading import load_splits
-    from dars.plan import KEY, build_plan, status
-    from dars.storage import read_observations
+    from dars.tasks.collect import collection_status
 
-    # read_observations: `dars status` may run while a collection is writing the store.
-    st = status(build_plan(exp, load_splits(exp)), read_observations(exp.root, [*KEY, "status"]))
+    st = collection_status(exp)
     per = (
         st.filter(pl.col("dataset").is_not_null())
         .group_by("dataset", "split", "model", maintain_order=True)
@@ -284,12 +285,11 @@ def collect(
     _quiet_prefect(verbose)
     exp = _load(config, root)
     upper = _print_budget(exp, exp.root)
-    simulated = all(m.litellm_model.startswith("dars-sim/") for m in exp.pool.models)
-    if upper > 0 and not simulated and not yes and sys.stdin.isatty():
+    if upper > 0 and not exp.pool.simulated and not yes and sys.stdin.isatty():
         typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
     t0 = time.monotonic()
     try:
-        result = _run_collect(exp, config, workers, processes)
+        result = _run_collect(exp, workers, processes)
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/red]")
         _print_status(exp)
@@ -333,7 +333,7 @@ def rerun(
         console.print("every key is stored ok; nothing to rerun")
         return
     try:
-        _run_collect(exp, config, workers, processes)
+        _run_collect(exp, workers, processes)
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/red]")
         _print_status(exp)
@@ -389,6 +389,42 @@ def import_cmd(
 # supervision and the pipeline
 
 
+def _fmt_metric(value: float | None, metric: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if metric.startswith("n_"):
+        return f"{int(value):,}"
+    return f"{value:.3f}"
+
+
+def _summary_table(summary: Any, *, title: str = "Supervision summary") -> Table:
+    """The supervise stage's summary (one row per (dataset, metric)) with the value and its 95%
+    bootstrap CI ("—" where there is none)."""
+    table = Table(title=title)
+    table.add_column("dataset")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("95% CI", justify="right")
+    previous = None
+    for row in summary.iter_rows(named=True):
+        metric = row["metric"]
+        lo, hi = row["ci_low"], row["ci_high"]
+        ci = (
+            "—"
+            if lo is None or hi is None or math.isnan(lo) or math.isnan(hi)
+            else f"[{_fmt_metric(lo, metric)}, {_fmt_metric(hi, metric)}]"
+        )
+        # Print each dataset name once and separate datasets by a rule, for readability.
+        first = row["dataset"] != previous
+        if first and previous is not None:
+            table.add_section()
+        table.add_row(
+            row["dataset"] if first else "", metric, _fmt_metric(row["value"], metric), ci
+        )
+        previous = row["dataset"]
+    return table
+
+
 @app.command()
 def supervise(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -399,10 +435,9 @@ def supervise(
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.supervise import supervise_flow
-    from dars.supervision.stage import diagnostics_table
 
-    summary = _or_exit(supervise_flow, config=str(config), root=exp.root)
-    console.print(diagnostics_table(summary))
+    summary = _or_exit(supervise_flow, exp)
+    console.print(_summary_table(summary))
     console.print(f"supervision written under {RunLayout(exp.root).supervision_dir()}")
 
 
@@ -427,8 +462,7 @@ def train(
 
     report = _or_exit(
         train_flow,
-        config=str(config),
-        root=exp.root,
+        exp,
         families=family,
         modes=mode,
         workers=workers,
@@ -538,8 +572,7 @@ def _run_experiments(
 
     out = _or_exit(
         evaluate_flow,
-        config=str(config),
-        root=exp.root,
+        exp,
         experiments=names,
         workers=workers,
         errors=(ValueError, FileNotFoundError, RuntimeError),
@@ -582,9 +615,7 @@ def report(
     exp = _load(config, root)
     from dars.flows.evaluate import report_flow
 
-    _or_exit(
-        report_flow, config=str(config), root=exp.root, errors=(FileNotFoundError, RuntimeError)
-    )
+    _or_exit(report_flow, exp, errors=(FileNotFoundError, RuntimeError))
     _print_report_paths(exp.root)
 
 
@@ -608,19 +639,18 @@ def run(
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
-    from dars.supervision.stage import diagnostics_table
 
     t0 = time.monotonic()
     _print_budget(exp, exp.root)
     try:
         with _CollectBar(exp, exp.root, processes):
-            out = pipeline_flow(str(config), exp.root, workers, processes)
+            out = pipeline_flow(exp, None, workers, processes)
     except RuntimeError as exc:
         console.print(f"[red]{exc}[/red]")
         _print_status(exp)
         raise typer.Exit(1) from None
     _print_status(exp)
-    console.print(diagnostics_table(out["supervise"]))
+    console.print(_summary_table(out["supervise"]))
     _print_train(out["train"])
     _print_main(out["evaluate"]["main"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")

@@ -16,9 +16,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM
+
 # Authors' released defaults (see ARCHITECTURE.md, "Fixed decisions").
 DEFAULT_MAX_TOKENS: dict[str, int] = {"gpqa": 768, "math500": 3072, "drop800": 512}
 FALLBACK_MAX_TOKENS = 512
+
+#: litellm route prefix of the simulated pool (``dars.sim``).
+SIM_PREFIX = "dars-sim/"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -92,6 +97,11 @@ class Pool(_Strict):
     @property
     def names(self) -> list[str]:
         return [m.name for m in self.models]
+
+    @property
+    def simulated(self) -> bool:
+        """True when every model is served by the simulated provider (``dars-sim/<id>``)."""
+        return all(m.litellm_model.startswith(SIM_PREFIX) for m in self.models)
 
     def get(self, name: str) -> ModelSpec:
         for m in self.models:
@@ -186,8 +196,8 @@ class Experiment(_Strict):
     rewriter: ModelSpec
     protocol: Protocol = Field(default_factory=Protocol)
     seed: int = 0
-    lam: float = Field(default=0.05, ge=0)  # cost weight λ
-    beta: float = Field(default=0.2, ge=0)  # risk weight β
+    lam: float = Field(default=DEFAULT_LAM, ge=0)  # cost weight λ
+    beta: float = Field(default=DEFAULT_BETA, ge=0)  # risk weight β
     single_shot_draws: int = Field(default=100, ge=1)
     root: str = "runs/default"
     request_timeout_s: float = Field(default=120.0, gt=0)
@@ -283,3 +293,16 @@ def load_experiment(path: str | Path, **overrides: Any) -> Experiment:
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     return experiment_from_dict(data, source=str(p))
+
+
+def resolve_experiment(config: str | Path | Experiment, root: str | None = None) -> Experiment:
+    """The experiment a flow runs: ``config`` is a YAML path (loaded and validated here, once
+    per flow run) or an already loaded ``Experiment`` (what the pipeline hands its stages);
+    ``root``, when given, replaces the run directory."""
+    if isinstance(config, Experiment):
+        return (
+            config
+            if root is None or root == config.root
+            else config.model_copy(update={"root": str(root)})
+        )
+    return load_experiment(config, root=root)

@@ -8,7 +8,7 @@ subprocess (to SIGKILL it mid-run, or to collect in another process with another
 
 ``--checkpoint-rows N`` sets how many completed calls are buffered before a store write. Prints
 one JSON line per shard report on stdout. Shards run one after another, through the same
-coroutines (``dars.collect``) and process-wide event loop the Prefect tasks use.
+coroutines (``dars.tasks.collect``) and process-wide event loop the Prefect tasks use.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dars.benchmarks.loading import load_splits  # noqa: E402
-from dars.collect import CHECKPOINT_ROWS, decode_shard, rewrite_shard  # noqa: E402
 from dars.config import load_experiment  # noqa: E402
 from dars.llm.loop import run_sync  # noqa: E402
 from dars.plan import PARTITION, build_plan, expected_rewrites  # noqa: E402
+from dars.tasks.collect import CHECKPOINT_ROWS, decode_shard, rewrite_shard  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-rows", type=int, default=CHECKPOINT_ROWS)
     args = ap.parse_args(argv)
     exp = load_experiment(args.config, root=args.root)
-    root = exp.root
     if args.shard:
         try:
             dataset, split, model, shard = args.shard.split("/")
@@ -54,13 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         decode = build_plan(exp, splits).select(PARTITION).unique(maintain_order=True).rows()
     for dataset, split, shard in rewrites:
-        report = run_sync(rewrite_shard(exp, root, dataset, split, shard, run_id="helper"))
+        report = run_sync(rewrite_shard(exp, dataset, split, shard, run_id="helper"))
         print(json.dumps(report.to_dict()), flush=True)
     for dataset, split, model, shard in decode:
         report = run_sync(
             decode_shard(
                 exp,
-                root,
                 dataset,
                 split,
                 model,

@@ -3,7 +3,8 @@
 ``sim_experiment(...)`` builds an :class:`~dars.config.Experiment` (demo benchmark, the default
 ``dars-sim`` pool) and can write it as a YAML config; ``write_sim_store(experiment, root)``
 simulates the experiment's train grid with :meth:`dars.llm.sim.SimWorld.simulate_frame` (no
-litellm) and stores it with :func:`dars.storage.write_observations`, as the decode stage would.
+litellm) and stores it with :func:`dars.storage.write_observations`, and the simulator's truth,
+as the decode stage would.
 ``observation_rows(frame)`` completes any (key, score, cost) frame into full store rows.
 """
 
@@ -115,10 +116,15 @@ def simulate_train(experiment: Experiment, dataset: str | None = None) -> pl.Dat
 
 
 def write_sim_store(experiment: Experiment, root: str | Path, **over: Any) -> WriteCounts:
-    """Simulate and store every benchmark's train grid under ``root``; returns the counts."""
+    """Simulate and store every benchmark's train grid under ``root``, and the simulator's truth
+    (as the decode flow stores it for a simulated pool); returns the observation counts."""
+    from dars.tasks.collect import store_truth
+
+    run = experiment.model_copy(update={"root": str(root)})
     total = WriteCounts()
     for b in experiment.benchmarks:
         total += write_observations(
             root, observation_rows(simulate_train(experiment, b.name)), shard=0
         )
+        store_truth(run, b.name)
     return total

@@ -38,11 +38,11 @@ from dars.config import Experiment
 from dars.evaluation.metrics import VIEW_SHORT, VIEWS, router_utilities, view_columns
 from dars.evaluation.results import remove_result, write_result
 from dars.evaluation.stage import ROUTE_SCORE_COLUMNS, load_view_utilities, score_routes
+from dars.routers.training import check_families
 from dars.storage import RunLayout, scan_observations, scan_rewrites
 from dars.storage.supervision_store import read_supervision, supervision_exists
 from dars.supervision.ablations import VARIANTS
 from dars.supervision.diagnostics import METRIC_SCHEMA
-from dars.training import check_families
 
 __all__ = [
     "ABLATION_COLUMNS",

@@ -33,8 +33,9 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from dars.supervision.core import LAMBDA, prepare_observations
 from dars.supervision.core import cost_bounds as _cost_bounds
+from dars.supervision.core import prepare_observations
+from dars.utility import DEFAULT_LAM, utility_expr
 
 VIEWS = ("test_rewrite", "test_decode")
 #: Short view names of table columns: ``<dataset>_rew`` / ``<dataset>_dec`` (the paper's).
@@ -104,7 +105,7 @@ def all_views_cost_bounds(obs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
 def view_utilities(
     test_obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
+    lam: float = DEFAULT_LAM,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Per-view test utility of every (query, model).
@@ -153,7 +154,7 @@ def view_utilities(
         raise ValueError("test_obs: no rows with status == 'ok'")
     return (
         pl.concat(out)
-        .with_columns(u=pl.col("q") - lam * pl.col("c"))
+        .with_columns(u=utility_expr("q", "c", lam=lam))
         .select(VIEW_UTIL_COLUMNS)
         .sort(_VIEW_CELL)
     )

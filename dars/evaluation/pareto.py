@@ -28,8 +28,9 @@ from dars.evaluation.metrics import (
 )
 from dars.evaluation.results import write_result
 from dars.evaluation.stage import load_view_utilities
+from dars.routers.training import LAM_SWEEP_MODES, check_families
 from dars.storage import RunLayout
-from dars.training import LAM_SWEEP_MODES, check_families
+from dars.utility import utility_expr
 
 __all__ = [
     "BUDGET_COLUMNS",
@@ -160,7 +161,7 @@ def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataF
 
     routes = lam_routes.select(_ROUTE_COLUMNS).with_columns(lam)
     per_draw = router_utilities(routes, view_util).with_columns(
-        U=pl.col("Q") - pl.col("lam") * pl.col("C")
+        U=utility_expr("Q", "C", lam=pl.col("lam"))
     )
     keys = [*_KEYS, "lam"]
     several = per_draw.filter(pl.col("mode") == "dars").group_by(keys).agg(pl.len().alias("n"))

@@ -37,15 +37,9 @@ from dars.evaluation.metrics import draw_scores, routed_cells
 from dars.evaluation.results import write_result
 from dars.evaluation.stage import load_test_views
 from dars.routers import BatchedTargets, Router, Targets, route_many
+from dars.routers.training import check_families, folds_beta, routes_table, training_targets
 from dars.storage.supervision_store import read_supervision
-from dars.training import (
-    check_families,
-    embed_queries,
-    folds_beta,
-    new_router,
-    routes_frame,
-    training_targets,
-)
+from dars.tasks.train import embed_queries, router_for
 
 __all__ = [
     "BETA_COLUMNS",
@@ -164,7 +158,7 @@ def score_route_sets(
     n_sets = routes.shape[0]
     if keys is not None and keys.height != n_sets:
         raise ValueError(f"keys has {keys.height} rows for {n_sets} route sets")
-    frame = pl.from_arrow(routes_frame(routes, query_ids, models))
+    frame = routes_table(routes, query_ids, models)
     cells = routed_cells(frame, view_util, dataset=dataset)  # type: ignore[arg-type]
     # routed_cells checks that every draw routes exactly the view's queries and sorts them, so
     # the bootstrap resamples the same queries for every route set.
@@ -365,7 +359,8 @@ def load_sweep_data(exp: Experiment, root: str | Path, dataset: str) -> SweepDat
     """Embeddings (:func:`dars.training.embed_queries`, cached under ``root``) and test view
     utilities (:func:`load_test_views`) of ``dataset``."""
     view_util = load_test_views(exp, root, dataset)
-    train_ids, X_train, test_ids, X_test, _ = embed_queries(exp, root, dataset)
+    run = exp if str(root) == exp.root else exp.model_copy(update={"root": str(root)})
+    train_ids, X_train, test_ids, X_test, _ = embed_queries(run, dataset)
     return SweepData(
         dataset=dataset,
         models=tuple(exp.pool.names),
@@ -378,7 +373,7 @@ def load_sweep_data(exp: Experiment, root: str | Path, dataset: str) -> SweepDat
 
 
 def _prototypes(exp: Experiment) -> dict[str, Router]:
-    return {family: new_router(family, exp) for family in sweep_families(exp)}
+    return {family: router_for(exp, family) for family in sweep_families(exp)}
 
 
 def evaluate_sample_efficiency(exp: Experiment, root: str | Path | None = None) -> pl.DataFrame:

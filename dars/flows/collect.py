@@ -1,10 +1,11 @@
 """Collection flows: ``rewrite`` → ``decode``, chained by ``collect``.
 
-Flows take parameters only (a config path and a run root) and read everything else from storage,
-so a deployment trigger can start any of them. Each flow plans its partitions, skips those that
-are complete, and submits one task per remaining shard to the task runner: threads by default,
-processes with ``--workers N --processes`` (litellm costs CPU per call, so processes scale the
-simulated pool), or any Prefect task runner (e.g. prefect-dask's DaskTaskRunner) for scale-out.
+Flows take parameters only (a config path, or the experiment the pipeline already loaded, and a
+run root) and wire tasks: a planning task says which partition shards still have work (it reads
+the store; flows never do), then one task per remaining shard goes to the task runner — threads
+by default, processes with ``--workers N --processes`` (litellm costs CPU per call, so processes
+scale the simulated pool), or any Prefect task runner (e.g. prefect-dask's DaskTaskRunner) for
+scale-out. For a simulated pool the decode flow ends by storing the simulator's ground truth.
 """
 
 from __future__ import annotations
@@ -13,17 +14,21 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import polars as pl
 from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
-from dars.benchmarks.loading import load_splits
-from dars.collect import ShardIncomplete, new_run_id, reset_progress
-from dars.config import Experiment, load_experiment
-from dars.plan import KEY, build_plan, expected_rewrites, status
-from dars.storage import read_observations, scan_rewrites
-from dars.tasks.collect import decode_shard_task, rewrite_shard_task
+from dars.config import Experiment, resolve_experiment
+from dars.tasks.collect import (
+    ShardIncomplete,
+    decode_shard_task,
+    new_run_id,
+    plan_decodes_task,
+    plan_rewrites_task,
+    reset_progress,
+    rewrite_shard_task,
+    truth_task,
+)
 
 
 def task_runner(workers: int, processes: bool) -> Any:
@@ -57,11 +62,6 @@ def _open_runner(workers: int, processes: bool) -> Iterator[Any]:
             yield runner
 
 
-def _experiment(config: str, root: str | None) -> tuple[Experiment, str]:
-    exp = load_experiment(config, root=root)
-    return exp, exp.root
-
-
 def _summarise(futures: list, kind: str) -> dict[str, Any]:
     """Wait for shard futures; count reports and failures (a failed shard does not stop others)."""
     wait(futures)
@@ -82,25 +82,15 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
 
 @flow(name="rewrite")
 def rewrite_flow(
-    config: str, root: str | None = None, workers: int = 4, processes: bool = False
+    config: str | Experiment,
+    root: str | None = None,
+    workers: int = 4,
+    processes: bool = False,
 ) -> dict[str, Any]:
     """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard)."""
-    exp, root = _experiment(config, root)
+    exp = resolve_experiment(config, root)
     reset_progress(exp.spend_cap_usd)
-    plan = expected_rewrites(exp, load_splits(exp))
-    have = scan_rewrites(root).select("dataset", "split", "query_id", "rewrite_id").collect()
-    done = (
-        plan.join(have, on=["dataset", "split", "query_id", "rewrite_id"], how="semi")
-        .group_by("dataset", "split", "shard")
-        .len("done")
-    )
-    shards = (
-        plan.group_by("dataset", "split", "shard", maintain_order=True)
-        .len("expected")
-        .join(done, on=["dataset", "split", "shard"], how="left")
-        .with_columns(pl.col("done").fill_null(0))
-    )
-    todo = shards.filter(pl.col("done") < pl.col("expected"))
+    todo, complete = plan_rewrites_task(exp)
     run_id = new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
@@ -108,35 +98,32 @@ def rewrite_flow(
                 rewrite_shard_task,
                 parameters={
                     "exp": exp,
-                    "root": root,
-                    "dataset": d,
-                    "split": s,
-                    "shard": int(sh),
-                    "done_before": int(n),
+                    "dataset": s["dataset"],
+                    "split": s["split"],
+                    "shard": int(s["shard"]),
+                    "done_before": int(s["done"]),
                     "run_id": run_id,
                 },
             )
-            for d, s, sh, _, n in todo.iter_rows()
+            for s in todo
         ]
         summary = _summarise(futures, "rewrite")
-    get_run_logger().info(
-        "rewrites: %d shards run, %d already complete", len(futures), shards.height - todo.height
-    )
+    get_run_logger().info("rewrites: %d shards run, %d already complete", len(futures), complete)
     return summary
 
 
 @flow(name="decode")
 def decode_flow(
-    config: str, root: str | None = None, workers: int = 4, processes: bool = False
+    config: str | Experiment,
+    root: str | None = None,
+    workers: int = 4,
+    processes: bool = False,
 ) -> dict[str, Any]:
-    """Run every missing observation; one task per (dataset, split, model, shard)."""
-    exp, root = _experiment(config, root)
+    """Run every missing observation; one task per (dataset, split, model, shard). Then, for a
+    simulated pool, store its ground truth per dataset (label recovery reads it)."""
+    exp = resolve_experiment(config, root)
     reset_progress(exp.spend_cap_usd)
-    plan = build_plan(exp, load_splits(exp))
-    st = status(plan, read_observations(root, [*KEY, "status"])).filter(
-        pl.col("dataset").is_not_null()
-    )
-    todo = st.filter(pl.col("done") < pl.col("expected"))
+    todo, complete = plan_decodes_task(exp)
     run_id = new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
@@ -144,37 +131,40 @@ def decode_flow(
                 decode_shard_task,
                 parameters={
                     "exp": exp,
-                    "root": root,
-                    "dataset": r["dataset"],
-                    "split": r["split"],
-                    "model": r["model"],
-                    "shard": int(r["shard"]),
-                    "done_before": int(r["done"]),
+                    "dataset": s["dataset"],
+                    "split": s["split"],
+                    "model": s["model"],
+                    "shard": int(s["shard"]),
+                    "done_before": int(s["done"]),
                     "run_id": run_id,
                 },
             )
-            for r in todo.iter_rows(named=True)
+            for s in todo
         ]
         summary = _summarise(futures, "decode")
+    for b in exp.benchmarks:
+        truth_task(exp, b.name)
     get_run_logger().info(
-        "decode: %d partition shards run, %d already complete",
-        len(futures),
-        st.height - todo.height,
+        "decode: %d partition shards run, %d already complete", len(futures), complete
     )
     return summary
 
 
 @flow(name="collect")
 def collect_flow(
-    config: str, root: str | None = None, workers: int = 4, processes: bool = False
+    config: str | Experiment,
+    root: str | None = None,
+    workers: int = 4,
+    processes: bool = False,
 ) -> dict[str, Any]:
     """Rewrite then decode (two subflows, visible as such in the Prefect UI).
 
     Raises ``RuntimeError`` at the end when some shard is incomplete, after every other shard has
     run, so the flow run is marked failed and ``dars rerun --failed`` knows what to do.
     """
-    rw = rewrite_flow(config, root, workers, processes)
-    dec = decode_flow(config, root, workers, processes)
+    exp = resolve_experiment(config, root)
+    rw = rewrite_flow(exp, None, workers, processes)
+    dec = decode_flow(exp, None, workers, processes)
     if rw["failures"] or dec["failures"]:
         raise RuntimeError(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
@@ -182,3 +172,6 @@ def collect_flow(
             f"{(rw['failures'] + dec['failures'])[0]}"
         )
     return {"rewrite": rw, "decode": dec}
+
+
+__all__ = ["collect_flow", "decode_flow", "rewrite_flow", "task_runner"]

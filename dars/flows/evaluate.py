@@ -1,10 +1,9 @@
 """The evaluate and report flows: trained routers and supervision → ``results/`` → ``report/``.
 
-Both take parameters only (config path, run root, names) and read their inputs from storage, so a
-deployment can start ``evaluate`` when training completes and ``report`` when evaluation
-completes. ``evaluate_flow`` fans out one task per experiment (:mod:`dars.evaluation.suite`; they
-are independent) on a thread pool; every task runs even if some fail, then the flow raises
-listing the failures.
+Both take parameters only (config path or loaded experiment, run root, names), so a deployment
+can start ``evaluate`` when training completes and ``report`` when evaluation completes.
+``evaluate_flow`` fans out one task per experiment (they are independent) on a thread pool;
+every task runs even if some fail, then the flow raises listing the failures.
 """
 
 from __future__ import annotations
@@ -16,30 +15,27 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from dars.config import load_experiment
-from dars.evaluation.suite import check_experiments
-from dars.tasks.evaluate import experiment_task, report_task
+from dars.config import Experiment, resolve_experiment
+from dars.tasks.evaluate import check_experiments, experiment_task
+from dars.tasks.report import report_task
 
 
 @flow(name="evaluate")
 def evaluate_flow(
-    config: str,
+    config: str | Experiment,
     root: str | None = None,
     experiments: list[str] | None = None,
     workers: int = 2,
 ) -> dict[str, Any]:
-    """Run ``experiments`` (default: all, see :data:`dars.evaluation.suite.EXPERIMENTS`) for the
-    experiment in ``config`` under ``root``; returns experiment name → its result."""
-    exp = load_experiment(config, root=root)
+    """Run ``experiments`` (default: all) for the experiment; returns experiment name → its
+    result."""
+    exp = resolve_experiment(config, root)
     names = check_experiments(experiments)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = {
-            name: runner.submit(
-                experiment_task,
-                parameters={"experiment": exp, "root": exp.root, "name": name},
-            )
+            name: runner.submit(experiment_task, parameters={"exp": exp, "name": name})
             for name in names
         }
         wait(list(futures.values()))
@@ -59,7 +55,6 @@ def evaluate_flow(
 
 
 @flow(name="report")
-def report_flow(config: str, root: str | None = None) -> Path:
-    """Write ``report/index.{md,html}`` and the figures from the results under ``root``."""
-    exp = load_experiment(config, root=root)
-    return report_task(exp.root)
+def report_flow(config: str | Experiment, root: str | None = None) -> Path:
+    """Write ``report/index.{md,html}`` and the figures from the results of the run."""
+    return report_task(resolve_experiment(config, root))

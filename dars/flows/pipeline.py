@@ -1,7 +1,8 @@
 """The whole DAG as one flow: collect → supervise → train → evaluate → report.
 
 Each stage is a subflow, so the Prefect UI shows the DAG with one node per stage and the shard
-tasks under each; every stage reads its inputs from storage, so any of them can be rerun alone
+tasks under each. The config is read once, here, and the loaded experiment is handed to every
+stage; each stage reads its inputs from storage, so any of them can also be rerun alone
 (``dars collect``, ``dars supervise``, …) or started by a deployment trigger.
 """
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from prefect import flow
 
+from dars.config import Experiment, resolve_experiment
 from dars.flows.collect import collect_flow
 from dars.flows.evaluate import evaluate_flow, report_flow
 from dars.flows.supervise import supervise_flow
@@ -21,7 +23,7 @@ STAGES: tuple[str, ...] = ("collect", "supervise", "train", "evaluate", "report"
 
 @flow(name="pipeline")
 def pipeline_flow(
-    config: str,
+    config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
     processes: bool = False,
@@ -32,16 +34,17 @@ def pipeline_flow(
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid stages: {', '.join(STAGES)}")
+    exp = resolve_experiment(config, root)
     out: dict[str, Any] = {}
     if "collect" in wanted:
-        out["collect"] = collect_flow(config, root, workers, processes)
+        out["collect"] = collect_flow(exp, None, workers, processes)
     if "supervise" in wanted:
-        out["supervise"] = supervise_flow(config, root)
+        out["supervise"] = supervise_flow(exp)
     if "train" in wanted:
         # Each fit already runs on one thread; more than 2 workers oversubscribes 2 cores.
-        out["train"] = train_flow(config, root, workers=min(workers, 2))
+        out["train"] = train_flow(exp, workers=min(workers, 2))
     if "evaluate" in wanted:
-        out["evaluate"] = evaluate_flow(config, root, workers=min(workers, 2))
+        out["evaluate"] = evaluate_flow(exp, workers=min(workers, 2))
     if "report" in wanted:
-        out["report"] = report_flow(config, root)
+        out["report"] = report_flow(exp)
     return out

@@ -1,9 +1,8 @@
 """The train flow: every (dataset, router family, mode) router from the supervision tables.
 
-``train_flow(config, root, families, modes, workers)`` takes parameters only and reads its
-inputs from storage (supervision tables; embeddings are computed on first use and cached), so
-it can run alone after ``dars supervise`` or be triggered by a deployment. It fans out one task
-per (dataset, family, mode) (:func:`dars.tasks.train.train_task`) on a thread pool of
+``train_flow(config, root, families, modes, workers)`` takes parameters only and wires tasks,
+so it can run alone after ``dars supervise`` or be triggered by a deployment. It fans out one
+task per (dataset, family, mode) (:func:`dars.tasks.train.train_task`) on a thread pool of
 ``workers``: each fit runs BLAS/torch on one thread (see ``Router._fit_threads`` and
 ``dars.routers._torch``), so workers ≈ cores is the right width. Every task runs even if some
 fail; the flow then raises listing the failures.
@@ -16,59 +15,29 @@ from prefect import flow, get_run_logger
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from dars.config import load_experiment
-from dars.tasks.train import train_task
-from dars.training import DEFAULT_MODES, check_families, check_modes
-
-REPORT_SCHEMA = {
-    "dataset": pl.String,
-    "family": pl.String,
-    "mode": pl.String,
-    "n_train": pl.Int64,
-    "n_test": pl.Int64,
-    "n_draws": pl.Int64,
-    "encoder": pl.String,
-    "fit_s": pl.Float64,
-    "lam_route_s": pl.Float64,
-    "dir": pl.String,
-}
+from dars.config import Experiment, resolve_experiment
+from dars.tasks.train import REPORT_SCHEMA, check_training, train_task
 
 
 @flow(name="train")
 def train_flow(
-    config: str,
+    config: str | Experiment,
     root: str | None = None,
     families: list[str] | None = None,
     modes: list[str] | None = None,
     workers: int = 2,
 ) -> pl.DataFrame:
     """Train ``families`` (default: the config's ``routers``) × ``modes`` (default:
-    single_shot, dars and the five ablations) on every benchmark of the experiment in
-    ``config`` under ``root`` (default: the config's ``root``). Returns one report row per
-    trained (dataset, family, mode) with columns :data:`REPORT_SCHEMA`."""
-    experiment = load_experiment(config, root=root)
-    families = check_families(experiment.routers if families is None else families)
-    modes = check_modes(DEFAULT_MODES if modes is None else modes)
+    single_shot, dars and the five ablations) on every benchmark of the experiment. Returns one
+    report row per trained (dataset, family, mode) with columns :data:`REPORT_SCHEMA`."""
+    exp = resolve_experiment(config, root)
+    families, modes = check_training(exp, families, modes)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    jobs = [
-        (b.name, family, mode)
-        for b in experiment.benchmarks
-        for family in families
-        for mode in modes
-    ]
+    jobs = [(b.name, f, m) for b in exp.benchmarks for f in families for m in modes]
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = [
-            runner.submit(
-                train_task,
-                parameters={
-                    "experiment": experiment,
-                    "root": experiment.root,
-                    "dataset": d,
-                    "family": f,
-                    "mode": m,
-                },
-            )
+            runner.submit(train_task, parameters={"exp": exp, "dataset": d, "family": f, "mode": m})
             for d, f, m in jobs
         ]
         wait(futures)
@@ -78,8 +47,7 @@ def train_flow(
             reports.append(fut.result())
         except Exception as exc:  # noqa: BLE001 - collected and raised below, after every task
             failures.append(f"{d}/{f}/{m}: {type(exc).__name__}: {exc}")
-    logger = get_run_logger()
-    logger.info("trained %d of %d routers", len(reports), len(jobs))
+    get_run_logger().info("trained %d of %d routers", len(reports), len(jobs))
     if failures:
         raise RuntimeError(
             f"{len(failures)} of {len(jobs)} training tasks failed:\n" + "\n".join(failures)

@@ -5,8 +5,6 @@ Importing this package never imports torch; torch families load on first use thr
 """
 
 from dars.routers.base import (
-    DEFAULT_BETA,
-    DEFAULT_LAM,
     NotFittedError,
     Router,
     Stats,
@@ -31,8 +29,6 @@ from dars.routers.targets import (
 
 __all__ = [
     "BUILTIN_FAMILIES",
-    "DEFAULT_BETA",
-    "DEFAULT_LAM",
     "TORCH_FAMILIES",
     "BatchedTargets",
     "NotFittedError",

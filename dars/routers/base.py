@@ -36,6 +36,7 @@ from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
 from dars.routers.targets import BatchedTargets, Targets
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
 
 __all__ = [
     "DEFAULT_BETA",
@@ -47,8 +48,6 @@ __all__ = [
     "route_many",
 ]
 
-DEFAULT_LAM = 0.05
-DEFAULT_BETA = 0.2
 FORMAT = "dars-router"
 FORMAT_VERSION = 1
 
@@ -78,10 +77,7 @@ class Stats:
                 f"this router folded beta={self.risk_beta} into its quality target at fit time; "
                 f"utility for beta={beta} is undefined (refit with beta={beta})"
             )
-        u = self.q - lam * self.c
-        if self.sigma is not None:
-            u = u - beta * self.sigma
-        return u
+        return utility(self.q, self.c, self.sigma, lam=lam, beta=beta)
 
 
 def _check_weight(name: str, value: float) -> None:

@@ -10,6 +10,7 @@ from dars.routers._torch import TorchRouter, bce_with_logits, first_layer, gloro
 from dars.routers.base import Stats
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets
+from dars.utility import DEFAULT_BETA
 
 __all__ = ["EmbedLLMRouter"]
 
@@ -35,7 +36,7 @@ class EmbedLLMRouter(TorchRouter):
         self,
         *,
         embed_dim: int = 64,
-        beta: float = 0.2,
+        beta: float = DEFAULT_BETA,
         epochs: int = 150,
         lr: float = 1e-2,
         weight_decay: float = 1e-3,

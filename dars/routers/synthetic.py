@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dars.routers.targets import BatchedTargets, Targets
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
 
 __all__ = ["SyntheticTask", "make_synthetic_task"]
 
@@ -43,19 +44,21 @@ class SyntheticTask:
         assert self.targets.models is not None
         return self.targets.models
 
-    def true_utility(self, lam: float = 0.05, beta: float = 0.2) -> np.ndarray:
+    def true_utility(self, lam: float = DEFAULT_LAM, beta: float = DEFAULT_BETA) -> np.ndarray:
         """(n_test, M) true u = p − λc − βσ."""
-        return self.p_test - lam * self.c_test - beta * self.sigma_test
+        return utility(self.p_test, self.c_test, self.sigma_test, lam=lam, beta=beta)
 
-    def value(self, routes: np.ndarray, lam: float = 0.05, beta: float = 0.2) -> float:
+    def value(
+        self, routes: np.ndarray, lam: float = DEFAULT_LAM, beta: float = DEFAULT_BETA
+    ) -> float:
         """Mean true utility of routing test query i to model ``routes[i]``."""
         u = self.true_utility(lam, beta)
         return float(u[np.arange(len(routes)), routes].mean())
 
-    def oracle_value(self, lam: float = 0.05, beta: float = 0.2) -> float:
+    def oracle_value(self, lam: float = DEFAULT_LAM, beta: float = DEFAULT_BETA) -> float:
         return float(self.true_utility(lam, beta).max(axis=1).mean())
 
-    def random_value(self, lam: float = 0.05, beta: float = 0.2) -> float:
+    def random_value(self, lam: float = DEFAULT_LAM, beta: float = DEFAULT_BETA) -> float:
         """Expected value of routing uniformly at random."""
         return float(self.true_utility(lam, beta).mean())
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
+
 __all__ = [
     "BatchedTargets",
     "Targets",
@@ -97,12 +99,9 @@ class Targets:
     def n_models(self) -> int:
         return self.q.shape[1]
 
-    def utility(self, lam: float = 0.05, beta: float = 0.2) -> np.ndarray:
+    def utility(self, lam: float = DEFAULT_LAM, beta: float = DEFAULT_BETA) -> np.ndarray:
         """u = q − λc − βσ per (query, model); the σ term is absent when sigma is None."""
-        u = self.q - lam * self.c
-        if self.sigma is not None:
-            u = u - beta * self.sigma
-        return u
+        return utility(self.q, self.c, self.sigma, lam=lam, beta=beta)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@
       results/<name>.<ext>                          evaluation tables (JSON + Parquet)
       report/<name>.<ext>                           Markdown, HTML and PNG plots
       embeddings/encoder=<e>/dataset=<d>/<split>.parquet
+      truth/dataset=<d>/truth.parquet               simulated pools: the simulator's ground truth
       manifest.parquet                              the expected keys of the run (dars.plan)
 
 Partition directories follow the hive convention (``key=value``) so DuckDB, pyarrow.dataset and
@@ -91,6 +92,14 @@ class RunLayout:
             / f"dataset={check_name('dataset', dataset)}"
             / f"split={check_split(split)}"
             / f"model={check_name('model', model)}"
+        )
+
+    def observation_split_dir(self, dataset: str, split: str) -> Path:
+        """``observations/dataset=<d>/split=<s>``: every model's partition of one split."""
+        return (
+            self.observations_dir()
+            / f"dataset={check_name('dataset', dataset)}"
+            / f"split={check_split(split)}"
         )
 
     def observation_file(self, dataset: str, split: str, model: str, shard: int) -> Path:
@@ -179,6 +188,11 @@ class RunLayout:
             / f"dataset={check_name('dataset', dataset)}"
             / f"{check_split(split)}.parquet"
         )
+
+    def truth_file(self, dataset: str) -> Path:
+        """The simulated pool's ground truth for ``dataset`` (written by the collect stage for
+        simulated pools only): ``truth/dataset=<d>/truth.parquet``."""
+        return self.root / "truth" / f"dataset={check_name('dataset', dataset)}" / "truth.parquet"
 
     def manifest_file(self) -> Path:
         return self.root / "manifest.parquet"

@@ -19,8 +19,6 @@ from dars.supervision.ablations import (
 )
 from dars.supervision.core import (
     AGGREGATE_COLUMNS,
-    BETA,
-    LAMBDA,
     QueryModelArrays,
     aggregate,
     cost_bounds,
@@ -59,8 +57,6 @@ from dars.supervision.synthetic import SyntheticData, synthetic_observations
 
 __all__ = [
     "AGGREGATE_COLUMNS",
-    "BETA",
-    "LAMBDA",
     "METRIC_COLUMNS",
     "RECOVERY_COLUMNS",
     "TAU",

@@ -29,14 +29,13 @@ import numpy as np
 import polars as pl
 
 from dars.supervision.core import (
-    BETA,
     CELL_KEY,
-    LAMBDA,
     QUERY_KEY,
     _aggregate_prepared,
     dataset_seed,
     prepare_observations,
 )
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
 Variant = Callable[..., pl.DataFrame]
 
@@ -44,8 +43,8 @@ Variant = Callable[..., pl.DataFrame]
 def full_dars(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Full DARS: all observations, σ over all of them (see module table)."""
@@ -56,8 +55,8 @@ def full_dars(
 def input_only(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Input-side only: one decode (the lowest decode_id) per rewrite (see module table)."""
@@ -72,8 +71,8 @@ def input_only(
 def output_only(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Output-side only: the decodes of one fixed formulation (see module table)."""
@@ -91,8 +90,8 @@ def output_only(
 def without_risk(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations with β = 0 (the ``beta`` argument is accepted and ignored)."""
@@ -104,8 +103,8 @@ def without_risk(
 def rewrite_risk(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations; σ = spread of the per-rewrite means (see module table)."""
@@ -116,8 +115,8 @@ def rewrite_risk(
 def decoding_risk(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations; σ = mean within-rewrite spread (see module table)."""
@@ -210,8 +209,8 @@ def subgrid_dars(
     k: int,
     m: int,
     seed: int = 0,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Full DARS computed on a seeded k×m sub-grid (:func:`subgrid_observations`).

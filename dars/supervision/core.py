@@ -30,8 +30,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-LAMBDA = 0.05  # cost weight λ (authors' released code)
-BETA = 0.2  # risk weight β (authors' released code)
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility_expr
 
 DATASET_KEY = ("dataset",)
 QUERY_KEY = ("dataset", "query_id")
@@ -283,7 +282,7 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
         risk_frame = per_rewrite.group_by(cell).agg(q_std=sigma)
         stats = stats.drop("q_std").join(risk_frame, on=cell, how="left")
     return (
-        stats.with_columns(u=pl.col("q_mean") - lam * pl.col("c_mean") - beta * pl.col("q_std"))
+        stats.with_columns(u=utility_expr("q_mean", "c_mean", "q_std", lam=lam, beta=beta))
         .select(AGGREGATE_COLUMNS)
         .sort(cell)
     )
@@ -292,8 +291,8 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
 def aggregate(
     obs: pl.DataFrame | pl.LazyFrame,
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     risk: Risk = "all",
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:

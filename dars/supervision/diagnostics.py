@@ -22,9 +22,7 @@ import polars as pl
 
 from dars.supervision.ablations import full_dars
 from dars.supervision.core import (
-    BETA,
     CELL_KEY,
-    LAMBDA,
     QUERY_KEY,
     Missing,
     _collect,
@@ -34,6 +32,7 @@ from dars.supervision.core import (
 )
 from dars.supervision.labels import hard_labels
 from dars.supervision.single_shot import single_shot, slot_labels
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
 METRIC_COLUMNS = ("dataset", "metric", "value", "ci_low", "ci_high", "n_queries", "n_units")
 #: Polars dtypes of :data:`METRIC_COLUMNS`.
@@ -293,8 +292,8 @@ def diagnostics(
     obs: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     draws: int = 100,
     seed: int = 0,
     index: Literal["draws", "grid"] = "draws",

@@ -19,9 +19,7 @@ import polars as pl
 
 from dars.supervision.ablations import VARIANTS, get_variant, subgrid_dars
 from dars.supervision.core import (
-    BETA,
     CELL_KEY,
-    LAMBDA,
     QUERY_KEY,
     Missing,
     _check_weights,
@@ -36,6 +34,7 @@ from dars.supervision.core import (
 from dars.supervision.diagnostics import _check_ci, bootstrap_ratio
 from dars.supervision.labels import TIE_DECIMALS, hard_labels
 from dars.supervision.single_shot import single_shot
+from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility_expr
 
 #: Columns of :func:`label_recovery` frames (``recovery_table`` adds supervision, k, m).
 RECOVERY_COLUMNS = (
@@ -49,8 +48,47 @@ RECOVERY_COLUMNS = (
 )
 
 
+def truth_on_cost_scale(
+    truth: pl.DataFrame, query_ids: Iterable[str], bounds: pl.DataFrame
+) -> pl.DataFrame:
+    """A simulated pool's stored truth on the scale of the observations (pure).
+
+    ``truth``: one row per (dataset, query_id, model) with ``p_true`` and ``expected_cost_usd``
+    (the expected USD cost of one decode; see :mod:`dars.storage.truth`). ``query_ids``: the
+    queries to keep (those being supervised). ``bounds``: the dataset's observed cost range
+    (:func:`~dars.supervision.core.cost_bounds`: ``dataset, cost_min, cost_max``).
+
+    Returns one row per (dataset, query_id, model) of ``query_ids`` with ``p_true`` and
+    ``c_true`` = the expected cost min-max normalised with ``bounds`` (0 when the range is
+    empty), sorted by the cell key. A kept query without truth for some model raises: the
+    store and the truth were written with different configs.
+    """
+    _require_columns(truth.columns, [*CELL_KEY, "p_true", "expected_cost_usd"], "truth")
+    wanted = sorted(set(query_ids))
+    frame = truth.filter(pl.col("query_id").is_in(wanted))
+    have = frame.group_by("query_id").agg(pl.col("model").n_unique().alias("n"))
+    n_models = truth["model"].n_unique()
+    lacking = sorted(set(wanted) - set(have.filter(pl.col("n") == n_models)["query_id"]))
+    if lacking:
+        raise ValueError(
+            f"the stored truth has no complete row set for {len(lacking)} supervised train "
+            f"quer(ies), e.g. {lacking[0]!r}; was the store written with another config "
+            "(benchmark options, n_train, seed)? Rerun `dars collect` to rewrite the truth"
+        )
+    datasets = frame["dataset"].unique().to_list()
+    if len(datasets) != 1:
+        raise ValueError(f"truth must hold one dataset, got {sorted(datasets)}")
+    row = bounds.filter(pl.col("dataset") == datasets[0])
+    if row.height != 1:
+        raise ValueError(f"cost bounds have no row for dataset {datasets[0]!r}")
+    lo, hi = row["cost_min"].item(), row["cost_max"].item()
+    span = hi - lo
+    c_true = ((pl.col("expected_cost_usd") - lo) / span) if span > 0 else pl.lit(0.0)
+    return frame.with_columns(c_true=c_true).select(*CELL_KEY, "p_true", "c_true").sort(CELL_KEY)
+
+
 def true_utility(
-    truth: pl.DataFrame | pl.LazyFrame, *, lam: float = LAMBDA, beta_true: float = 0.0
+    truth: pl.DataFrame | pl.LazyFrame, *, lam: float = DEFAULT_LAM, beta_true: float = 0.0
 ) -> pl.DataFrame:
     """Validated ground truth with ``u_true`` added.
 
@@ -73,10 +111,9 @@ def true_utility(
         raise ValueError(
             f"truth has duplicate rows, e.g. {_format_key(dup.row(0, named=True), CELL_KEY)}"
         )
-    risk = beta_true * pl.col("sigma_true") if beta_true > 0 else pl.lit(0.0)
-    return frame.with_columns(u_true=pl.col("p_true") - lam * pl.col("c_true") - risk).sort(
-        CELL_KEY
-    )
+    sigma = "sigma_true" if beta_true > 0 else None
+    u_true = utility_expr("p_true", "c_true", sigma, lam=lam, beta=beta_true)
+    return frame.with_columns(u_true=u_true).sort(CELL_KEY)
 
 
 def label_recovery(
@@ -84,7 +121,7 @@ def label_recovery(
     truth: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     *,
-    lam: float = LAMBDA,
+    lam: float = DEFAULT_LAM,
     beta_true: float = 0.0,
     n_boot: int = 1000,
     seed: int = 0,
@@ -173,8 +210,8 @@ def recovery_table(
     truth: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     *,
-    lam: float = LAMBDA,
-    beta: float = BETA,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
     beta_true: float = 0.0,
     draws: int = 100,
     seed: int = 0,

@@ -14,7 +14,6 @@ import numpy as np
 import polars as pl
 
 from dars.supervision.core import (
-    LAMBDA,
     QUERY_KEY,
     Missing,
     QueryModelArrays,
@@ -26,6 +25,7 @@ from dars.supervision.core import (
     to_arrays,
 )
 from dars.supervision.labels import _hard_label_frame, hard_label_arrays
+from dars.utility import DEFAULT_LAM, utility, utility_expr
 
 SLOT_KEY = ("dataset", "query_id", "rewrite_id", "decode_id")
 
@@ -53,7 +53,7 @@ def single_shot(
     *,
     draws: int = 100,
     seed: int = 0,
-    lam: float = LAMBDA,
+    lam: float = DEFAULT_LAM,
     missing: Missing = "error",
     cost_bounds: pl.DataFrame | None = None,
 ) -> SingleShot:
@@ -98,7 +98,7 @@ def single_shot(
     cost = prep["c_norm"].to_numpy()
     q = score[pick]
     c = cost[pick]
-    u = q - lam * c
+    u = utility(q, c, lam=lam)
 
     draw_col = np.repeat(np.arange(draws, dtype=np.int32), n.size)
     draws_frame = (
@@ -151,7 +151,7 @@ def slot_labels(
     obs: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     *,
-    lam: float = LAMBDA,
+    lam: float = DEFAULT_LAM,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Single-shot labels per observation slot (the grid alternative to random draws).
@@ -168,6 +168,6 @@ def slot_labels(
     _check_weights(lam=lam)
     prep = restrict_to_pool(
         prepare_observations(obs, cost_bounds=cost_bounds), names, missing="drop"
-    ).with_columns(u=pl.col("score") - lam * pl.col("c_norm"))
+    ).with_columns(u=utility_expr("score", "c_norm", lam=lam))
     arr = to_arrays(prep, names, ["u", "c_norm"], index=SLOT_KEY, missing="drop")
     return _hard_label_frame(arr.keys, arr.models, arr["u"], arr["c_norm"])

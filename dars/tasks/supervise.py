@@ -1,30 +1,172 @@
-"""Prefect task of the supervise stage: one task run per dataset (no maths here).
+"""The supervise stage: observation store → supervision tables, per dataset.
 
-The body is :func:`dars.supervision.stage.supervise_dataset`. The task reads the observation
-store and writes supervision files, so it is not cached (``NO_CACHE``): a cache hit keyed on its
-inputs would skip rewriting files that were deleted or made stale by new observations, and a
-rerun costs seconds of polars. Retries cover transient filesystem errors only; a missing store,
-a bad config or inconsistent data fail at once, since retrying cannot fix them.
+:func:`supervise_dataset` reads the experiment's **train** observations with ``status == "ok"``,
+view ``train``, of the pool models, inside the protocol's grid (rewrites ``0..K-1`` plus the
+original -1 when ``train_include_original``, decodes ``0..M-1``), keeps the queries that have an
+ok observation for every pool model (the others are counted as ``n_queries_dropped``), computes
+every table with :func:`dars.supervision.tables.supervision_tables` and writes them through
+:mod:`dars.storage.supervision_store` (``supervision/dataset=<d>/<name>.parquet``). For a
+simulated pool the ``recovery`` table measures labels against the simulator's truth, which the
+collect stage stored (:mod:`dars.storage.truth`); for any other pool it is removed, so a stale
+file from an earlier simulated run never survives. ``summary`` is written last, so its presence
+means the dataset's other tables are complete. Rerunning on the same store rewrites identical
+files.
+
+:func:`supervise_dataset_task` is the Prefect task: one task run per dataset.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
 
+import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dars.config import Experiment
-from dars.supervision.stage import DatasetSupervision, supervise_dataset
+from dars.storage import RunLayout, scan_observations
+from dars.storage.supervision_store import remove_supervision, write_supervision
+from dars.storage.truth import read_truth
+from dars.supervision.core import cost_bounds
+from dars.supervision.recovery import truth_on_cost_scale
+from dars.supervision.tables import (
+    TABLES,
+    complete_queries,
+    grid_size,
+    subgrid_protocols,
+    summarise,
+    supervision_tables,
+    train_grid,
+)
+from dars.tasks.retry import retry_on_transient_io
+
+__all__ = [
+    "DatasetSupervision",
+    "load_train_observations",
+    "supervise",
+    "supervise_dataset",
+    "supervise_dataset_task",
+]
+
+_OBS_COLUMNS = (
+    "dataset",
+    "split",
+    "view",
+    "query_id",
+    "model",
+    "rewrite_id",
+    "decode_id",
+    "score",
+    "cost_usd",
+    "status",
+)
 
 
-def retry_on_transient_io(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only on OS-level I/O errors (e.g. a network filesystem hiccup), never on a missing
-    input (``FileNotFoundError``), a permission problem or a data/config error."""
-    exc = state.result(raise_on_failure=False)
-    return isinstance(exc, OSError) and not isinstance(
-        exc, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+class DatasetSupervision(NamedTuple):
+    """What :func:`supervise_dataset` did: the files written (table name → path, in
+    :data:`~dars.supervision.tables.TABLES` order) and the dataset's summary frame."""
+
+    dataset: str
+    files: dict[str, Path]
+    summary: pl.DataFrame
+
+
+def load_train_observations(exp: Experiment, dataset: str) -> pl.DataFrame:
+    """The rows the stage supervises on: ``dataset``'s train-split, view-train, status-ok
+    observations of the pool models inside the protocol's grid (columns ``_OBS_COLUMNS``).
+
+    Raises ``FileNotFoundError`` naming the store location and what it holds for the dataset
+    when there is no such row (e.g. the decode stage has not run).
+    """
+    models = exp.pool.names
+    p = exp.protocol
+    rewrites, n_decodes = train_grid(p.train_rewrites, p.train_decodes, p.train_include_original)
+    obs = (
+        scan_observations(exp.root, dataset=dataset, split="train", model=models, status="ok")
+        .filter(
+            (pl.col("view") == "train")
+            & pl.col("rewrite_id").is_in(rewrites)
+            & (pl.col("decode_id") < n_decodes)
+        )
+        .select(_OBS_COLUMNS)
+        .collect()
     )
+    if obs.height == 0:
+        layout = RunLayout(exp.root)
+        held = (
+            scan_observations(exp.root, dataset=dataset)
+            .group_by("split", "status")
+            .agg(pl.len())
+            .sort("split", "status")
+            .collect()
+        )
+        what = (
+            ", ".join(f"{r['len']} {r['split']}/{r['status']}" for r in held.iter_rows(named=True))
+            or "nothing"
+        )
+        raise FileNotFoundError(
+            f"no ok train observations for dataset {dataset!r} and pool models {models} under "
+            f"{layout.observation_split_dir(dataset, 'train')} (the store holds {what} for this "
+            f"dataset); collect observations first "
+            f"(`dars collect --config <config.yaml> --root {layout.root}`)"
+        )
+    return obs
+
+
+def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> DatasetSupervision:
+    """Read ``dataset``'s train observations under ``exp.root``, compute every supervision table
+    and write them (see the module docstring)."""
+    exp.benchmark(dataset)  # unknown names raise listing the experiment's benchmarks
+    models = exp.pool.names
+    raw = load_train_observations(exp, dataset)
+    obs, n_dropped = complete_queries(raw, models)
+    if obs.height == 0:
+        have = sorted(raw["model"].unique().to_list())
+        raise ValueError(
+            f"dataset {dataset!r}: no train query has an ok observation for every pool model; "
+            f"models with observations: {have}, pool: {models}"
+        )
+    k_max, m_max = grid_size(obs)
+    truth = None
+    if exp.pool.simulated:
+        stored = read_truth(exp.root, dataset)
+        truth = truth_on_cost_scale(stored, obs["query_id"].unique().to_list(), cost_bounds(obs))
+    tables = supervision_tables(
+        obs,
+        models,
+        lam=exp.lam,
+        beta=exp.beta,
+        draws=exp.single_shot_draws,
+        seed=exp.seed,
+        protocols=subgrid_protocols(k_max, m_max),
+        truth=truth,
+        n_boot=n_boot,
+    )
+    tables["summary"] = summarise(
+        dataset, tables, n_observations=obs.height, n_queries_dropped=n_dropped
+    )
+    # Drop the completion marker first: until the new summary lands, a reader must not take an
+    # old summary as proof that the (partly rewritten) tables are complete.
+    remove_supervision(exp.root, dataset, "summary")
+    if "recovery" not in tables:
+        remove_supervision(exp.root, dataset, "recovery")
+    files = {
+        name: write_supervision(exp.root, dataset, name, tables[name])
+        for name in TABLES
+        if name in tables
+    }
+    return DatasetSupervision(dataset, files, tables["summary"])
+
+
+def supervise(
+    exp: Experiment, *, datasets: Sequence[str] | None = None, n_boot: int = 1000
+) -> pl.DataFrame:
+    """Run :func:`supervise_dataset` for each dataset (default: every benchmark of the
+    experiment, in config order); returns the concatenated summaries."""
+    names = [b.name for b in exp.benchmarks] if datasets is None else list(datasets)
+    return pl.concat([supervise_dataset(exp, d, n_boot=n_boot).summary for d in names])
 
 
 @task(
@@ -33,10 +175,11 @@ def retry_on_transient_io(task: Any, task_run: Any, state: Any) -> bool:
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_on_transient_io,
+    # Reads the observation store and writes supervision files: a cache hit keyed on its inputs
+    # would skip rewriting files that were deleted or made stale by new observations, and a
+    # rerun costs seconds of polars.
     cache_policy=NO_CACHE,
 )
-def supervise_dataset_task(
-    experiment: Experiment, root: str, dataset: str, n_boot: int = 1000
-) -> DatasetSupervision:
-    """Compute and write every supervision table of ``dataset`` under ``root``."""
-    return supervise_dataset(experiment, root, dataset, n_boot=n_boot)
+def supervise_dataset_task(exp: Experiment, dataset: str, n_boot: int = 1000) -> DatasetSupervision:
+    """Compute and write every supervision table of ``dataset``."""
+    return supervise_dataset(exp, dataset, n_boot=n_boot)

@@ -271,8 +271,8 @@ def store(tmp_path_factory):
     from dars.config import Evaluation
     from dars.llm.sim import SimWorld
     from dars.storage import write_observations
-    from dars.supervision.stage import supervise_dataset
-    from dars.training import train_router
+    from dars.tasks.supervise import supervise_dataset
+    from dars.tasks.train import train_router
     from tests.simstore import observation_rows, sim_experiment, write_sim_store
 
     root = tmp_path_factory.mktemp("pareto")
@@ -300,9 +300,9 @@ def store(tmp_path_factory):
             DATASET, ids, [s.litellm_model for s in specs], rewrite_ids=rids, decode_ids=dids
         ).with_columns(pl.col("model").replace_strict(names))
         write_observations(root, observation_rows(frame, split="test", view=view), shard=0)
-    supervise_dataset(exp, root, DATASET, n_boot=20)
+    supervise_dataset(exp, DATASET, n_boot=20)
     for mode in ("single_shot", "dars"):
-        train_router(exp, root, DATASET, "knn", mode)
+        train_router(exp, DATASET, "knn", mode)
     return exp, root
 
 

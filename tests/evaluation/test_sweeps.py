@@ -44,10 +44,10 @@ from dars.evaluation.sweeps import (
     sweep_families,
 )
 from dars.routers import make_router, route_many, targets_from_frame
+from dars.routers.training import training_targets
 from dars.storage import RunLayout, write_observations
 from dars.storage.supervision_store import read_supervision
-from dars.supervision.stage import supervise_dataset
-from dars.training import training_targets
+from dars.tasks.supervise import supervise_dataset
 from tests.simstore import observation_rows, sim_experiment, write_sim_store
 
 LAM = 0.05
@@ -362,7 +362,7 @@ def store(tmp_path_factory):
     )
     write_sim_store(exp, root)
     _write_test_views(exp, root)
-    supervise_dataset(exp, root, DATASET, n_boot=10)
+    supervise_dataset(exp, DATASET, n_boot=10)
     return exp, root
 
 

@@ -23,11 +23,10 @@ from polars.testing import assert_frame_equal
 from prefect.states import Failed
 
 from dars.benchmarks.loading import load_splits
-from dars.collect import ShardIncomplete, ShardReport
 from dars.config import load_experiment
 from dars.plan import KEY, build_plan, status
 from dars.storage import RunLayout, scan_observations
-from dars.tasks.collect import _retry_transient, decode_shard_task
+from dars.tasks.collect import ShardIncomplete, ShardReport, _retry_transient, decode_shard_task
 from tests.fakeserver import FakeOpenAIServer, Status, last_user_prompt
 
 pytestmark = pytest.mark.flow

@@ -9,8 +9,9 @@ from prefect.states import Failed
 
 from dars.storage import RunLayout
 from dars.storage.supervision_store import read_supervision
-from dars.supervision.stage import SUMMARY_COLUMNS, TABLES
-from dars.tasks.supervise import retry_on_transient_io, supervise_dataset_task
+from dars.supervision.tables import SUMMARY_COLUMNS, TABLES
+from dars.tasks.retry import retry_on_transient_io
+from dars.tasks.supervise import supervise_dataset_task
 from tests.simstore import sim_experiment, write_sim_store
 
 pytestmark = pytest.mark.flow
@@ -57,6 +58,6 @@ def test_task_retries_only_transient_io_errors():
 def test_task_body_writes_the_dataset_tables(tmp_path):
     exp = sim_experiment(tmp_path, n_train=10, n_items=20, train_rewrites=2, train_decodes=2)
     write_sim_store(exp, tmp_path)
-    result = supervise_dataset_task.fn(exp, str(tmp_path), "demo_mc", n_boot=50)
+    result = supervise_dataset_task.fn(exp, "demo_mc", n_boot=50)
     assert list(result.files) == list(TABLES)
     assert result.summary.filter(pl.col("metric") == "n_queries")["value"].item() == 10

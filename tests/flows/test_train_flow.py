@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from dars.storage import RunLayout
-from dars.supervision.stage import supervise_dataset
+from dars.tasks.supervise import supervise_dataset
 from tests.simstore import sim_experiment, write_sim_store
 
 pytestmark = pytest.mark.flow
@@ -27,12 +27,13 @@ def _tiny(tmp_path, root):
     assert "encoder: tfidf" in text
     config.write_text(text)
     write_sim_store(exp, root)
-    supervise_dataset(exp, root, "demo_mc", n_boot=20)
+    supervise_dataset(exp.model_copy(update={"root": str(root)}), "demo_mc", n_boot=20)
     return config
 
 
 def test_train_flow_trains_every_family_mode_pair(prefect_harness, tmp_path):
-    from dars.flows.train import REPORT_SCHEMA, train_flow
+    from dars.flows.train import train_flow
+    from dars.tasks.train import REPORT_SCHEMA
 
     root = tmp_path / "run"
     config = _tiny(tmp_path, root)

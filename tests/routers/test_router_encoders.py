@@ -12,15 +12,14 @@ from sklearn.exceptions import NotFittedError
 
 from dars.benchmarks.base import Item
 from dars.routers.encoders import (
-    EmbeddingCache,
     QueryEncoder,
     SentenceTransformerEncoder,
     TfidfEncoder,
     item_text,
     make_encoder,
     query_text,
-    text_sha256,
 )
+from dars.storage.embeddings import EmbeddingCache, text_sha256
 
 TEXTS = [
     "What is the derivative of x squared?",

@@ -1,4 +1,4 @@
-"""The train stage (dars.training) on a tiny simulated store: files, routes, reload, caching."""
+"""The train stage (dars.tasks.train) on a tiny simulated store: files, routes, reload, caching."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ import pytest
 
 from dars.benchmarks.loading import load_benchmark_splits
 from dars.routers import load_router
-from dars.routers.encoders import EmbeddingCache, TfidfEncoder, item_text
-from dars.storage import RunLayout
-from dars.storage.supervision_store import read_supervision
-from dars.supervision.stage import supervise_dataset
-from dars.training import (
+from dars.routers.encoders import TfidfEncoder, item_text
+from dars.routers.training import (
     DEFAULT_MODES,
-    LAM_ROUTES_SCHEMA,
-    ROUTES_SCHEMA,
-    embed_queries,
-    lam_routes_frame,
+    lam_routes_table,
     route_lam_grid,
-    routes_frame,
-    train_router,
+    routes_table,
     training_targets,
 )
+from dars.storage import RunLayout
+from dars.storage.embeddings import EmbeddingCache
+from dars.storage.supervision_store import read_supervision
+from dars.tasks.supervise import supervise_dataset
+from dars.tasks.train import embed_queries, train_router
 from tests.simstore import sim_experiment, write_sim_store
 
 DATASET = "demo_mc"
@@ -42,7 +40,7 @@ def store(tmp_path_factory):
     )
     exp = exp.model_copy(update={"encoder": "tfidf"})
     write_sim_store(exp, root)
-    supervise_dataset(exp, root, DATASET, n_boot=20)
+    supervise_dataset(exp, DATASET, n_boot=20)
     return exp, root
 
 
@@ -62,7 +60,7 @@ def test_default_modes_are_single_shot_dars_and_the_five_ablations():
 @pytest.mark.parametrize("mode", ["single_shot", "dars", "without_risk"])
 def test_train_router_writes_router_and_routes(store, family, mode):
     exp, root = store
-    report = train_router(exp, root, DATASET, family, mode)
+    report = train_router(exp, DATASET, family, mode)
 
     layout = RunLayout(root)
     out = layout.model_dir(DATASET, family, mode)
@@ -88,7 +86,7 @@ def test_train_router_writes_router_and_routes(store, family, mode):
     router = load_router(out)
     assert list(router.models_) == pool
     assert router.has_sigma_ == (mode == "dars")
-    _, _, ids, X_test, _ = embed_queries(exp, root, DATASET)
+    _, _, ids, X_test, _ = embed_queries(exp, DATASET)
     assert ids == test_ids
     draw0 = routes.filter(pl.col("draw") == 0)["model_index"].to_numpy()
     np.testing.assert_array_equal(router.route(X_test, exp.lam, exp.beta), draw0)
@@ -98,7 +96,7 @@ def test_single_shot_draws_differ_and_dars_differs_from_single_shot(store):
     exp, root = store
     layout = RunLayout(root)
     for mode in ("single_shot", "dars"):
-        train_router(exp, root, DATASET, "knn", mode)
+        train_router(exp, DATASET, "knn", mode)
     ss = pl.read_parquet(layout.routes_file(DATASET, "knn", "single_shot"))
     # Draws are trained on different labels: with 5 draws some test route must change.
     per_query = ss.group_by("query_id").agg(pl.col("model_index").n_unique())
@@ -107,7 +105,7 @@ def test_single_shot_draws_differ_and_dars_differs_from_single_shot(store):
 
 def test_rerun_encodes_nothing_and_cache_lives_at_the_layout_path(store, monkeypatch):
     exp, root = store
-    first = embed_queries(exp, root, DATASET)
+    first = embed_queries(exp, DATASET)
     assert first[4].startswith("tfidf:")
     layout = RunLayout(root)
     items = load_benchmark_splits(exp.benchmark(DATASET), exp.seed)
@@ -121,7 +119,7 @@ def test_rerun_encodes_nothing_and_cache_lives_at_the_layout_path(store, monkeyp
         raise AssertionError(f"encoded {len(texts)} texts on a rerun")
 
     monkeypatch.setattr(TfidfEncoder, "encode", refuse)
-    again = embed_queries(exp, root, DATASET)
+    again = embed_queries(exp, DATASET)
     np.testing.assert_array_equal(first[1], again[1])
     np.testing.assert_array_equal(first[3], again[3])
     assert again[4] == first[4]
@@ -152,22 +150,24 @@ def test_training_targets_keeps_split_order_and_drops_missing_queries(store):
 def test_bad_family_or_mode_lists_the_valid_ones(store):
     exp, root = store
     with pytest.raises(ValueError, match="valid: .*knn"):
-        train_router(exp, root, DATASET, "nope", "dars")
+        train_router(exp, DATASET, "nope", "dars")
     with pytest.raises(ValueError, match="valid: single_shot, dars"):
-        train_router(exp, root, DATASET, "knn", "bogus")
+        train_router(exp, DATASET, "knn", "bogus")
 
 
-def test_routes_frame_rows():
-    t = routes_frame(np.array([[1, 0], [0, 0]]), ["q1", "q2"], ["a", "b"])
-    assert t.schema == ROUTES_SCHEMA
-    assert t.to_pylist() == [
+def test_routes_table_rows():
+    t = routes_table(np.array([[1, 0], [0, 0]]), ["q1", "q2"], ["a", "b"])
+    assert t.schema == pl.Schema(
+        {"draw": pl.Int32, "query_id": pl.String, "model": pl.String, "model_index": pl.Int32}
+    )
+    assert t.to_dicts() == [
         {"draw": 0, "query_id": "q1", "model": "b", "model_index": 1},
         {"draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
         {"draw": 1, "query_id": "q1", "model": "a", "model_index": 0},
         {"draw": 1, "query_id": "q2", "model": "a", "model_index": 0},
     ]
     with pytest.raises(ValueError, match="route indices"):
-        routes_frame(np.array([[2]]), ["q1"], ["a", "b"])
+        routes_table(np.array([[2]]), ["q1"], ["a", "b"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ def test_train_router_writes_lam_routes_for_every_lam(store, family, mode):
     exp, root = store
     grid = exp.evaluation.lam_grid
     assert exp.lam in grid
-    report = train_router(exp, root, DATASET, family, mode)
+    report = train_router(exp, DATASET, family, mode)
     assert report["lam_route_s"] >= 0
     layout = RunLayout(root)
     lam_routes = pl.read_parquet(layout.lam_routes_file(DATASET, family, mode))
@@ -202,7 +202,7 @@ def test_train_router_writes_lam_routes_for_every_lam(store, family, mode):
 
     # The saved router (draw 0) routes every λ as the sweep says (slow path: route per λ).
     router = load_router(layout.model_dir(DATASET, family, mode))
-    _, _, _, X_test, _ = embed_queries(exp, root, DATASET)
+    _, _, _, X_test, _ = embed_queries(exp, DATASET)
     for lam in grid:
         got = lam_routes.filter((pl.col("lam") == lam) & (pl.col("draw") == 0))
         np.testing.assert_array_equal(
@@ -220,36 +220,36 @@ def test_ablation_modes_write_no_lam_routes_and_clear_stale_ones(store):
     path = RunLayout(root).lam_routes_file(DATASET, "knn", "without_risk")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"stale")
-    train_router(exp, root, DATASET, "knn", "without_risk")
+    train_router(exp, DATASET, "knn", "without_risk")
     assert not path.exists()
 
 
 def test_failed_rerun_leaves_no_routes_file(store, monkeypatch):
-    import dars.training as training
+    import dars.storage.models as models_store
 
     exp, root = store
     layout = RunLayout(root)
-    train_router(exp, root, DATASET, "knn", "dars")
+    train_router(exp, DATASET, "knn", "dars")
     routes_path = layout.routes_file(DATASET, "knn", "dars")
     assert routes_path.is_file() and layout.lam_routes_file(DATASET, "knn", "dars").is_file()
-    real = training.atomic_write_table
+    real = models_store.atomic_write_table
 
     def fail_on_routes(table, path):
         if path == routes_path:
             raise OSError("disk full")
         return real(table, path)
 
-    monkeypatch.setattr(training, "atomic_write_table", fail_on_routes)
+    monkeypatch.setattr(models_store, "atomic_write_table", fail_on_routes)
     with pytest.raises(OSError, match="disk full"):
-        train_router(exp, root, DATASET, "knn", "dars")
+        train_router(exp, DATASET, "knn", "dars")
     # routes.parquet is removed first and written last: the dir no longer claims completeness.
     assert not routes_path.exists()
     monkeypatch.undo()
-    train_router(exp, root, DATASET, "knn", "dars")
+    train_router(exp, DATASET, "knn", "dars")
     assert routes_path.is_file()
 
 
-def test_route_lam_grid_and_lam_routes_frame():
+def test_route_lam_grid_and_lam_routes_table():
     from dars.routers import Targets, make_router
 
     rng = np.random.default_rng(0)
@@ -267,13 +267,21 @@ def test_route_lam_grid_and_lam_routes_frame():
     with pytest.raises(ValueError, match="lams is empty"):
         route_lam_grid([router], X, [], beta=0.2)
 
-    t = lam_routes_frame(np.array([[[1, 0]], [[0, 0]]]), [0.0, 0.5], ["q1", "q2"], ["a", "b"])
-    assert t.schema == LAM_ROUTES_SCHEMA
-    assert t.to_pylist() == [
+    t = lam_routes_table(np.array([[[1, 0]], [[0, 0]]]), [0.0, 0.5], ["q1", "q2"], ["a", "b"])
+    assert t.schema == pl.Schema(
+        {
+            "lam": pl.Float64,
+            "draw": pl.Int32,
+            "query_id": pl.String,
+            "model": pl.String,
+            "model_index": pl.Int32,
+        }
+    )
+    assert t.to_dicts() == [
         {"lam": 0.0, "draw": 0, "query_id": "q1", "model": "b", "model_index": 1},
         {"lam": 0.0, "draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
         {"lam": 0.5, "draw": 0, "query_id": "q1", "model": "a", "model_index": 0},
         {"lam": 0.5, "draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
     ]
     with pytest.raises(ValueError, match="routes must be"):
-        lam_routes_frame(np.zeros((1, 1, 2), dtype=int), [0.0, 0.5], ["q1", "q2"], ["a", "b"])
+        lam_routes_table(np.zeros((1, 1, 2), dtype=int), [0.0, 0.5], ["q1", "q2"], ["a", "b"])

@@ -9,15 +9,6 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sup_reference import (
-    complete_queries,
-    hand_frame,
-    obs_frames,
-    ok_rows,
-    ref_aggregate,
-    ref_order,
-    ref_softmax,
-)
 
 from dars.supervision import (
     aggregate,
@@ -26,6 +17,15 @@ from dars.supervision import (
     pairwise_preferences,
     rank_order,
     soft_labels,
+)
+from tests.supervision.reference import (
+    complete_queries,
+    hand_frame,
+    obs_frames,
+    ok_rows,
+    ref_aggregate,
+    ref_order,
+    ref_softmax,
 )
 
 HYP = settings(max_examples=80, deadline=None)

@@ -10,14 +10,6 @@ import polars as pl
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from sup_reference import (
-    any_complete_query,
-    hand_frame,
-    obs_frames,
-    ok_rows,
-    random_obs,
-    ref_variance_components,
-)
 
 from dars.supervision import (
     METRIC_COLUMNS,
@@ -34,6 +26,14 @@ from dars.supervision import (
     winner_flip_rate,
 )
 from dars.supervision.core import dataset_seed
+from tests.supervision.reference import (
+    any_complete_query,
+    hand_frame,
+    obs_frames,
+    ok_rows,
+    random_obs,
+    ref_variance_components,
+)
 
 HYP = settings(max_examples=80, deadline=None)
 

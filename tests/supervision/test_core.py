@@ -9,7 +9,6 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sup_reference import hand_frame, obs_frames, ok_rows, random_obs, ref_aggregate
 
 from dars.supervision import (
     AGGREGATE_COLUMNS,
@@ -18,6 +17,7 @@ from dars.supervision import (
     prepare_observations,
     to_arrays,
 )
+from tests.supervision.reference import hand_frame, obs_frames, ok_rows, random_obs, ref_aggregate
 
 HYP = settings(max_examples=80, deadline=None)
 

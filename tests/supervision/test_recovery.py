@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from sup_reference import hand_frame
 
 from dars.supervision import (
     RECOVERY_COLUMNS,
@@ -18,6 +17,7 @@ from dars.supervision import (
     synthetic_observations,
     true_utility,
 )
+from tests.supervision.reference import hand_frame
 
 
 def hand_truth(**overrides: float) -> pl.DataFrame:

@@ -1,5 +1,5 @@
-"""Collection coroutines (``dars.collect``) without Prefect, against the fake OpenAI-compatible
-server (tests/fakeserver.py) and the simulated pool.
+"""Collection coroutines (``dars.tasks.collect``) without Prefect, against the fake
+OpenAI-compatible server (tests/fakeserver.py) and the simulated pool.
 
 Checked: every planned key is stored exactly once with what the server answered; failures are
 recorded without the API key and a rerun requests exactly the failed keys; a run killed with
@@ -30,7 +30,7 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # ``tests.*`` helpers import as such whatever the rootdir
     sys.path.insert(0, str(_ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -39,7 +39,11 @@ import dars.llm.client as llm_client  # noqa: E402
 from dars.benchmarks import get as get_benchmark  # noqa: E402
 from dars.benchmarks.families import MultipleChoiceBenchmark  # noqa: E402
 from dars.benchmarks.loading import items_by_id, load_splits  # noqa: E402
-from dars.collect import (  # noqa: E402
+from dars.config import Experiment, experiment_from_dict  # noqa: E402
+from dars.llm.loop import run_sync  # noqa: E402
+from dars.plan import KEY, PARTITION, build_plan, expected_rewrites  # noqa: E402
+from dars.storage import scan_observations, scan_rewrites  # noqa: E402
+from dars.tasks.collect import (  # noqa: E402
     ShardIncomplete,
     ShardReport,
     decode_shard,
@@ -49,10 +53,6 @@ from dars.collect import (  # noqa: E402
     reset_progress,
     rewrite_shard,
 )
-from dars.config import Experiment, experiment_from_dict  # noqa: E402
-from dars.llm.loop import run_sync  # noqa: E402
-from dars.plan import KEY, PARTITION, build_plan, expected_rewrites  # noqa: E402
-from dars.storage import scan_observations, scan_rewrites  # noqa: E402
 from tests.fakeserver import FakeOpenAIServer, Status, count_tokens, last_user_prompt  # noqa: E402
 
 KEY_ENV = "DARS_TEST_COLLECT_KEY"
@@ -173,7 +173,7 @@ async def _all_rewrites(exp: Experiment, root: Path) -> list[ShardReport]:
     shards = expected_rewrites(exp, load_splits(exp)).select("dataset", "split", "shard").unique()
     return list(
         await asyncio.gather(
-            *(rewrite_shard(exp, root, d, s, sh, run_id="t") for d, s, sh in shards.rows())
+            *(rewrite_shard(exp, d, s, sh, run_id="t") for d, s, sh in shards.rows())
         )
     )
 
@@ -182,7 +182,7 @@ async def _all_decodes(exp: Experiment, root: Path, **kw: Any) -> list[ShardRepo
     shards = build_plan(exp, load_splits(exp)).select(PARTITION).unique()
     return list(
         await asyncio.gather(
-            *(decode_shard(exp, root, *part, run_id="t", **kw) for part in shards.rows())
+            *(decode_shard(exp, *part, run_id="t", **kw) for part in shards.rows())
         )
     )
 
@@ -264,7 +264,7 @@ def test_every_planned_key_is_stored_once_with_what_the_server_answered(server, 
     plan = plan_keys(exp)
     # 6 train queries x 2 models x (2 rewrites x 2 decodes) + 6 test x 2 x (1 + 2)
     assert plan.height == 48 + 36
-    budget = estimate_budget(exp, tmp_path)
+    budget = estimate_budget(exp)
     # One row per (dataset, split, model), the rewriter's first.
     assert budget.select("split", "model").rows() == [
         ("train", "fake-rewriter"),
@@ -334,7 +334,7 @@ def test_every_planned_key_is_stored_once_with_what_the_server_answered(server, 
     assert prog.cost_usd == pytest.approx(total(rw, "cost_usd") + obs["cost_usd"].sum())
 
     # Nothing is left: the budget is empty and a rerun sends no request.
-    assert estimate_budget(exp, tmp_path)["calls"].sum() == 0
+    assert estimate_budget(exp)["calls"].sum() == 0
     before = server.total_requests
     again = rewrite_all(exp, tmp_path) + decode_all(exp, tmp_path)
     assert server.total_requests == before
@@ -435,7 +435,7 @@ def test_a_killed_run_resumes_without_requesting_checkpointed_keys(tmp_path):
             concurrency=concurrency,
             protocol={"train_rewrites": 4, "train_decodes": 5},
         )
-        run_sync(rewrite_shard(exp, root, "demo_mc", "train", 0, run_id="t"))
+        run_sync(rewrite_shard(exp, "demo_mc", "train", 0, run_id="t"))
         part = ("demo_mc", "train", "fake-a", 0)
         planned = plan_keys(exp).filter(
             (pl.col("split") == "train") & (pl.col("model") == "fake-a") & (pl.col("shard") == 0)
@@ -473,7 +473,7 @@ def test_a_killed_run_resumes_without_requesting_checkpointed_keys(tmp_path):
         assert n_stored <= hits_before <= n_stored + checkpoint_rows + concurrency
 
         srv.reset_counts()
-        report = run_sync(decode_shard(exp, root, *part, run_id="t2", checkpoint_rows=5))
+        report = run_sync(decode_shard(exp, *part, run_id="t2", checkpoint_rows=5))
 
         # Checkpointed keys were not requested again; everything else exactly once.
         assert srv.total_requests == planned.height - n_stored
@@ -497,7 +497,7 @@ def test_a_killed_run_resumes_without_requesting_checkpointed_keys(tmp_path):
 def test_an_error_inside_a_shard_cancels_its_other_calls(tmp_path, monkeypatch):
     with FakeOpenAIServer(responder=fake_responder, latency_s=0.02) as srv:
         exp = fake_experiment(tmp_path, srv.base_url, concurrency=1)
-        run_sync(rewrite_shard(exp, tmp_path, "demo_mc", "train", 0, run_id="t"))
+        run_sync(rewrite_shard(exp, "demo_mc", "train", 0, run_id="t"))
         bad = load_splits(exp)["demo_mc"]["train"][1]
         real_score = MultipleChoiceBenchmark.score
 
@@ -510,9 +510,7 @@ def test_an_error_inside_a_shard_cancels_its_other_calls(tmp_path, monkeypatch):
         srv.reset_counts()
         with pytest.raises(RuntimeError, match="scorer bug"):
             run_sync(
-                decode_shard(
-                    exp, tmp_path, "demo_mc", "train", "fake-a", 0, run_id="t", checkpoint_rows=99
-                )
+                decode_shard(exp, "demo_mc", "train", "fake-a", 0, run_id="t", checkpoint_rows=99)
             )
         # One call at a time in plan order: the 4 keys of the first query, then the failing one
         # (and at most the next, which may have taken the free slot before the cancellation
@@ -529,10 +527,10 @@ def test_an_error_inside_a_shard_cancels_its_other_calls(tmp_path, monkeypatch):
 
 def test_the_spend_cap_stops_a_shard_after_at_most_max_concurrency_calls(server, tmp_path):
     exp = fake_experiment(tmp_path, server.base_url, concurrency=2)
-    run_sync(rewrite_shard(exp, tmp_path, "demo_mc", "train", 0, run_id="t"))
+    run_sync(rewrite_shard(exp, "demo_mc", "train", 0, run_id="t"))
     server.reset_counts()
     reset_progress(spend_cap_usd=1e-9)  # reached by the first call that returns
-    report = run_sync(decode_shard(exp, tmp_path, "demo_mc", "train", "fake-a", 0, run_id="t"))
+    report = run_sync(decode_shard(exp, "demo_mc", "train", "fake-a", 0, run_id="t"))
     assert server.total_requests == 2
     assert (report.planned, report.ok, report.not_run, report.failed) == (12, 2, 10, 0)
     assert report.notes == ["spend cap reached"] and not report.complete

@@ -6,7 +6,6 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sup_reference import hand_frame, obs_frames, ok_rows, random_obs, ref_variant
 
 from dars.supervision import (
     AGGREGATE_COLUMNS,
@@ -21,6 +20,7 @@ from dars.supervision import (
     subgrid_observations,
     without_risk,
 )
+from tests.supervision.reference import hand_frame, obs_frames, ok_rows, random_obs, ref_variant
 
 HYP = settings(max_examples=80, deadline=None)
 

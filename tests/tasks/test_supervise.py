@@ -15,14 +15,16 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
+from dars.cli import _summary_table  # noqa: E402
 from dars.config import BenchmarkSpec, Experiment, ModelSpec, Pool, Protocol  # noqa: E402
-from dars.storage import RunLayout, StorageError, write_observations  # noqa: E402
+from dars.storage import RunLayout, write_observations  # noqa: E402
 from dars.storage.supervision_store import (  # noqa: E402
     list_supervision,
     read_supervision,
     supervision_exists,
     write_supervision,
 )
+from dars.storage.truth import read_truth  # noqa: E402
 from dars.supervision import (  # noqa: E402
     VARIANTS,
     full_dars,
@@ -30,14 +32,11 @@ from dars.supervision import (  # noqa: E402
     single_shot,
     synthetic_observations,
 )
-from dars.supervision.stage import (  # noqa: E402
-    TABLES,
-    diagnostics_table,
-    simulated_truth,
-    subgrid_protocols,
-    supervise,
-    supervise_dataset,
-)
+from dars.supervision.core import cost_bounds  # noqa: E402
+from dars.supervision.recovery import truth_on_cost_scale  # noqa: E402
+from dars.supervision.tables import TABLES, subgrid_protocols  # noqa: E402
+from dars.tasks.collect import simulated_truth, store_truth  # noqa: E402
+from dars.tasks.supervise import supervise, supervise_dataset  # noqa: E402
 from tests.simstore import observation_rows, sim_experiment, simulate_train  # noqa: E402
 
 DS = "demo_mc"
@@ -68,7 +67,8 @@ def sim_run(tmp_path_factory):
     )
     write_observations(root, observation_rows(pl.concat([grid, extra])), shard=0)
     write_observations(root, observation_rows(test, split="test", view="test_decode"), shard=0)
-    result = supervise_dataset(exp, root, DS, n_boot=N_BOOT)
+    store_truth(exp, DS)
+    result = supervise_dataset(exp, DS, n_boot=N_BOOT)
     used = observation_rows(grid).filter(pl.col("status") == "ok")
     return exp, root, result, used
 
@@ -168,38 +168,40 @@ def test_summary_rows_and_rich_table(sim_run):
     assert values["n_queries_dropped"] == 0
     assert {f"recovery:{v}" for v in ("single_shot", *VARIANTS)} <= set(values)
     console = Console(record=True, width=120)
-    console.print(diagnostics_table(summary))
+    console.print(_summary_table(summary))
     text = console.export_text()
     assert "winner_flip_rate" in text and "recovery:full_dars" in text and DS in text
-    with pytest.raises(ValueError, match="ci_low"):
-        diagnostics_table(summary.drop("ci_low"))
 
 
 def test_rerun_writes_identical_files(sim_run):
     exp, root, result, _ = sim_run
     before = {name: path.read_bytes() for name, path in result.files.items()}
-    again = supervise_dataset(exp, root, DS, n_boot=N_BOOT)
+    again = supervise_dataset(exp, DS, n_boot=N_BOOT)
     assert {name: path.read_bytes() for name, path in again.files.items()} == before
 
 
-def test_simulated_truth_lines_up_with_the_observations(sim_run):
+def test_stored_truth_lines_up_with_the_observations(sim_run):
     exp, root, _, used = sim_run
     dars = read_supervision(root, DS, "dars")
-    bounds = pl.DataFrame(
-        {
-            "dataset": [DS],
-            "cost_min": [used["cost_usd"].min()],
-            "cost_max": [used["cost_usd"].max()],
-        }
-    )
-    truth = simulated_truth(exp, DS, dars["query_id"].unique().to_list(), bounds)
+    stored = read_truth(root, DS)
+    assert_frame_equal(stored, simulated_truth(exp, DS))  # what the decode flow stores
+    assert stored.height == N_TRAIN * N_MODELS  # every train item × the pool
+    truth = truth_on_cost_scale(stored, dars["query_id"].unique().to_list(), cost_bounds(used))
     assert truth.height == dars.height
     joined = dars.join(truth, on=["dataset", "query_id", "model"], how="inner")
     assert joined.height == dars.height  # truth uses the pool's names, not the sim ids
     assert np.corrcoef(joined["q_mean"], joined["p_true"])[0, 1] > 0.7
     assert np.corrcoef(joined["c_mean"], joined["c_true"])[0, 1] > 0.9
-    with pytest.raises(ValueError, match="not train items"):
-        simulated_truth(exp, DS, ["not-a-query"], bounds)
+    with pytest.raises(ValueError, match="another config"):
+        truth_on_cost_scale(stored, ["not-a-query"], cost_bounds(used))
+
+
+def test_simulated_pool_without_stored_truth_names_the_command(tmp_path):
+    exp = sim_experiment(tmp_path, n_train=4, n_items=8, train_rewrites=1, train_decodes=1)
+    grid = simulate_train(exp)
+    write_observations(tmp_path, observation_rows(grid), shard=0)
+    with pytest.raises(FileNotFoundError, match=r"no simulator truth .*dars collect"):
+        supervise_dataset(exp, DS, n_boot=10)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -244,9 +246,9 @@ def test_non_simulated_pool_has_no_recovery_and_drops_incomplete_queries(tmp_pat
 def test_missing_store_names_the_location_and_the_command(tmp_path):
     exp = _real_experiment(tmp_path / "empty")
     with pytest.raises(FileNotFoundError, match=r"no ok train observations .*dars collect"):
-        supervise_dataset(exp, exp.root, DS)
+        supervise_dataset(exp, DS)
     with pytest.raises(KeyError, match="not in experiment"):
-        supervise_dataset(exp, exp.root, "demo_math")
+        supervise_dataset(exp, "demo_math")
 
 
 def test_subgrid_protocols():
@@ -255,30 +257,3 @@ def test_subgrid_protocols():
     assert subgrid_protocols(2, 3) == [(1, 1), (1, 3), (2, 1), (2, 2), (2, 3)]
     with pytest.raises(ValueError):
         subgrid_protocols(0, 3)
-
-
-# ------------------------------------------------------------------------------------------------
-# supervision store
-# ------------------------------------------------------------------------------------------------
-def test_supervision_store_round_trip_and_errors(tmp_path):
-    frame = pl.DataFrame(
-        {
-            "dataset": [DS, DS],
-            "k": pl.Series([1, None], dtype=pl.Int32),
-            "ok": [True, False],
-            "name": ["a", None],
-            "x": [0.5, float("nan")],
-        }
-    )
-    path = write_supervision(tmp_path, DS, "things", frame)
-    assert path == tmp_path / "supervision" / f"dataset={DS}" / "things.parquet"
-    assert_frame_equal(read_supervision(tmp_path, DS, "things"), frame)
-    (path.parent / ".things.parquet.123.tmp").write_bytes(b"partial")
-    assert list_supervision(tmp_path, DS) == ["things"]
-
-    with pytest.raises(FileNotFoundError, match=r"'labels'.*things.*dars supervise"):
-        read_supervision(tmp_path, DS, "labels")
-    with pytest.raises(StorageError, match="other"):
-        write_supervision(tmp_path, DS, "mixed", frame.with_columns(dataset=pl.lit("other")))
-    with pytest.raises(StorageError, match="cannot be used in a path"):
-        write_supervision(tmp_path, DS, "../up", frame)

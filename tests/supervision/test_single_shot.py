@@ -9,7 +9,14 @@ import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sup_reference import (
+
+from dars.supervision import (
+    draws_to_arrays,
+    prepare_observations,
+    single_shot,
+    slot_labels,
+)
+from tests.supervision.reference import (
     LAM,
     any_complete_query,
     hand_frame,
@@ -17,13 +24,6 @@ from sup_reference import (
     ok_rows,
     random_obs,
     ref_order,
-)
-
-from dars.supervision import (
-    draws_to_arrays,
-    prepare_observations,
-    single_shot,
-    slot_labels,
 )
 
 HYP = settings(max_examples=80, deadline=None)

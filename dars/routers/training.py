@@ -1,0 +1,221 @@
+"""Pure helpers of router training shared by the train stage and the evaluation sweeps.
+
+Supervisions (what a router is trained on, :data:`VALID_MODES`):
+
+``single_shot``
+    ``single_shot_draws`` targets (one observed score and cost per cell and draw, no spread),
+    one router per draw trained together with ``Router.fit_many``.
+``dars``
+    The ``dars`` table: q = μ, c = c̄, σ = q_std.
+an ablation variant (``input_only``, ``output_only``, ``without_risk``, ``rewrite_risk``,
+``decoding_risk``, ``full_dars``)
+    That variant's rows of the ``variants`` table, with σ = q_std except ``without_risk``
+    (trained without a spread: its point is β = 0).
+
+Routes are frames: one row per (draw, query_id) with the chosen ``model`` and its
+``model_index`` in the pool (:func:`routes_table`), and the same per λ of a sweep
+(:func:`lam_routes_table`). Nothing here reads or writes files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+
+from dars.routers.base import Router, predict_stats_many, route_many
+from dars.routers.registry import available_routers, make_router
+from dars.routers.targets import (
+    BatchedTargets,
+    Targets,
+    batched_targets_from_frame,
+    targets_from_frame,
+)
+from dars.supervision.ablations import VARIANTS
+
+__all__ = [
+    "ABLATION_MODES",
+    "DEFAULT_MODES",
+    "LAM_ROUTE_COLUMNS",
+    "LAM_SWEEP_MODES",
+    "ROUTE_COLUMNS",
+    "VALID_MODES",
+    "check_families",
+    "check_modes",
+    "folds_beta",
+    "lam_routes_table",
+    "new_router",
+    "route_lam_grid",
+    "routes_table",
+    "training_targets",
+]
+
+#: The five Table-2 ablations (``full_dars`` equals ``dars`` and is not trained by default).
+ABLATION_MODES: tuple[str, ...] = tuple(v for v in VARIANTS if v != "full_dars")
+DEFAULT_MODES: tuple[str, ...] = ("single_shot", "dars", *ABLATION_MODES)
+VALID_MODES: tuple[str, ...] = ("single_shot", "dars", *VARIANTS)
+#: Modes whose test routes are also computed at every λ of the Pareto sweep.
+LAM_SWEEP_MODES: tuple[str, ...] = ("single_shot", "dars")
+#: Columns of :func:`routes_table`.
+ROUTE_COLUMNS = {
+    "draw": pl.Int32,
+    "query_id": pl.String,
+    "model": pl.String,
+    "model_index": pl.Int32,
+}
+#: Columns of :func:`lam_routes_table`: the sweep's λ, then :data:`ROUTE_COLUMNS`.
+LAM_ROUTE_COLUMNS = {"lam": pl.Float64, **ROUTE_COLUMNS}
+
+
+# ------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------
+def check_families(families: Sequence[str]) -> list[str]:
+    """``families`` as a list, or ValueError naming unknown ones and listing the valid ones."""
+    valid = available_routers()
+    unknown = [f for f in families if f not in valid]
+    if unknown:
+        raise ValueError(f"unknown router famil(ies) {unknown}; valid: {', '.join(valid)}")
+    if not families:
+        raise ValueError(f"no router family given; valid: {', '.join(valid)}")
+    return list(families)
+
+
+def check_modes(modes: Sequence[str]) -> list[str]:
+    """``modes`` as a list, or ValueError naming unknown ones and listing the valid ones."""
+    unknown = [m for m in modes if m not in VALID_MODES]
+    if unknown:
+        raise ValueError(f"unknown training mode(s) {unknown}; valid: {', '.join(VALID_MODES)}")
+    if not modes:
+        raise ValueError(f"no training mode given; valid: {', '.join(VALID_MODES)}")
+    return list(modes)
+
+
+# ------------------------------------------------------------------------------------------------
+# routers and targets
+# ------------------------------------------------------------------------------------------------
+def folds_beta(router: Router) -> bool:
+    """Whether ``router``'s family folds β into its training targets (a ``beta``
+    hyperparameter: embedllm, rm_softmax), so each β needs its own fit."""
+    return "beta" in router.get_params(deep=False)
+
+
+def new_router(
+    family: str, *, random_state: int, beta: float, lam_grid: Sequence[float] = ()
+) -> Router:
+    """An unfitted ``family`` router as the train stage builds it: seeded with
+    ``random_state``; families that fold β into training (embedllm, rm_softmax) get ``beta``;
+    families trained over a λ grid (rm_softmax) get ``lam_grid`` (sorted, duplicates dropped)."""
+    router = make_router(family, random_state=random_state)
+    # Families that fold β into their targets only define utilities at their own β.
+    if folds_beta(router):
+        router.set_params(beta=beta)
+    # A family that takes λ as an input (rm_softmax) trains on the λ values it will be asked
+    # about, so no route is an extrapolation.
+    if "lam_grid" in router.get_params(deep=False) and lam_grid:
+        router.set_params(lam_grid=tuple(sorted(set(lam_grid))))
+    return router
+
+
+def training_targets(
+    frame: pl.DataFrame, mode: str, train_ids: Sequence[str], models: Sequence[str]
+) -> tuple[list[int], Targets | BatchedTargets]:
+    """Rows of the training set and their targets for ``mode``.
+
+    ``frame``: the mode's supervision rows of one dataset (``single_shot_draws`` rows for
+    ``single_shot``; ``dars`` or one variant's rows otherwise). Returns the positions in
+    ``train_ids`` of the queries the frame covers (split order kept) and the targets for those
+    queries × ``models`` (pool order): ``BatchedTargets`` over the sorted draws for
+    ``single_shot``, ``Targets`` otherwise (σ = ``q_std``, none for ``without_risk``). A frame
+    naming queries outside ``train_ids`` (supervision of another split or config) raises.
+    """
+    check_modes([mode])
+    present = set(frame["query_id"].unique().to_list())
+    known = set(train_ids)
+    extra = sorted(present - known)
+    if extra:
+        raise ValueError(
+            f"supervision for mode {mode!r} has {len(extra)} queries that are not in the train "
+            f"split (e.g. {extra[:3]}); was it produced with another config or seed?"
+        )
+    rows = [i for i, q in enumerate(train_ids) if q in present]
+    if not rows:
+        raise ValueError(f"supervision for mode {mode!r} covers no train query")
+    qids = [train_ids[i] for i in rows]
+    if mode == "single_shot":
+        return rows, batched_targets_from_frame(frame, qids, models)
+    sigma_col = None if mode == "without_risk" else "q_std"
+    return rows, targets_from_frame(frame, qids, models, sigma_col=sigma_col)
+
+
+# ------------------------------------------------------------------------------------------------
+# routes
+# ------------------------------------------------------------------------------------------------
+def routes_table(
+    routes: np.ndarray, query_ids: Sequence[str], models: Sequence[str]
+) -> pl.DataFrame:
+    """Routes as rows from route indices (S, n_queries) into ``models``.
+
+    Row (s, i) says draw s sends ``query_ids[i]`` to ``models[routes[s, i]]``; rows ordered by
+    draw, then query order. Columns: :data:`ROUTE_COLUMNS`.
+    """
+    routes = np.asarray(routes)
+    if routes.ndim != 2 or routes.shape[1] != len(query_ids):
+        raise ValueError(f"routes must be (draws, {len(query_ids)}), got shape {routes.shape}")
+    if routes.size and (routes.min() < 0 or routes.max() >= len(models)):
+        raise ValueError(f"route indices must lie in [0, {len(models)}), got {routes.max()}")
+    n_draws, n = routes.shape
+    flat = routes.reshape(-1).astype(np.int32)
+    names = np.asarray(list(models), dtype=object)
+    return pl.DataFrame(
+        {
+            "draw": np.repeat(np.arange(n_draws, dtype=np.int32), n),
+            "query_id": list(query_ids) * n_draws,
+            "model": names[flat].tolist(),
+            "model_index": flat,
+        },
+        schema=ROUTE_COLUMNS,
+    )
+
+
+def route_lam_grid(
+    routers: Sequence[Router], X: np.ndarray, lams: Sequence[float], beta: float
+) -> np.ndarray:
+    """Routes of ``routers`` (one family) on ``X`` at every λ of ``lams``: int64 array
+    (len(lams), S, n_queries); entry [l, s] equals ``route_many(routers, X, lams[l], beta)[s]``.
+
+    Families with ``predict_stats`` are evaluated once and only the argmax of
+    ``Stats.utility(λ, β)`` is repeated, so a λ sweep costs far less than a prediction per λ.
+    """
+    if not lams:
+        raise ValueError("lams is empty: give at least one λ to route at")
+    if routers[0].provides_stats:
+        stats = predict_stats_many(routers, X)
+        return np.stack(
+            [np.argmax(stats.utility(lam, beta), axis=-1).astype(np.int64) for lam in lams]
+        )
+    return np.stack([route_many(routers, X, lam=lam, beta=beta) for lam in lams])
+
+
+def lam_routes_table(
+    routes: np.ndarray, lams: Sequence[float], query_ids: Sequence[str], models: Sequence[str]
+) -> pl.DataFrame:
+    """λ-sweep routes as rows from route indices (len(lams), S, n_queries).
+
+    Row (l, s, i) says that at λ = ``lams[l]`` draw s sends ``query_ids[i]`` to
+    ``models[routes[l, s, i]]``; rows ordered by λ (as given), draw, query order. Columns:
+    :data:`LAM_ROUTE_COLUMNS`.
+    """
+    routes = np.asarray(routes)
+    if routes.ndim != 3 or routes.shape[0] != len(lams):
+        raise ValueError(
+            f"routes must be ({len(lams)} lams, draws, queries), got shape {routes.shape}"
+        )
+    parts = [
+        routes_table(per_lam, query_ids, models).select(
+            pl.lit(float(lam), pl.Float64).alias("lam"), pl.all()
+        )
+        for lam, per_lam in zip(lams, routes, strict=True)
+    ]
+    return pl.concat(parts)

@@ -1,0 +1,279 @@
+"""Every supervision table of one dataset from its observation frame (pure; no I/O).
+
+:func:`supervision_tables` composes the functions of this package into the tables the supervise
+stage (:mod:`dars.tasks.supervise`) writes, one file each under
+``<root>/supervision/dataset=<d>/<name>.parquet``; :func:`summarise` is the compact summary.
+
+Input: the experiment's **train** observations with ``status == "ok"``, view ``train``, of the
+pool models, inside the protocol's grid (rewrites ``0..K-1`` plus the original -1 when
+``train_include_original``, decodes ``0..M-1``). A query that lacks an ok observation for some
+pool model is dropped from every table (counted as ``n_queries_dropped`` in the summary), so all
+tables of a dataset cover the same queries. Cost is min-max normalised once over that frame, so
+every table measures cost on the same scale.
+
+Tables (one file each; rows are sorted, so a rerun on the same store writes identical files):
+
+``dars``
+    Full DARS aggregate, one row per (dataset, query_id, model): ``n_obs, n_rewrites, q_mean,
+    q_std, c_mean, u`` (:data:`~dars.supervision.core.AGGREGATE_COLUMNS`).
+``variants``
+    Every ablation variant of :data:`~dars.supervision.ablations.VARIANTS` (full_dars included,
+    so the table is complete on its own) in one table: ``variant`` (str) then the aggregate
+    columns; one row per (variant, dataset, query_id, model), variants in Table-2 order. One
+    table rather than one file per variant so that adding a variant adds rows, not files.
+``single_shot_draws`` / ``single_shot_labels``
+    :func:`~dars.supervision.single_shot.single_shot` with ``S = experiment.single_shot_draws``
+    and ``seed = experiment.seed``: one row per (draw, dataset, query_id, model) with the drawn
+    ``rewrite_id, decode_id, q, c, u``; one row per (draw, dataset, query_id) with its hard label.
+``labels``
+    DARS labels from ``dars``, one row per (dataset, query_id, model) in pool order:
+    ``model_index``, ``u``, ``rank`` (listwise, 1 = best), ``prob`` (soft label, softmax of
+    u / τ), ``is_label`` (hard label: ``rank == 1``) and ``n_tied`` (models tied with the
+    winner on u). Pairwise preferences follow from it: a is preferred to b iff
+    ``rank_a < rank_b``, with margin ``u_a - u_b`` (what
+    :func:`~dars.supervision.labels.pairwise_preferences` returns).
+``subgrid``
+    Full DARS on seeded k×m sub-grids (:func:`~dars.supervision.ablations.subgrid_dars`) for the
+    sample-efficiency protocols of :func:`subgrid_protocols`: ``k, m`` (int32) then the
+    aggregate columns; one row per (k, m, dataset, query_id, model). The same seeded slots are
+    kept for every model of a query, so a cell whose kept slots all failed is absent.
+``diagnostics``
+    Figure-2 diagnostics (:func:`~dars.supervision.diagnostics.diagnostics`, single-shot index =
+    the S draws): one row per metric with ``value, ci_low, ci_high`` (percentile bootstrap over
+    queries) and counts (:data:`~dars.supervision.diagnostics.METRIC_COLUMNS`).
+``recovery`` (simulated pools only)
+    Label recovery (:func:`~dars.supervision.recovery.recovery_table`) of single-shot, every
+    variant and every sub-grid protocol against the simulator's ground truth (see
+    :func:`simulated_truth`). Written only when every pool model is ``dars-sim/…``; removed
+    otherwise, so a stale file from an earlier simulated run never survives.
+``summary``
+    The compact per-dataset summary returned to the caller (see :func:`summarise`); written
+    last, so its presence means the dataset's other tables are complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+
+from dars.supervision.ablations import VARIANTS, get_variant, subgrid_dars
+from dars.supervision.core import CELL_KEY, QUERY_KEY
+from dars.supervision.diagnostics import diagnostics
+from dars.supervision.labels import hard_labels, listwise_ranking, soft_labels
+from dars.supervision.recovery import recovery_table
+from dars.supervision.single_shot import single_shot
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "TABLES",
+    "complete_queries",
+    "dars_labels",
+    "grid_size",
+    "subgrid_protocols",
+    "summarise",
+    "supervision_tables",
+    "train_grid",
+]
+
+#: Table names in the order they are written (``recovery`` only for simulated pools).
+TABLES: tuple[str, ...] = (
+    "dars",
+    "variants",
+    "single_shot_draws",
+    "single_shot_labels",
+    "labels",
+    "subgrid",
+    "diagnostics",
+    "recovery",
+    "summary",
+)
+SUMMARY_COLUMNS: tuple[str, ...] = ("dataset", "metric", "value", "ci_low", "ci_high")
+#: Paraphrase ids averaged into the simulated truth (see :func:`simulated_truth`).
+
+
+def subgrid_protocols(k_max: int, m_max: int) -> list[tuple[int, int]]:
+    """The k×m sample-efficiency protocols for a K×M grid, sorted and without duplicates.
+
+    (1, 1), (1, M), (K, 1), (2, 2), (3, 3) and (K, M), keeping only those with k ≤ K and
+    m ≤ M: the corners of the grid plus two balanced points, enough to draw the K-vs-M curves
+    while keeping the stage small.
+    """
+    if k_max < 1 or m_max < 1:
+        raise ValueError(f"k_max and m_max must be >= 1, got {k_max}, {m_max}")
+    wanted = [(1, 1), (1, m_max), (k_max, 1), (2, 2), (3, 3), (k_max, m_max)]
+    return sorted({(k, m) for k, m in wanted if k <= k_max and m <= m_max})
+
+
+def grid_size(obs: pl.DataFrame) -> tuple[int, int]:
+    """(K, M) actually observed: the most formulations of any query and the most decodes of any
+    (query, formulation), over ok rows."""
+    ok = obs.filter(pl.col("status") == "ok") if "status" in obs.columns else obs
+    k = ok.group_by(QUERY_KEY).agg(pl.col("rewrite_id").n_unique())["rewrite_id"].max()
+    m = (
+        ok.group_by([*QUERY_KEY, "rewrite_id"])
+        .agg(pl.col("decode_id").n_unique())["decode_id"]
+        .max()
+    )
+    return int(k or 0), int(m or 0)  # type: ignore[arg-type]
+
+
+def complete_queries(obs: pl.DataFrame, models: Sequence[str]) -> tuple[pl.DataFrame, int]:
+    """Keep the queries with an ok observation for every pool model.
+
+    Returns (the ok rows of those queries, number of queries dropped). Supervision needs every
+    (query, model) cell, so a query with a model whose every generation failed is unusable.
+    """
+    ok = obs.filter(pl.col("status") == "ok") if "status" in obs.columns else obs
+    per_query = ok.group_by(QUERY_KEY).agg(
+        n=pl.col("model").filter(pl.col("model").is_in(list(models))).n_unique()
+    )
+    keep = per_query.filter(pl.col("n") == len(models)).select(QUERY_KEY)
+    n_all = obs.select(QUERY_KEY).unique().height
+    return ok.join(keep, on=list(QUERY_KEY), how="semi"), n_all - keep.height
+
+
+def dars_labels(agg: pl.DataFrame, models: Sequence[str]) -> pl.DataFrame:
+    """The ``labels`` table from a DARS aggregate (see the module docstring): one row per
+    (dataset, query_id, model) in pool order with model_index, u, rank, prob, is_label, n_tied."""
+    ranks = listwise_ranking(agg, models)
+    probs = soft_labels(agg, models).select(*CELL_KEY, "prob")
+    tied = hard_labels(agg, models).select(*QUERY_KEY, "n_tied")
+    return (
+        ranks.join(probs, on=list(CELL_KEY), how="left")
+        .join(tied, on=list(QUERY_KEY), how="left")
+        .with_columns(is_label=pl.col("rank") == 1)
+        .select(*CELL_KEY, "model_index", "u", "rank", "prob", "is_label", "n_tied")
+        .sort([*QUERY_KEY, "model_index"])
+    )
+
+
+def _tagged(frames: Sequence[tuple[dict[str, pl.Expr], pl.DataFrame]]) -> pl.DataFrame:
+    return pl.concat(
+        [f.select(*(e.alias(n) for n, e in tags.items()), pl.all()) for tags, f in frames]
+    )
+
+
+def supervision_tables(
+    obs: pl.DataFrame,
+    models: Sequence[str],
+    *,
+    lam: float,
+    beta: float,
+    draws: int,
+    seed: int,
+    protocols: Sequence[tuple[int, int]],
+    truth: pl.DataFrame | None = None,
+    n_boot: int = 1000,
+) -> dict[str, pl.DataFrame]:
+    """Every supervision table of one observation frame (pure; no I/O).
+
+    ``obs``: ok train observations in which every query has every pool model (see
+    :func:`complete_queries`). ``truth``: one row per (dataset, query_id, model) with ``p_true``
+    and ``c_true`` (on the ``c_norm`` scale of ``obs``); when given, the ``recovery`` table is
+    added. Returns table name → frame for every name of :data:`TABLES` except ``summary``
+    (and ``recovery`` without truth); the tables are described in the module docstring.
+    """
+    names = list(models)
+    tables: dict[str, pl.DataFrame] = {}
+    agg = get_variant("full_dars")(obs, lam=lam, beta=beta)
+    tables["dars"] = agg
+    tables["variants"] = _tagged(
+        [
+            ({"variant": pl.lit(v, pl.String)}, fn(obs, lam=lam, beta=beta))
+            for v, fn in VARIANTS.items()
+        ]
+    )
+    shots = single_shot(obs, names, draws=draws, seed=seed, lam=lam)
+    tables["single_shot_draws"] = shots.draws
+    tables["single_shot_labels"] = shots.labels
+    tables["labels"] = dars_labels(agg, names)
+    tables["subgrid"] = _tagged(
+        [
+            (
+                {"k": pl.lit(k, pl.Int32), "m": pl.lit(m, pl.Int32)},
+                subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta),
+            )
+            for k, m in protocols
+        ]
+    )
+    tables["diagnostics"] = diagnostics(
+        obs, names, lam=lam, beta=beta, draws=draws, seed=seed, n_boot=n_boot
+    )
+    if truth is not None:
+        tables["recovery"] = recovery_table(
+            obs,
+            truth,
+            names,
+            lam=lam,
+            beta=beta,
+            draws=draws,
+            seed=seed,
+            protocols=protocols,
+            n_boot=n_boot,
+            # A sub-grid can miss a cell whose chosen slots all failed; such a query is left
+            # out of that protocol's recovery (its n_queries says how many remain).
+            missing="drop",
+        )
+    return tables
+
+
+def summarise(
+    dataset: str,
+    tables: dict[str, pl.DataFrame],
+    *,
+    n_observations: int,
+    n_queries_dropped: int,
+) -> pl.DataFrame:
+    """Compact summary of one dataset: one row per metric, columns :data:`SUMMARY_COLUMNS`.
+
+    Rows, in order: ``n_queries``, ``n_models``, ``n_observations``, ``n_queries_dropped``
+    (counts; no CI), the diagnostics metrics (value and bootstrap CI), then, when the
+    ``recovery`` table exists, ``recovery:<supervision>`` for single-shot and each variant
+    (share of queries whose label is a truly best model, with CI; sub-grid protocols are in the
+    ``recovery`` table only).
+    """
+    agg = tables["dars"]
+    counts = {
+        "n_queries": agg.select(QUERY_KEY).unique().height,
+        "n_models": agg["model"].n_unique(),
+        "n_observations": n_observations,
+        "n_queries_dropped": n_queries_dropped,
+    }
+    schema = {
+        "dataset": pl.String,
+        "metric": pl.String,
+        "value": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+    }
+    parts = [
+        pl.DataFrame(
+            [(dataset, k, float(v), None, None) for k, v in counts.items()],
+            schema=schema,
+            orient="row",
+        ),
+        tables["diagnostics"].select(SUMMARY_COLUMNS),
+    ]
+    if "recovery" in tables:
+        parts.append(
+            tables["recovery"]
+            .filter(pl.col("k").is_null())
+            .select(
+                "dataset",
+                metric=pl.lit("recovery:") + pl.col("supervision"),
+                value=pl.col("recovery"),
+                ci_low="ci_low",
+                ci_high="ci_high",
+            )
+        )
+    return pl.concat(parts).cast(schema)  # type: ignore[arg-type]
+
+
+def train_grid(
+    train_rewrites: int, train_decodes: int, include_original: bool = False
+) -> tuple[list[int], int]:
+    """(formulation ids, number of decodes) of a train protocol: rewrites ``0..K-1`` (plus the
+    original, -1, first when ``include_original``) × decodes ``0..M-1``."""
+    rewrites = ([-1] if include_original else []) + list(range(train_rewrites))
+    return rewrites, train_decodes
