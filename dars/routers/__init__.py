@@ -1,19 +1,23 @@
-"""Routers: the Router base, the registry of the seven families, targets and query encoders.
+"""Routers: the Router base and its declared tags, the registry of families, targets.
 
-Importing this package never imports torch; torch families load on first use through
-``get_router_class``/``make_router``. Query encoders live in ``dars.routers.encoders``.
+The seven built-in families live in :mod:`dars.routers.families` (one module per family);
+importing this package never imports them, nor torch: a family loads on first use through
+``get_router_class``/``make_router``/``load_router``. Query encoders live in
+``dars.routers.encoders``, the pure training helpers of the train stage in
+``dars.routers.training``, the conformance checks for a new family in
+``dars.routers.testing``.
 """
 
 from dars.routers.base import (
     NotFittedError,
     Router,
+    RouterTags,
     Stats,
     predict_stats_many,
     route_many,
 )
 from dars.routers.registry import (
-    BUILTIN_FAMILIES,
-    TORCH_FAMILIES,
+    ROUTERS,
     available_routers,
     get_router_class,
     load_router,
@@ -28,11 +32,11 @@ from dars.routers.targets import (
 )
 
 __all__ = [
-    "BUILTIN_FAMILIES",
-    "TORCH_FAMILIES",
+    "ROUTERS",
     "BatchedTargets",
     "NotFittedError",
     "Router",
+    "RouterTags",
     "Stats",
     "Targets",
     "available_routers",

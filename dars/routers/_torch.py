@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from sklearn.base import clone
 
-from dars.routers.base import Router, Stats, _write_atomic
+from dars.routers.base import Router, RouterTags, Stats, _write_atomic
 from dars.routers.targets import BatchedTargets, Targets
 
 __all__ = [
@@ -171,7 +171,8 @@ class TorchRouter(Router):
     with a leading axis of size 1).
     """
 
-    state_format = "pt"
+    # Families restate this in their own tags; it holds for any subclass that declares none.
+    tags = RouterTags(needs_torch=True)
 
     def _fit_threads(self) -> AbstractContextManager[Any]:
         # Not threadpoolctl: limiting torch's OpenMP behind its back left its BLAS threaded and

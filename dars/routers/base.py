@@ -14,7 +14,12 @@ hyperparameters plus arrays (``state.npz``, or ``state.pt`` holding only tensors
 families): no pickled objects, so loading never executes code and does not depend on library
 versions of scikit-learn estimators.
 
-This module must not import torch: a scikit-learn-only run never pays for it.
+What a family can do is declared, not guessed: every family class sets ``tags``
+(:class:`RouterTags`), which the training helpers and ``fit_many`` read and
+:func:`dars.routers.testing.check_router` holds against the family's behaviour.
+
+This module must not import torch (a scikit-learn-only run never pays for it), nor the registry
+(the registry imports this module; ``dars.routers.load_router`` dispatches on the saved family).
 """
 
 from __future__ import annotations
@@ -43,13 +48,52 @@ __all__ = [
     "DEFAULT_LAM",
     "NotFittedError",
     "Router",
+    "RouterTags",
     "Stats",
     "predict_stats_many",
+    "read_saved",
     "route_many",
 ]
 
 FORMAT = "dars-router"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RouterTags:
+    """What a router family can do, declared on its class (``tags = RouterTags(...)``).
+
+    ``predicts_stats``
+        ``predict_stats`` returns q, c (and σ) per (query, model); False for families that score
+        models directly (rm_softmax), whose ``predict_stats`` raises NotImplementedError.
+    ``folds_beta``
+        β is folded into the training targets (embedllm, rm_softmax): the family takes a
+        ``beta`` hyperparameter, a router fitted with a spread only answers at that β, and a
+        β sweep refits per β.
+    ``lam_conditioned``
+        λ is an input of the model (rm_softmax): the family takes a ``lam_grid`` hyperparameter,
+        the λ values it trains on, and is asked for its routes once per λ.
+    ``needs_torch``
+        Fitting and loading import torch; the fitted state is saved as ``state.pt`` (tensors
+        only) instead of ``state.npz``.
+    ``batched_fit_exact``
+        ``fit_many``'s batched path gives the routers independent fits would (bitwise, or
+        within float tolerance for torch); False when it only approximates them (mlp
+        warm-starts every draw from draw 0), and ``fit_many(exact=True)`` then fits one draw at
+        a time.
+    """
+
+    predicts_stats: bool = True
+    folds_beta: bool = False
+    lam_conditioned: bool = False
+    needs_torch: bool = False
+    batched_fit_exact: bool = True
+
+    @property
+    def routes_by_stats(self) -> bool:
+        """Utilities are ``Stats.utility(λ, β)`` of λ-free predicted statistics, so batched
+        routing and λ sweeps may predict the statistics once and re-weight them."""
+        return self.predicts_stats and not self.lam_conditioned
 
 
 @dataclass(frozen=True)
@@ -131,14 +175,10 @@ class Router(BaseEstimator, ABC):
     ``m0``, ``m1``, … when targets had none) and ``has_sigma_`` (targets carried a spread).
     """
 
+    #: The registered family name (set by ``register_router``; saved in ``router.json``).
     name: ClassVar[str] = ""
-    # False for families that score models directly (rm_softmax) instead of predicting q/c/σ.
-    provides_stats: ClassVar[bool] = True
-    # State file format: "npz" for numpy-only families, "pt" (tensors only) for torch families.
-    state_format: ClassVar[str] = "npz"
-    # False when ``fit_many``'s batched path only approximates independent fits (mlp warm-starts
-    # every draw from draw 0); ``fit_many(exact=True)`` then falls back to one fit per draw.
-    batched_fit_is_exact: ClassVar[bool] = True
+    #: What the family can do; every family declares its own (see :class:`RouterTags`).
+    tags: ClassVar[RouterTags] = RouterTags()
 
     # ----------------------------------------------------------------------------- fitting
     def fit(self, X: Any, targets: Targets) -> Self:
@@ -171,7 +211,7 @@ class Router(BaseEstimator, ABC):
         measured, see dars.routers._torch), and approximately for mlp,
         whose batched path warm-starts from draw 0 (see ``MLPRouter``). ``exact=True`` asks for
         routers equal to independent fits: families whose batched path is approximate
-        (``batched_fit_is_exact`` False) then fit one draw at a time, the others still batch.
+        (``tags.batched_fit_exact`` False) then fit one draw at a time, the others still batch.
         ``chunk_size`` bounds how many draws are trained together (torch
         families default to 16, which suits CPU caches); it does not change results. ``self``
         stays unfitted.
@@ -186,7 +226,7 @@ class Router(BaseEstimator, ABC):
         _check_pair(X, targets)
         self._validate_params()
         no_batch = type(self)._fit_batched is Router._fit_batched
-        if no_batch or (exact and not self.batched_fit_is_exact):
+        if no_batch or (exact and not self.tags.batched_fit_exact):
             return [clone(self).fit(X, targets.draw(s)) for s in range(targets.n_draws)]
         with self._fit_threads():
             routers = self._fit_batched(X, targets, chunk_size)
@@ -260,7 +300,7 @@ class Router(BaseEstimator, ABC):
     def predict_stats(self, X: Any) -> Stats:
         """Predicted q, c and σ per (query, model), each (n_queries, n_models)."""
         self._check_fitted()
-        if not self.provides_stats:
+        if not self.tags.predicts_stats:
             raise NotImplementedError(
                 f"router {self.name!r} scores models directly and does not predict q/c/σ; "
                 "use predict_utility or route"
@@ -307,6 +347,12 @@ class Router(BaseEstimator, ABC):
         ``state.pt``. The caller (dars.storage) chooses the directory.
         """
         self._check_fitted()
+        if not self.name:
+            # The saved family name is how a router is found again when loaded.
+            raise TypeError(
+                f"{type(self).__name__} is not a registered router family; register it with "
+                "@dars.routers.register_router(name) or a 'dars.routers' entry point to save it"
+            )
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta, arrays = self._get_state()
@@ -334,26 +380,24 @@ class Router(BaseEstimator, ABC):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Router:
-        """Read a router written by ``save``; ``Router.load`` dispatches on the saved family."""
-        from dars.routers.registry import get_router_class
+    def load(cls, path: str | os.PathLike[str]) -> Self:
+        """Read a router of this family written by ``save``.
 
+        ``dars.routers.load_router(path)`` reads a router of any family (it looks the saved
+        family up in the registry); this method is for callers that know the family, and
+        rejects a directory holding another one.
+        """
         path = Path(path)
-        doc_path = path / "router.json"
-        if not doc_path.is_file():
-            raise FileNotFoundError(f"no router.json in {path}")
-        doc = json.loads(doc_path.read_text())
-        if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{doc_path}: format {doc.get('format')!r} version {doc.get('version')!r}, "
-                f"expected {FORMAT!r} version {FORMAT_VERSION}"
+        doc = read_saved(path)
+        if not cls.name or doc["family"] != cls.name:
+            what = f"a {cls.name!r} router ({cls.__name__})" if cls.name else cls.__name__
+            raise TypeError(
+                f"{path / 'router.json'} holds a {doc['family']!r} router, not {what}; "
+                "dars.routers.load_router loads a router of any family"
             )
-        klass = get_router_class(doc["family"])
-        if not issubclass(klass, cls):
-            raise TypeError(f"{doc_path} holds a {klass.__name__}, not a {cls.__name__}")
-        router = klass(**_restore_params(klass, doc["params"]))
+        router = cls(**_restore_params(cls, doc["params"]))
         fitted = doc["fitted"]
-        router._set_state(fitted["family"], klass._read_arrays(path))
+        router._set_state(fitted["family"], cls._read_arrays(path))
         router.n_features_in_ = int(fitted["n_features_in_"])
         router.models_ = tuple(fitted["models_"])
         router.has_sigma_ = bool(fitted["has_sigma_"])
@@ -370,6 +414,21 @@ class Router(BaseEstimator, ABC):
     def _read_arrays(cls, path: Path) -> dict[str, np.ndarray]:
         with np.load(path / "state.npz", allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
+
+
+def read_saved(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The ``router.json`` document of a router saved in directory ``path`` (format checked):
+    ``family`` (registered name), ``params`` (hyperparameters) and ``fitted`` (metadata)."""
+    doc_path = Path(path) / "router.json"
+    if not doc_path.is_file():
+        raise FileNotFoundError(f"no router.json in {path}")
+    doc = json.loads(doc_path.read_text())
+    if doc.get("format") != FORMAT or doc.get("version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{doc_path}: format {doc.get('format')!r} version {doc.get('version')!r}, "
+            f"expected {FORMAT!r} version {FORMAT_VERSION}"
+        )
+    return doc
 
 
 def _restore_params(klass: type[Router], params: dict[str, Any]) -> dict[str, Any]:
@@ -420,7 +479,7 @@ def predict_stats_many(routers: Sequence[Router], X: Any) -> Stats:
     architecture) compute it once for all S.
     """
     klass = _check_same_family(routers)
-    if not klass.provides_stats:
+    if not klass.tags.predicts_stats:
         raise NotImplementedError(f"router {klass.name!r} does not predict q/c/σ")
     X = check_X(X, n_features=routers[0].n_features_in_)
     return klass._predict_stats_many(routers, X)
@@ -431,7 +490,7 @@ def route_many(
 ) -> np.ndarray:
     """Routes of many fitted routers of one family: int64 array (S, n_queries)."""
     klass = _check_same_family(routers)
-    if not klass.provides_stats:
+    if not klass.tags.routes_by_stats:
         return np.stack([r.route(X, lam, beta) for r in routers])
     stats = predict_stats_many(routers, X)
     return np.argmax(stats.utility(lam, beta), axis=-1).astype(np.int64)

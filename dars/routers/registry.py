@@ -1,20 +1,34 @@
-"""Router registry: ``@register_router("knn")`` plus lazy loading of the built-in families.
+"""The registry of router families: ``@register_router("knn")`` plus lazy loading.
 
-Built-in families are listed by module here and imported only when asked for, so listing the
-registry or using a scikit-learn family never imports torch.
+One :class:`dars.registry.Registry` (:data:`ROUTERS`) holds the families. Its entries come from
+
+* the built-in package :mod:`dars.routers.families`: one module per family, module name ==
+  family name, imported the first time that family is asked for (so listing the families or
+  using a scikit-learn family never imports torch);
+* the ``dars.routers`` entry-point group, so another package adds a family without editing ours::
+
+      [project.entry-points."dars.routers"]
+      mine = "my_pkg.router:MyRouter"      # or the module that applies @register_router("mine")
+
+* ``@register_router(name)`` on a :class:`~dars.routers.Router` subclass, at import of its module.
+
+Unknown names raise :class:`~dars.registry.UnknownNameError` (a ValueError and a KeyError)
+listing the available families. Check a new family with :func:`dars.routers.testing.check_router`.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import pkgutil
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dars.routers.base import Router
+from dars.registry import Registry
+from dars.routers import families as _families
+from dars.routers.base import Router, read_saved
 
 __all__ = [
-    "BUILTIN_FAMILIES",
-    "TORCH_FAMILIES",
+    "ROUTERS",
     "available_routers",
     "get_router_class",
     "load_router",
@@ -22,64 +36,63 @@ __all__ = [
     "register_router",
 ]
 
-# name -> module that registers it on import
-BUILTIN_FAMILIES: dict[str, str] = {
-    "mlp": "dars.routers.mlp",
-    "knn": "dars.routers.knn",
-    "embedllm": "dars.routers.embedllm",
-    "avengers_pro": "dars.routers.avengers_pro",
-    "graph_router": "dars.routers.graph_router",
-    "mirt": "dars.routers.mirt",
-    "rm_softmax": "dars.routers.rm_softmax",
-}
-TORCH_FAMILIES: frozenset[str] = frozenset({"embedllm", "graph_router", "mirt", "rm_softmax"})
-
-_REGISTRY: dict[str, type[Router]] = {}
+ROUTERS: Registry[type[Router]] = Registry(
+    "router family",
+    Router,
+    package=_families.__name__,
+    module_per_entry=True,
+    group="dars.routers",
+)
 
 R = TypeVar("R", bound=type[Router])
 
 
-def register_router(name: str) -> Callable[[R], R]:
-    """Class decorator registering a Router subclass under ``name`` (and setting ``cls.name``).
+def _builtin_module(name: str) -> str | None:
+    """The module of built-in family ``name`` (listed, not imported), or None."""
+    for info in pkgutil.iter_modules(_families.__path__):
+        if info.name == name:
+            return f"{_families.__name__}.{name}"
+    return None
 
-    A name can be registered once; built-in names are reserved for their own modules.
+
+def register_router(name: str) -> Callable[[R], R]:
+    """Class decorator registering a Router subclass under ``name`` (and setting ``cls.name``,
+    the family name its saved routers carry).
+
+    A name can be registered once; a built-in name belongs to its own module in
+    :mod:`dars.routers.families`, even before that module is imported.
     """
     if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"router name must be an identifier-like string, got {name!r}")
+        raise ValueError(f"router family name must be an identifier-like string, got {name!r}")
 
     def deco(cls: R) -> R:
         if not (isinstance(cls, type) and issubclass(cls, Router)):
             raise TypeError(f"@register_router({name!r}) needs a Router subclass, got {cls!r}")
-        if name in _REGISTRY:
-            raise ValueError(
-                f"router {name!r} is already registered by "
-                f"{_REGISTRY[name].__module__}.{_REGISTRY[name].__qualname__}"
-            )
-        owner = BUILTIN_FAMILIES.get(name)
+        owner = _builtin_module(name)
+        # Without this, a class registered under a built-in name before the built-in's module
+        # is imported would silently take its place.
         if owner is not None and cls.__module__ != owner:
-            raise ValueError(f"router name {name!r} is reserved for the built-in {owner}")
+            raise ValueError(f"router family name {name!r} is reserved for the built-in {owner}")
+        ROUTERS.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return deco
 
 
 def available_routers() -> list[str]:
-    """All router names, built-in or registered, sorted; imports nothing."""
-    return sorted(set(BUILTIN_FAMILIES) | set(_REGISTRY))
+    """Every family name (built-in, entry point or registered), sorted; imports no family."""
+    return ROUTERS.names()
 
 
 def get_router_class(name: str) -> type[Router]:
-    """The class registered under ``name``, importing its built-in module on first use."""
-    if name not in _REGISTRY and name in BUILTIN_FAMILIES:
-        importlib.import_module(BUILTIN_FAMILIES[name])
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown router {name!r}; valid routers: {', '.join(available_routers())}"
-        ) from None
+    """The class of family ``name``, importing its module (or entry point) on first use."""
+    cls = ROUTERS.get(name)
+    # An entry point may name a class that no @register_router named: it takes the entry
+    # point's name (a name inherited from a parent family would be saved, then loaded, wrongly).
+    if "name" not in vars(cls):
+        cls.name = name
+    return cls
 
 
 def make_router(name: str, **params: Any) -> Router:
@@ -87,6 +100,7 @@ def make_router(name: str, **params: Any) -> Router:
     return get_router_class(name)(**params)
 
 
-def load_router(path: Any) -> Router:
-    """Load any router saved with ``Router.save``."""
-    return Router.load(path)
+def load_router(path: str | os.PathLike[str]) -> Router:
+    """Load a router of any family saved with ``Router.save`` into directory ``path``: the
+    family named in its ``router.json`` is looked up here and reads it."""
+    return get_router_class(read_saved(path)["family"]).load(path)

@@ -96,24 +96,25 @@ def check_modes(modes: Sequence[str]) -> list[str]:
 # routers and targets
 # ------------------------------------------------------------------------------------------------
 def folds_beta(router: Router) -> bool:
-    """Whether ``router``'s family folds β into its training targets (a ``beta``
-    hyperparameter: embedllm, rm_softmax), so each β needs its own fit."""
-    return "beta" in router.get_params(deep=False)
+    """Whether ``router``'s family folds β into its training targets (its declared
+    ``tags.folds_beta``: embedllm, rm_softmax), so each β needs its own fit."""
+    return router.tags.folds_beta
 
 
 def new_router(
     family: str, *, random_state: int, beta: float, lam_grid: Sequence[float] = ()
 ) -> Router:
     """An unfitted ``family`` router as the train stage builds it: seeded with
-    ``random_state``; families that fold β into training (embedllm, rm_softmax) get ``beta``;
-    families trained over a λ grid (rm_softmax) get ``lam_grid`` (sorted, duplicates dropped)."""
+    ``random_state``; families that fold β into training (``tags.folds_beta``: embedllm,
+    rm_softmax) get ``beta``; families with λ as an input (``tags.lam_conditioned``:
+    rm_softmax) get ``lam_grid`` (sorted, duplicates dropped)."""
     router = make_router(family, random_state=random_state)
     # Families that fold β into their targets only define utilities at their own β.
-    if folds_beta(router):
+    if router.tags.folds_beta:
         router.set_params(beta=beta)
-    # A family that takes λ as an input (rm_softmax) trains on the λ values it will be asked
-    # about, so no route is an extrapolation.
-    if "lam_grid" in router.get_params(deep=False) and lam_grid:
+    # A family that takes λ as an input trains on the λ values it will be asked about, so no
+    # route is an extrapolation.
+    if router.tags.lam_conditioned and lam_grid:
         router.set_params(lam_grid=tuple(sorted(set(lam_grid))))
     return router
 
@@ -185,12 +186,14 @@ def route_lam_grid(
     """Routes of ``routers`` (one family) on ``X`` at every λ of ``lams``: int64 array
     (len(lams), S, n_queries); entry [l, s] equals ``route_many(routers, X, lams[l], beta)[s]``.
 
-    Families with ``predict_stats`` are evaluated once and only the argmax of
-    ``Stats.utility(λ, β)`` is repeated, so a λ sweep costs far less than a prediction per λ.
+    Families that route by λ-free statistics (``tags.routes_by_stats``: they predict q, c, σ
+    and do not take λ as an input) are evaluated once and only the argmax of
+    ``Stats.utility(λ, β)`` is repeated, so a λ sweep costs far less than a prediction per λ;
+    the others are asked once per λ.
     """
     if not lams:
         raise ValueError("lams is empty: give at least one λ to route at")
-    if routers[0].provides_stats:
+    if routers[0].tags.routes_by_stats:
         stats = predict_stats_many(routers, X)
         return np.stack(
             [np.argmax(stats.utility(lam, beta), axis=-1).astype(np.int64) for lam in lams]

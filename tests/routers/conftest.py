@@ -1,10 +1,11 @@
-"""Shared fixtures: a small seeded synthetic routing task and routers fitted on it once."""
+"""Shared fixtures: a small seeded synthetic routing task and routers fitted on it once, and a
+scratch registry for families registered by a test."""
 
 from __future__ import annotations
 
 import pytest
 
-from dars.routers import available_routers, make_router
+from dars.routers import ROUTERS, available_routers, make_router
 from dars.routers.synthetic import SyntheticTask, make_synthetic_task
 
 FAMILIES = available_routers()
@@ -32,3 +33,14 @@ def fitted_single(task, single_shot):
     return {
         f: make_router(f, random_state=0).fit(task.X_train, single_shot.draw(0)) for f in FAMILIES
     }
+
+
+@pytest.fixture
+def scratch_registry():
+    """Families a test registers are forgotten after it (the registry has no public removal: a
+    plugin stays for the process, as it should outside tests). Built-in families loaded during
+    the test stay: their modules are imported once and would not register again."""
+    before = set(ROUTERS._entries)
+    yield ROUTERS
+    for name in set(ROUTERS._entries) - before - set(ROUTERS._sources()):
+        del ROUTERS._entries[name]

@@ -1,4 +1,7 @@
-"""The train stage (dars.tasks.train) on a tiny simulated store: files, routes, reload, caching."""
+"""The train stage (dars.tasks.train) on a tiny simulated store: files, routes, reload, caching.
+
+The pure helpers it calls (targets, routes tables, the λ sweep) are tested in
+tests/routers/test_training.py."""
 
 from __future__ import annotations
 
@@ -9,16 +12,8 @@ import pytest
 from dars.benchmarks.loading import load_benchmark_splits
 from dars.routers import load_router
 from dars.routers.encoders import TfidfEncoder, item_text
-from dars.routers.training import (
-    DEFAULT_MODES,
-    lam_routes_table,
-    route_lam_grid,
-    routes_table,
-    training_targets,
-)
 from dars.storage import RunLayout
 from dars.storage.embeddings import EmbeddingCache
-from dars.storage.supervision_store import read_supervision
 from dars.tasks.supervise import supervise_dataset
 from dars.tasks.train import embed_queries, train_router
 from tests.simstore import sim_experiment, write_sim_store
@@ -42,18 +37,6 @@ def store(tmp_path_factory):
     write_sim_store(exp, root)
     supervise_dataset(exp, DATASET, n_boot=20)
     return exp, root
-
-
-def test_default_modes_are_single_shot_dars_and_the_five_ablations():
-    assert DEFAULT_MODES == (
-        "single_shot",
-        "dars",
-        "input_only",
-        "output_only",
-        "without_risk",
-        "rewrite_risk",
-        "decoding_risk",
-    )
 
 
 @pytest.mark.parametrize("family", ["knn", "mirt"])
@@ -130,44 +113,12 @@ def test_rerun_encodes_nothing_and_cache_lives_at_the_layout_path(store, monkeyp
     assert cache.last_encoded == 0
 
 
-def test_training_targets_keeps_split_order_and_drops_missing_queries(store):
-    exp, root = store
-    frame = read_supervision(root, DATASET, "dars")
-    ids = sorted(frame["query_id"].unique().to_list())
-    dropped = ids[3]
-    train_ids = ["absent-not-supervised"] + ids[::-1]
-    part = frame.filter(pl.col("query_id") != dropped)
-    rows, targets = training_targets(part, "dars", train_ids, exp.pool.names)
-    expected = [i for i, q in enumerate(train_ids) if q not in (dropped, "absent-not-supervised")]
-    assert rows == expected
-    assert targets.sigma is not None and targets.q.shape == (len(ids) - 1, 6)
-    _, no_risk = training_targets(part, "without_risk", train_ids, exp.pool.names)
-    assert no_risk.sigma is None
-    with pytest.raises(ValueError, match="not in the train split"):
-        training_targets(frame, "dars", ids[1:], exp.pool.names)
-
-
 def test_bad_family_or_mode_lists_the_valid_ones(store):
     exp, root = store
     with pytest.raises(ValueError, match="valid: .*knn"):
         train_router(exp, DATASET, "nope", "dars")
     with pytest.raises(ValueError, match="valid: single_shot, dars"):
         train_router(exp, DATASET, "knn", "bogus")
-
-
-def test_routes_table_rows():
-    t = routes_table(np.array([[1, 0], [0, 0]]), ["q1", "q2"], ["a", "b"])
-    assert t.schema == pl.Schema(
-        {"draw": pl.Int32, "query_id": pl.String, "model": pl.String, "model_index": pl.Int32}
-    )
-    assert t.to_dicts() == [
-        {"draw": 0, "query_id": "q1", "model": "b", "model_index": 1},
-        {"draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
-        {"draw": 1, "query_id": "q1", "model": "a", "model_index": 0},
-        {"draw": 1, "query_id": "q2", "model": "a", "model_index": 0},
-    ]
-    with pytest.raises(ValueError, match="route indices"):
-        routes_table(np.array([[2]]), ["q1"], ["a", "b"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -247,41 +198,3 @@ def test_failed_rerun_leaves_no_routes_file(store, monkeypatch):
     monkeypatch.undo()
     train_router(exp, DATASET, "knn", "dars")
     assert routes_path.is_file()
-
-
-def test_route_lam_grid_and_lam_routes_table():
-    from dars.routers import Targets, make_router
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(12, 3))
-    q = rng.uniform(size=(12, 2))
-    c = np.tile([0.0, 1.0], (12, 1))
-    router = make_router("knn", random_state=0).fit(X, Targets(q=q, c=c, models=["a", "b"]))
-    lams = [0.0, 0.05, 5.0]
-    routes = route_lam_grid([router], X, lams, beta=0.2)
-    assert routes.shape == (3, 1, 12)
-    for i, lam in enumerate(lams):
-        np.testing.assert_array_equal(routes[i, 0], router.route(X, lam, 0.2))
-    # At λ = 5 model b (cost 1) can never win: its predicted q exceeds a's by at most 1.
-    assert (routes[2] == 0).all()
-    with pytest.raises(ValueError, match="lams is empty"):
-        route_lam_grid([router], X, [], beta=0.2)
-
-    t = lam_routes_table(np.array([[[1, 0]], [[0, 0]]]), [0.0, 0.5], ["q1", "q2"], ["a", "b"])
-    assert t.schema == pl.Schema(
-        {
-            "lam": pl.Float64,
-            "draw": pl.Int32,
-            "query_id": pl.String,
-            "model": pl.String,
-            "model_index": pl.Int32,
-        }
-    )
-    assert t.to_dicts() == [
-        {"lam": 0.0, "draw": 0, "query_id": "q1", "model": "b", "model_index": 1},
-        {"lam": 0.0, "draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
-        {"lam": 0.5, "draw": 0, "query_id": "q1", "model": "a", "model_index": 0},
-        {"lam": 0.5, "draw": 0, "query_id": "q2", "model": "a", "model_index": 0},
-    ]
-    with pytest.raises(ValueError, match="routes must be"):
-        lam_routes_table(np.zeros((1, 1, 2), dtype=int), [0.0, 0.5], ["q1", "q2"], ["a", "b"])

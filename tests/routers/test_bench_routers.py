@@ -6,7 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from dars.routers import TORCH_FAMILIES, available_routers
+from dars.routers import available_routers, get_router_class
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_routers.py"
 
@@ -29,5 +29,5 @@ def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     assert set(rows) == set(available_routers())
     for family, row in rows.items():
         assert row["draws"] == 3 and row["sequential_s"] > 0 and row["batched_s"] > 0
-        if family in TORCH_FAMILIES | {"knn", "avengers_pro"}:
+        if get_router_class(family).tags.batched_fit_exact:
             assert row["max_route_disagreement"] == 0.0, family

@@ -1,22 +1,30 @@
-"""fit_many (batched training) against fitting one draw at a time."""
+"""The Router base: tags, Stats, fit_many (batched training) against fitting one draw at a time,
+batched prediction, and loading by family."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
-from sklearn.base import clone
 
 from dars.routers import (
-    TORCH_FAMILIES,
-    BatchedTargets,
+    Router,
+    RouterTags,
+    Stats,
     available_routers,
+    get_router_class,
     make_router,
     predict_stats_many,
     route_many,
 )
+from tests.routers.toy_family import BestFixedRouter
 
 FAMILIES = available_routers()
-EXACT = {"knn", "avengers_pro"}
+
+
+def _tags(family: str) -> RouterTags:
+    return get_router_class(family).tags
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +48,32 @@ def _scores(routers, X):
     return np.stack([r.predict_utility(X) for r in routers])
 
 
-@pytest.mark.parametrize("family", sorted(EXACT | TORCH_FAMILIES))
+def test_tags_are_frozen_and_default_to_a_plain_stats_family():
+    tags = RouterTags()
+    assert tags == Router.tags
+    assert (tags.predicts_stats, tags.batched_fit_exact) == (True, True)
+    assert not (tags.folds_beta or tags.lam_conditioned or tags.needs_torch)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tags.needs_torch = True
+
+
+def test_stats_utility_and_folded_beta():
+    s = Stats(q=np.array([[0.5, 0.5]]), c=np.array([[0.0, 1.0]]), sigma=np.array([[0.5, 0.0]]))
+    np.testing.assert_allclose(s.utility(0.05, 0.2), [[0.4, 0.45]])
+    folded = Stats(q=s.q, c=s.c, risk_beta=0.2)
+    np.testing.assert_allclose(folded.utility(0.1, 0.2), [[0.5, 0.4]])
+    with pytest.raises(ValueError, match="refit with beta=0.5"):
+        folded.utility(0.1, 0.5)
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        s.utility(-0.1, 0.2)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if _tags(f).batched_fit_exact])
 def test_batched_equals_sequential(family, task, sequential, batched):
     seq, bat = sequential[family], batched[family]
     assert len(bat) == len(seq)
     assert all(type(r) is type(seq[0]) and r.get_params() == seq[0].get_params() for r in bat)
-    if family in EXACT:
+    if not _tags(family).needs_torch:
         np.testing.assert_array_equal(_scores(bat, task.X_test), _scores(seq, task.X_test))
     else:
         # Torch: each draw's slice follows its own fit's trajectory (float32, one thread); on
@@ -56,29 +84,7 @@ def test_batched_equals_sequential(family, task, sequential, batched):
     np.testing.assert_array_equal(route_many(bat, task.X_test), route_many(seq, task.X_test))
 
 
-def test_mlp_batched_is_a_documented_warm_start(task, sequential, batched, single_shot):
-    seq, bat = sequential["mlp"], batched["mlp"]
-    # Draw 0 is fitted exactly as fit() would.
-    np.testing.assert_array_equal(
-        bat[0].predict_utility(task.X_test), seq[0].predict_utility(task.X_test)
-    )
-    # Other draws are warm-started: not equal, but they learned their own draw and route about
-    # as well as independent fits do.
-    assert not np.array_equal(
-        bat[1].predict_utility(task.X_test), seq[1].predict_utility(task.X_test)
-    )
-    span = task.oracle_value() - task.random_value()
-    for s in range(1, single_shot.n_draws):
-        assert (
-            abs(task.value(bat[s].route(task.X_test)) - task.value(seq[s].route(task.X_test)))
-            < 0.15 * span
-        )
-    # exact=True gives the sequential fits back.
-    exact = make_router("mlp", random_state=0).fit_many(task.X_train, single_shot, exact=True)
-    np.testing.assert_array_equal(_scores(exact, task.X_test), _scores(seq, task.X_test))
-
-
-@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "rm_softmax"])
+@pytest.mark.parametrize("family", [f for f in FAMILIES if _tags(f).predicts_stats])
 def test_predict_stats_many_matches_per_router(family, task, batched):
     routers = batched[family]
     many = predict_stats_many(routers, task.X_test)
@@ -93,30 +99,20 @@ def test_predict_stats_many_matches_per_router(family, task, batched):
     )
 
 
+def test_families_without_stats_refuse_batched_stats_but_route(task, batched):
+    no_stats = [f for f in FAMILIES if not _tags(f).predicts_stats]
+    assert no_stats == ["rm_softmax"]
+    routers = batched["rm_softmax"]
+    with pytest.raises(NotImplementedError, match="does not predict"):
+        predict_stats_many(routers, task.X_test)
+    np.testing.assert_array_equal(
+        route_many(routers, task.X_test), np.stack([r.route(task.X_test) for r in routers])
+    )
+
+
 def test_route_many_rejects_mixed_families(batched, task):
     with pytest.raises(ValueError, match="one family"):
         route_many([batched["knn"][0], batched["mlp"][0]], task.X_test)
-
-
-@pytest.mark.parametrize("family", ["mirt", "graph_router"])
-def test_chunking_and_sigma_targets_do_not_change_torch_results(family, task):
-    # Two DARS-like draws with sigma (e.g. two ablations) trained together vs in chunks of one.
-    t = task.targets
-    bt = BatchedTargets.stack([t, type(t)(q=t.q[::-1], c=t.c, sigma=t.sigma, models=t.models)])
-    router = make_router(family, random_state=0, epochs=60)
-    whole = router.fit_many(task.X_train, bt)
-    chunked = router.fit_many(task.X_train, bt, chunk_size=1)
-    assert all(r.has_sigma_ for r in whole)
-    np.testing.assert_allclose(
-        predict_stats_many(whole, task.X_test).sigma,
-        predict_stats_many(chunked, task.X_test).sigma,
-        rtol=0,
-        atol=1e-5,
-    )
-    single = clone(router).fit(task.X_train, bt.draw(1))
-    np.testing.assert_allclose(
-        whole[1].predict_utility(task.X_test), single.predict_utility(task.X_test), atol=1e-5
-    )
 
 
 def test_fit_many_validates(task, single_shot):
@@ -131,9 +127,7 @@ def test_fit_many_validates(task, single_shot):
 
 
 def test_exact_batches_only_families_whose_batching_is_exact(task, monkeypatch):
-    from dars.routers.registry import get_router_class
-
-    approximate = [f for f in FAMILIES if not get_router_class(f).batched_fit_is_exact]
+    approximate = [f for f in FAMILIES if not _tags(f).batched_fit_exact]
     assert approximate == ["mlp"]
     single_shot = task.single_shot(4)
     for family, batches in (("knn", True), ("mlp", False)):
@@ -148,3 +142,28 @@ def test_exact_batches_only_families_whose_batching_is_exact(task, monkeypatch):
         monkeypatch.setattr(cls, "_fit_batched", spy)
         make_router(family, random_state=0).fit_many(task.X_train, single_shot, exact=True)
         assert bool(calls) is batches, family
+
+
+def test_a_family_without_batched_fit_loops(task, single_shot):
+    # The toy family implements no _fit_batched: fit_many fits clones one draw at a time.
+    router = BestFixedRouter(random_state=0)
+    routers = router.fit_many(task.X_train, single_shot)
+    assert len(routers) == single_shot.n_draws and not hasattr(router, "n_models_")
+    for s, r in enumerate(routers):
+        np.testing.assert_array_equal(r.mean_q_, single_shot.q[s].mean(axis=0))
+
+
+def test_load_through_the_wrong_family_or_the_base_is_rejected(fitted_dars, tmp_path):
+    path = fitted_dars["knn"].save(tmp_path / "knn")
+    assert type(get_router_class("knn").load(path)) is get_router_class("knn")
+    with pytest.raises(TypeError, match=r"holds a 'knn' router, not a 'avengers_pro' router"):
+        get_router_class("avengers_pro").load(path)
+    with pytest.raises(TypeError, match="holds a 'knn' router, not Router; .*load_router"):
+        Router.load(path)
+
+
+def test_an_unregistered_family_cannot_save(task, tmp_path):
+    router = BestFixedRouter(random_state=0).fit(task.X_train, task.targets)
+    with pytest.raises(TypeError, match="BestFixedRouter is not a registered router family"):
+        router.save(tmp_path / "r")
+    assert not (tmp_path / "r").exists()

@@ -98,6 +98,13 @@ def test_batched_targets_from_draws_frame_matches_a_slow_reference():
     np.testing.assert_array_equal(bt2.q[0], bt.q[2])
 
 
+def test_targets_out_of_range_are_rejected():
+    with pytest.raises(
+        ValueError, match=r"targets.q must lie in \[0.0, 1.0\].*index \[1, 0\] holds 1.5"
+    ):
+        Targets(q=[[0.1, 0.2], [1.5, 0.3]], c=[[0, 0], [0, 0]])
+
+
 def test_targets_validation_messages():
     with pytest.raises(ValueError, match="2-dimensional"):
         Targets(q=[0.1, 0.2], c=[0.1, 0.2])

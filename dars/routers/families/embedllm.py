@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from dars.routers._torch import TorchRouter, bce_with_logits, first_layer, glorot, readout, zeros
-from dars.routers.base import Stats
+from dars.routers.base import RouterTags, Stats
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets
 from dars.utility import DEFAULT_BETA
@@ -31,6 +31,8 @@ class EmbedLLMRouter(TorchRouter):
     (chosen on the synthetic task of dars.routers.synthetic at demo size: longer training fits
     single-shot noise and routes worse, and costs more).
     """
+
+    tags = RouterTags(folds_beta=True, needs_torch=True)
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.neighbors import NearestNeighbors
 
-from dars.routers.base import Router, Stats
+from dars.routers.base import Router, RouterTags, Stats
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets, Targets
 
@@ -55,6 +55,8 @@ class KNNRouter(Router):
     F = (q, c[, σ]), ``n_neighbors_`` (effective k), ``index_`` (scikit-learn NearestNeighbors,
     brute force: exact, and trees do not help at embedding widths).
     """
+
+    tags = RouterTags()
 
     def __init__(self, *, n_neighbors: int = 16, random_state: int | None = None) -> None:
         self.n_neighbors = n_neighbors

@@ -11,7 +11,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
-from dars.routers.base import Router, Stats
+from dars.routers.base import Router, RouterTags, Stats
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets, Targets
 
@@ -45,7 +45,7 @@ class MLPRouter(Router):
     numpy so a saved router needs no pickle).
     """
 
-    batched_fit_is_exact = False
+    tags = RouterTags(batched_fit_exact=False)
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from dars.routers._torch import TorchRouter, bce_with_logits, first_layer, glorot, zeros
-from dars.routers.base import Stats
+from dars.routers.base import RouterTags, Stats
 from dars.routers.registry import register_router
 
 __all__ = ["GraphRouter"]
@@ -29,6 +29,8 @@ class GraphRouter(TorchRouter):
     synthetic task of dars.routers.synthetic at demo size: longer training fits single-shot
     noise and routes worse, and costs more).
     """
+
+    tags = RouterTags(needs_torch=True)
 
     def __init__(
         self,

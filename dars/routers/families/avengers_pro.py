@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.cluster import KMeans
 
-from dars.routers.base import Router, Stats
+from dars.routers.base import Router, RouterTags, Stats
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets, Targets
 
@@ -41,6 +41,8 @@ class AvengersProRouter(Router):
     Fitted attributes: ``centroids_`` (K, n_features) in normalised space, ``cluster_stats_``
     (K, M, F) with F = (q, c[, σ]), ``cluster_sizes_`` (K,), ``labels_`` (n_train,).
     """
+
+    tags = RouterTags()
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dars.routers._torch import DTYPE, TorchRouter, first_layer, glorot, zeros
-from dars.routers.base import _check_weight, check_X
+from dars.routers.base import RouterTags, _check_weight, check_X
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
@@ -38,7 +38,7 @@ class RMSoftmaxRouter(TorchRouter):
     noise and routes worse, and costs more).
     """
 
-    provides_stats = False
+    tags = RouterTags(predicts_stats=False, folds_beta=True, lam_conditioned=True, needs_torch=True)
 
     def __init__(
         self,
