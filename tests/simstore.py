@@ -2,7 +2,7 @@
 
 ``sim_experiment(...)`` builds an :class:`~dars.config.Experiment` (demo benchmark, the default
 ``dars-sim`` pool) and can write it as a YAML config; ``write_sim_store(experiment, root)``
-simulates the experiment's train grid with :meth:`dars.llm.sim.SimWorld.simulate_frame` (no
+simulates the experiment's train grid with :meth:`dars.sim.SimWorld.simulate_frame` (no
 litellm) and stores it with :func:`dars.storage.write_observations`, and the simulator's truth,
 as the decode stage would.
 ``observation_rows(frame)`` completes any (key, score, cost) frame into full store rows.
@@ -37,7 +37,7 @@ def sim_experiment(
 ) -> Experiment:
     """A small simulated experiment rooted at ``root`` (first ``models`` sim models, default all
     six); with ``config_path`` it is also written there as YAML (what ``load_experiment`` reads)."""
-    from dars.llm import default_sim_specs, sim_rewriter_spec
+    from dars.sim import default_sim_specs, sim_rewriter_spec
 
     specs = default_sim_specs()
     exp = Experiment(
@@ -95,7 +95,7 @@ def simulate_train(experiment: Experiment, dataset: str | None = None) -> pl.Dat
     """The experiment's train grid as the simulated pool answers it (one row per observation
     key; ``model`` is the pool name), via a private world so the process world is untouched."""
     from dars.benchmarks.loading import load_splits
-    from dars.llm.sim import SimWorld
+    from dars.sim import SimWorld
 
     dataset = dataset or experiment.benchmarks[0].name
     items = load_splits(experiment)[dataset]["train"]

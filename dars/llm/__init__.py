@@ -1,60 +1,32 @@
-"""LLM calls: one async client over litellm, and the simulated pool it can call offline.
+"""LLM calls: one async client over litellm; it returns generations and writes nothing.
 
 ``generate(spec, messages, params, key=...)`` is the only way the pipeline calls a model; real
-providers and the ``dars-sim/<model>`` simulated pool go through the same code path. Importing
-this package does not import litellm (that happens on the first call).
+providers and in-process ones (the simulated pool of :mod:`dars.sim`, plugged in through the
+``dars.llm_providers`` entry point) go through the same code path. Modules: ``types`` (call key,
+parameters, result), ``errors`` (failure classes, key scrubbing), ``limits`` (rate and
+concurrency limits), ``client`` (the client). Importing this package does not import litellm
+(that happens on the first call).
 """
 
-from dars.llm.client import (
-    TRANSIENT_KINDS,
-    CallKey,
-    Generation,
-    GenParams,
-    LLMCallError,
-    LLMClient,
-    TokenBucket,
-    classify_exception,
-    default_client,
-    generate,
-    get_litellm,
-    scrub,
-)
-from dars.llm.sim import (
-    DEFAULT_PROFILES,
-    REWRITER_ID,
-    SimModel,
-    SimWorld,
-    TaskProfile,
-    default_sim_models,
-    default_sim_specs,
-    register_items,
-    set_sim_world,
-    sim_rewriter_spec,
-    sim_world,
-)
+from dars.llm.client import PROVIDERS, LLMClient, default_client, generate, get_litellm
+from dars.llm.errors import TRANSIENT_KINDS, LLMCallError, classify_exception, scrub
+from dars.llm.limits import ModelLimits, TokenBucket
+from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
 
 __all__ = [
-    "DEFAULT_PROFILES",
-    "REWRITER_ID",
+    "PROVIDERS",
     "TRANSIENT_KINDS",
     "CallKey",
     "GenParams",
     "Generation",
     "LLMCallError",
     "LLMClient",
-    "SimModel",
-    "SimWorld",
-    "TaskProfile",
+    "ModelLimits",
     "TokenBucket",
     "classify_exception",
     "default_client",
-    "default_sim_models",
-    "default_sim_specs",
+    "estimate_tokens",
     "generate",
     "get_litellm",
-    "register_items",
     "scrub",
-    "set_sim_world",
-    "sim_rewriter_spec",
-    "sim_world",
 ]

@@ -5,15 +5,16 @@ goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
 
 * an explicit ``timeout`` and litellm's own retries switched off (``num_retries=0``,
   ``max_retries=0``): retries are ours, so every attempt passes our rate limiter and is counted;
-* exponential backoff with jitter on transient failures only: 429, 5xx, timeouts, connection
-  errors and malformed response bodies. Other 4xx (bad request, auth, not found, context window,
-  content filter) fail at once, since repeating the same request cannot fix them. A malformed
-  body (undecodable JSON, no choices) is treated as transient because it is almost always a
-  transport or gateway hiccup (a body cut off mid-stream, a proxy error page sent with 200) that
-  the identical request does not repeat; it spends the same ``max_retries`` budget, so a provider
-  that is systematically broken costs at most ``max_retries + 1`` requests per call before the
-  call is recorded as failed with kind ``malformed``;
-* a per-model concurrency limit (``spec.max_concurrency``) and per-model rpm/tpm token buckets;
+* exponential backoff with jitter on transient failures only (:mod:`dars.llm.errors`): 429, 5xx,
+  timeouts, connection errors and malformed response bodies. Other 4xx (bad request, auth, not
+  found, context window, content filter) fail at once, since repeating the same request cannot
+  fix them. A malformed body (undecodable JSON, no choices) is treated as transient because it
+  is almost always a transport or gateway hiccup (a body cut off mid-stream, a proxy error page
+  sent with 200) that the identical request does not repeat; it spends the same ``max_retries``
+  budget, so a provider that is systematically broken costs at most ``max_retries + 1``
+  requests per call before the call is recorded as failed with kind ``malformed``;
+* a per-model concurrency limit (``spec.max_concurrency``) and per-model rpm/tpm token buckets
+  (:mod:`dars.llm.limits`);
 * the cost from the spec's prices per 1M tokens, else litellm's local cost map, else 0 with a
   one-time warning per model;
 * the API key read from the environment variable named by ``spec.api_key_env``, passed to
@@ -21,36 +22,54 @@ goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
 
 A final failure raises ``LLMCallError``; ``str(err)`` is the short error string the store records.
 
-Limits are process-wide (threading primitives polled from asyncio), not per event loop: Prefect
-may run several shard tasks of one model concurrently in worker threads, each with its own loop,
-and a provider's limit applies to all of them together.
+In-process providers (the simulated pool ``dars-sim``, or one of your own) are litellm
+``CustomLLM`` handlers found through :data:`PROVIDERS`, i.e. the entry-point group
+``dars.llm_providers``: the entry name is the litellm route prefix (``dars-sim`` serves
+``dars-sim/<model>``), the value a zero-argument factory returning the handler. ``get_litellm``
+installs every one of them in ``litellm.custom_provider_map`` at the first call. Only calls to
+such a provider carry the ``CallKey`` (as litellm metadata, ``{"dars_call_key": {...}}``): the
+in-process answerer needs it, a real provider never sees it. This module imports no provider.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import os
 import random
-import re
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from dars.llm.errors import (
+    TRANSIENT_KINDS,
+    LLMCallError,
+    ScrubFilter,
+    classify_exception,
+    remember_secret,
+    scrub,
+)
+from dars.llm.limits import ModelLimits
+from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
+from dars.registry import Registry
+
 if TYPE_CHECKING:
-    from dars.config import Experiment, ModelSpec
+    from dars.config import ModelSpec
 
 log = logging.getLogger(__name__)
 
-SIM_PROVIDER = "dars-sim"
-
-# Classes of failure. The transient ones are retried; the rest fail at once.
-TRANSIENT_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection", "malformed"})
+#: In-process litellm providers: name = litellm route prefix, entry = a zero-argument factory
+#: returning the ``litellm.CustomLLM`` handler. Filled from the entry-point group
+#: ``dars.llm_providers`` (``[project.entry-points."dars.llm_providers"] mine =
+#: "my_pkg.llm:make_handler"``) or with ``PROVIDERS.register("mine")(make_handler)`` before the
+#: first call.
+PROVIDERS: Registry[Callable[[], Any]] = Registry(
+    "LLM provider", Callable, instances=True, group="dars.llm_providers"
+)
 
 # Keys litellm must not take from ModelSpec.extra_params: they are set by this module.
 _PROTECTED_KWARGS = frozenset(
@@ -67,156 +86,16 @@ _PROTECTED_KWARGS = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class CallKey:
-    """Identity of one model call; the observation key of the store.
-
-    ``rewrite_id`` -1 is the original question. Real providers never see the key (it is not sent
-    over the wire); the simulated pool uses it to look up the item and to seed its randomness, so
-    the same key always gives the same simulated response. ``n_rewrites`` is set only on rewrite
-    requests: how many rewrites the prompt asks for.
-    """
-
-    dataset: str
-    split: str
-    query_id: str
-    model: str
-    rewrite_id: int = -1
-    decode_id: int = 0
-    n_rewrites: int | None = None
-
-
-@dataclass(frozen=True)
-class GenParams:
-    """Decoding and transport parameters of a call (timeout and retry budget included)."""
-
-    max_tokens: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.95
-    timeout_s: float = 120.0
-    max_retries: int = 4
-
-    def __post_init__(self) -> None:
-        if self.max_tokens < 1:
-            raise ValueError(f"GenParams.max_tokens must be >= 1, got {self.max_tokens}")
-        if self.timeout_s <= 0:
-            raise ValueError(f"GenParams.timeout_s must be > 0, got {self.timeout_s}")
-        if self.max_retries < 0:
-            raise ValueError(f"GenParams.max_retries must be >= 0, got {self.max_retries}")
-
-    @classmethod
-    def for_benchmark(
-        cls, exp: Experiment, benchmark: str, *, temperature: float | None = None
-    ) -> GenParams:
-        """Decode parameters of ``benchmark`` under experiment ``exp`` (protocol + transport)."""
-        return cls(
-            max_tokens=exp.protocol.max_tokens_for(benchmark),
-            temperature=exp.protocol.temperature if temperature is None else temperature,
-            top_p=exp.protocol.top_p,
-            timeout_s=exp.request_timeout_s,
-            max_retries=exp.max_retries,
-        )
-
-
-@dataclass(frozen=True)
-class Generation:
-    """A successful call: the text, token usage, cost in USD, the latency of the successful
-    request in seconds (excluding backoff and rate-limit waits) and how many attempts it took."""
-
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    latency_s: float
-    attempts: int
-    finish_reason: str | None = None
-
-
-class LLMCallError(Exception):
-    """A call failed for good. ``kind`` is one of the failure classes (``rate_limit``,
-    ``server_error``, ``timeout``, ``connection``, ``malformed``, ``bad_request``, ``auth``,
-    ``permission``, ``not_found``, ``context_window``, ``content_filter``, ``missing_key``,
-    ``unknown``); ``detail`` has been scrubbed of API keys. ``str(err)`` is the short string to
-    store."""
-
-    def __init__(
-        self,
-        kind: str,
-        detail: str,
-        *,
-        model: str,
-        status_code: int | None = None,
-        attempts: int = 1,
-    ) -> None:
-        self.kind = kind
-        self.detail = detail
-        self.model = model
-        self.status_code = status_code
-        self.attempts = attempts
-        super().__init__(self.error)
-
-    @property
-    def transient(self) -> bool:
-        return self.kind in TRANSIENT_KINDS
-
-    @property
-    def error(self) -> str:
-        code = f" {self.status_code}" if self.status_code else ""
-        tries = f"{self.attempts} attempt" + ("s" if self.attempts != 1 else "")
-        return f"{self.kind}{code} after {tries} ({self.model}): {self.detail}"[:300]
-
-
 # --------------------------------------------------------------------------------------------
-# litellm import and secret scrubbing
-
+# litellm import and the in-process providers
 
 _LITELLM: Any = None
 _LITELLM_LOCK = threading.Lock()
-_SECRETS: set[str] = set()
-_SECRETS_LOCK = threading.Lock()
-
-_KEY_PATTERNS = [
-    re.compile(r"(?i)(bearer\s+)[^\s'\",)]+"),
-    re.compile(r"\bsk-[A-Za-z0-9_\-*]{6,}"),
-    re.compile(r"(?i)((?:api[_-]?key|x-api-key|authorization)[\"']?\s*[:=]\s*[\"']?)[^\s'\",)]+"),
-]
-
-
-def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` with the given secrets, every key ever read by this process, and key-looking
-    tokens (``Bearer …``, ``sk-…``, ``api_key=…``) replaced by ``[REDACTED]``."""
-    with _SECRETS_LOCK:
-        known = set(_SECRETS)
-    for s in sorted({*secrets, *known}, key=len, reverse=True):
-        if s:
-            text = text.replace(s, "[REDACTED]")
-    text = _KEY_PATTERNS[0].sub(r"\1[REDACTED]", text)
-    text = _KEY_PATTERNS[1].sub("[REDACTED]", text)
-    return _KEY_PATTERNS[2].sub(r"\1[REDACTED]", text)
-
-
-class _ScrubFilter(logging.Filter):
-    """Redacts keys from litellm's own log records (it logs provider error bodies)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            msg = record.getMessage()
-        except Exception:  # a malformed record: leave it to the handler to report
-            return True
-        clean = scrub(msg)
-        if clean != msg:
-            record.msg, record.args = clean, None
-        return True
-
-
-def _remember_secret(value: str) -> None:
-    with _SECRETS_LOCK:
-        _SECRETS.add(value)
 
 
 def get_litellm() -> Any:
     """Import litellm once, offline-safe: the local cost map, no debug chatter, our log filter
-    on its loggers, and the simulated pool registered as the ``dars-sim`` provider."""
+    on its loggers, and every provider of :data:`PROVIDERS` installed as a custom provider."""
     global _LITELLM
     if _LITELLM is not None:
         return _LITELLM
@@ -227,173 +106,45 @@ def get_litellm() -> Any:
             import litellm
 
             litellm.suppress_debug_info = True
+            # First, so that a broken provider fails every call the same way, before any setup.
+            _install_providers(litellm)
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-                logging.getLogger(name).addFilter(_ScrubFilter())
-            from dars.llm.sim import make_sim_provider
-
-            if not any(p.get("provider") == SIM_PROVIDER for p in litellm.custom_provider_map):
-                litellm.custom_provider_map = [
-                    *litellm.custom_provider_map,
-                    {"provider": SIM_PROVIDER, "custom_handler": make_sim_provider()},
-                ]
+                logging.getLogger(name).addFilter(ScrubFilter())
             _LITELLM = litellm
     return _LITELLM
 
 
-# --------------------------------------------------------------------------------------------
-# rate and concurrency limits
+def _install_providers(litellm: Any) -> None:
+    """Add every provider of :data:`PROVIDERS` to ``litellm.custom_provider_map``, except the
+    names it holds already (set up by the caller: theirs wins)."""
+    installed = {p.get("provider") for p in litellm.custom_provider_map}
+    added = []
+    for name in PROVIDERS.names():
+        if name in installed:
+            continue
+        try:
+            handler = PROVIDERS.get(name)()
+        except Exception as exc:  # a broken plug-in: say which one, keep the cause
+            raise RuntimeError(
+                f"LLM provider {name!r} failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(handler, litellm.CustomLLM):
+            raise TypeError(
+                f"LLM provider {name!r}: its factory must return a litellm.CustomLLM, "
+                f"got {type(handler).__name__}"
+            )
+        added.append({"provider": name, "custom_handler": handler})
+    if added:
+        litellm.custom_provider_map = [*litellm.custom_provider_map, *added]
 
 
-class TokenBucket:
-    """Thread-safe token bucket by reservation.
-
-    It refills at ``rate`` units per second up to ``capacity``. ``reserve(n)`` takes ``n`` units
-    now (the level may go negative, i.e. into debt) and returns how long the caller must wait
-    before using them, so callers are served in arrival order and the long-run throughput never
-    exceeds ``rate``. A request larger than the capacity waits for a full bucket and then borrows.
-    """
-
-    def __init__(
-        self, rate: float, capacity: float, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if rate <= 0 or capacity <= 0:
-            raise ValueError(f"TokenBucket needs rate > 0 and capacity > 0, got {rate}, {capacity}")
-        self.rate = rate
-        self.capacity = capacity
-        self._clock = clock
-        self._level = capacity
-        self._t = clock()
-        self._lock = threading.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._level = min(self.capacity, self._level + (now - self._t) * self.rate)
-        self._t = now
-
-    def reserve(self, amount: float) -> float:
-        with self._lock:
-            self._refill()
-            need = min(amount, self.capacity)
-            wait = max(0.0, (need - self._level) / self.rate)
-            self._level -= amount
-            return wait
-
-    def refund(self, amount: float) -> None:
-        """Give back units reserved but not used (e.g. max_tokens that were not generated)."""
-        if amount <= 0:
-            return
-        with self._lock:
-            self._refill()
-            self._level = min(self.capacity, self._level + amount)
-
-
-class ModelLimits:
-    """Concurrency slots and rpm/tpm buckets of one model (shared by all threads and loops).
-
-    Buckets hold one second of traffic (rpm/60 requests, tpm/60 tokens), so requests are paced
-    evenly instead of bursting a minute's budget and then stalling: providers often enforce their
-    per-minute limits over shorter windows.
-    """
-
-    def __init__(self, max_concurrency: int, rpm: int | None, tpm: int | None) -> None:
-        self.max_concurrency = max_concurrency
-        self._slots = threading.BoundedSemaphore(max_concurrency)
-        self.rpm_bucket = TokenBucket(rpm / 60, max(1.0, rpm / 60)) if rpm else None
-        self.tpm_bucket = TokenBucket(tpm / 60, max(1.0, tpm / 60)) if tpm else None
-
-    def signature(self) -> tuple[int, float | None, float | None]:
-        return (
-            self.max_concurrency,
-            self.rpm_bucket.rate if self.rpm_bucket else None,
-            self.tpm_bucket.rate if self.tpm_bucket else None,
-        )
-
-    async def wait_for_rate(self, est_tokens: int) -> None:
-        wait = 0.0
-        if self.rpm_bucket is not None:
-            wait = max(wait, self.rpm_bucket.reserve(1))
-        if self.tpm_bucket is not None:
-            wait = max(wait, self.tpm_bucket.reserve(est_tokens))
-        if wait > 0:
-            await asyncio.sleep(wait)
-
-    async def acquire_slot(self) -> None:
-        # Polling keeps the semaphore usable from any thread's event loop; the poll interval
-        # grows to 20 ms so hundreds of waiters cost little CPU.
-        delay = 0.001
-        while not self._slots.acquire(blocking=False):
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
-
-    def release_slot(self) -> None:
-        self._slots.release()
+def _in_process(litellm_model: str) -> bool:
+    """True when ``litellm_model`` is routed to one of the in-process providers."""
+    return any(litellm_model.startswith(name + "/") for name in PROVIDERS.names())
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
-
-
-def estimate_tokens(messages: Sequence[dict[str, Any]]) -> int:
-    """Rough prompt size for the tpm budget: 4 characters per token plus 4 per message."""
-    chars = sum(len(str(m.get("content") or "")) for m in messages)
-    return math.ceil(chars / 4) + 4 * len(messages)
-
-
-def _exception_chain(exc: BaseException) -> list[BaseException]:
-    out: list[BaseException] = []
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        out.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return out
-
-
-def classify_exception(exc: BaseException) -> tuple[str, int | None]:
-    """Map an exception raised by ``litellm.acompletion`` to (kind, HTTP status or None).
-
-    litellm wraps transport failures in ``InternalServerError`` (status 500), so the cause chain
-    is inspected first for undecodable bodies and connection errors.
-    """
-    import openai
-
-    litellm = get_litellm()
-    status = getattr(exc, "status_code", None)
-    status = status if isinstance(status, int) else None
-    chain = _exception_chain(exc)
-    if isinstance(exc, litellm.Timeout | TimeoutError):
-        return "timeout", None
-    if isinstance(exc, litellm.RateLimitError) or status == 429:
-        return "rate_limit", 429
-    if isinstance(exc, litellm.ContextWindowExceededError):
-        return "context_window", status
-    if isinstance(exc, litellm.ContentPolicyViolationError):
-        return "content_filter", status
-    if isinstance(exc, litellm.AuthenticationError):
-        return "auth", status
-    if isinstance(exc, litellm.PermissionDeniedError):
-        return "permission", status
-    if isinstance(exc, litellm.NotFoundError):
-        return "not_found", status
-    if isinstance(exc, litellm.BadRequestError | litellm.UnprocessableEntityError):
-        return "bad_request", status
-    if any(isinstance(e, json.JSONDecodeError) for e in chain) or "no 'choices'" in str(exc):
-        return "malformed", status
-    if any(isinstance(e, openai.APITimeoutError) for e in chain):
-        return "timeout", None
-    if any(isinstance(e, openai.APIConnectionError | ConnectionError) for e in chain):
-        return "connection", None
-    if status == 408:
-        return "timeout", status
-    by_status = {401: "auth", 403: "permission", 404: "not_found", 413: "context_window"}
-    if status in by_status:
-        return by_status[status], status
-    if status is not None and status >= 500:
-        return "server_error", status
-    if status is not None and 400 <= status < 500:
-        return "bad_request", status
-    return "unknown", status
 
 
 def _retry_after_s(exc: BaseException) -> float | None:
@@ -481,8 +232,8 @@ class LLMClient:
             kwargs["api_base"] = spec.api_base
         if api_key:
             kwargs["api_key"] = api_key
-        if spec.litellm_model.startswith(SIM_PROVIDER + "/"):
-            # Only the in-process simulator sees the key; real providers never get it.
+        if _in_process(spec.litellm_model):
+            # Only an in-process provider (the simulator) sees the key; real providers never do.
             kwargs["metadata"] = {"dars_call_key": asdict(key) if key is not None else None}
         return kwargs
 
@@ -524,7 +275,7 @@ class LLMClient:
                     model=spec.name,
                     attempts=0,
                 )
-            _remember_secret(api_key)
+            remember_secret(api_key)
         secrets = [api_key] if api_key else []
         kwargs = self._request_kwargs(spec, messages, params, key, api_key)
         limits = self.limits_for(spec)

@@ -44,8 +44,8 @@ Tables (one file each; rows are sorted, so a rerun on the same store writes iden
 ``recovery`` (simulated pools only)
     Label recovery (:func:`~dars.supervision.recovery.recovery_table`) of single-shot, every
     variant and every sub-grid protocol against the simulator's ground truth (see
-    :func:`simulated_truth`). Written only when every pool model is ``dars-sim/…``; removed
-    otherwise, so a stale file from an earlier simulated run never survives.
+    :func:`dars.sim.simulated_truth`). Written only when every pool model is ``dars-sim/…``;
+    removed otherwise, so a stale file from an earlier simulated run never survives.
 ``summary``
     The compact per-dataset summary returned to the caller (see :func:`summarise`); written
     last, so its presence means the dataset's other tables are complete.
@@ -89,7 +89,6 @@ TABLES: tuple[str, ...] = (
     "summary",
 )
 SUMMARY_COLUMNS: tuple[str, ...] = ("dataset", "metric", "value", "ci_low", "ci_high")
-#: Paraphrase ids averaged into the simulated truth (see :func:`simulated_truth`).
 
 
 def subgrid_protocols(k_max: int, m_max: int) -> list[tuple[int, int]]:

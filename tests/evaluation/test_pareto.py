@@ -269,7 +269,7 @@ GRID = [0.0, 0.05, 2.0]
 def store(tmp_path_factory):
     from dars.benchmarks.loading import load_splits
     from dars.config import Evaluation
-    from dars.llm.sim import SimWorld
+    from dars.sim import SimWorld
     from dars.storage import write_observations
     from dars.tasks.supervise import supervise_dataset
     from dars.tasks.train import train_router

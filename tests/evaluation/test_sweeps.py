@@ -332,7 +332,7 @@ BETAS = [0.0, 0.2, 1.0]
 
 def _write_test_views(exp, root) -> None:
     """Simulated test observations: 2 rewrites × 1 decode and the original × 2 decodes."""
-    from dars.llm.sim import SimWorld
+    from dars.sim import SimWorld
 
     items = load_splits(exp)[DATASET]["test"]
     world = SimWorld()

@@ -16,7 +16,7 @@ SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def _tiny_config(tmp_path: Path) -> Path:
-    from dars.llm import default_sim_specs, sim_rewriter_spec
+    from dars.sim import default_sim_specs, sim_rewriter_spec
 
     specs = [s.model_dump(mode="json") for s in default_sim_specs()[:2]]
     cfg = {

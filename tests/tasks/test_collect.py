@@ -134,7 +134,7 @@ def fake_experiment(
 
 def sim_experiment(root: Path) -> Experiment:
     """Three simulated models on a multiple-choice and a span benchmark, tiny protocol."""
-    from dars.llm import default_sim_specs, sim_rewriter_spec
+    from dars.sim import default_sim_specs, sim_rewriter_spec
 
     return experiment_from_dict(
         {

@@ -17,6 +17,7 @@ if _ROOT not in sys.path:
 
 from dars.cli import _summary_table  # noqa: E402
 from dars.config import BenchmarkSpec, Experiment, ModelSpec, Pool, Protocol  # noqa: E402
+from dars.sim import simulated_truth  # noqa: E402
 from dars.storage import RunLayout, write_observations  # noqa: E402
 from dars.storage.supervision_store import (  # noqa: E402
     list_supervision,
@@ -35,7 +36,7 @@ from dars.supervision import (  # noqa: E402
 from dars.supervision.core import cost_bounds  # noqa: E402
 from dars.supervision.recovery import truth_on_cost_scale  # noqa: E402
 from dars.supervision.tables import TABLES, subgrid_protocols  # noqa: E402
-from dars.tasks.collect import simulated_truth, store_truth  # noqa: E402
+from dars.tasks.collect import store_truth  # noqa: E402
 from dars.tasks.supervise import supervise, supervise_dataset  # noqa: E402
 from tests.simstore import observation_rows, sim_experiment, simulate_train  # noqa: E402
 

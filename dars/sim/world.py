@@ -1,9 +1,6 @@
-"""The simulated model pool: a litellm custom provider (``dars-sim/<model>``) with a known truth.
+"""The simulated pool's world: the item-response ground truth and the outcome of every call.
 
-Model strings like ``dars-sim/strong-expensive`` go through the whole real path (prompt →
-``litellm.acompletion`` → response object with usage → parse → score → cost) without network.
-The simulator answers from a ground truth, item-response style. For a model m, an item q of task
-type t, and a rewrite r (r = -1 is the original question)::
+For a model m, an item q of task type t, and a rewrite r (r = -1 is the original question)::
 
     logit = a_m · (θ_m,t + τ_m,t,topic(q) − b_q) + γ_m,q + s_q,r + κ_m · s'_m,q,r
     p     = sigmoid(logit)                      probability of a fully correct answer
@@ -16,20 +13,20 @@ original; small for mc and math, as large as the decode noise for span tasks). E
 decode then draws, deterministically from its ``CallKey``: an unparseable ending with the model's
 small rate, else a correct answer with probability p, else (span tasks) a partial-credit answer
 with the task's partial rate, else a plausible wrong answer. Token counts depend on the model's
-verbosity, the item's length and per-decode noise, so costs differ per model and per call.
+verbosity, the item's length and per-decode noise, so costs differ per model and per call. The
+text of a decode is written by :mod:`dars.sim.text`.
 
 The expected score of (dataset, query, model, rewrite) is therefore known exactly:
 ``(1 - u_m) · (p + (1 - p) · π_t · f1_partial(q))`` (the last term only for span tasks), exposed
 by ``SimWorld.true_expected_score`` and ``SimWorld.truth_frame`` for measuring label recovery.
 
-The simulator needs the item (gold, choices, passage) of each call. It never parses prompts: the
-decode code registers its items with ``register_items(dataset, items)`` and the ``CallKey`` that
-``generate`` attaches to ``dars-sim`` calls (as litellm metadata, never sent to real providers)
-names the item. Every random choice is a hash of (world seed, dataset, query_id, model,
-rewrite_id, decode_id), so the same key gives the same response in any process; the split is
-not part of it (a query belongs to one split) and sampling parameters (temperature) are ignored.
+The world needs the item (gold, choices, passage) of each call and never parses prompts: items
+are registered per dataset (``register_items``) and a ``CallKey`` names the item. Every random
+choice is a hash of (world seed, dataset, query_id, model, rewrite_id, decode_id), so the same
+key gives the same response in any process; the split is not part of it (a query belongs to one
+split) and sampling parameters (temperature) are ignored.
 
-``dars-sim/rewriter`` answers rewrite prompts with a JSON array of ``CallKey.n_rewrites``
+The ``rewriter`` model answers rewrite prompts with a JSON array of ``CallKey.n_rewrites``
 template paraphrases that keep every number, choice and passage intact.
 """
 
@@ -45,7 +42,17 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
-from dars.llm.client import SIM_PROVIDER, CallKey, estimate_tokens
+from dars.config import SIM_PREFIX
+from dars.llm.types import CallKey, estimate_tokens
+from dars.sim.text import (
+    WRONG_SPAN_VARIANTS,
+    ending,
+    pad_reasoning,
+    paraphrases,
+    partial_answer,
+    unparseable_ending,
+    wrong_span,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -53,9 +60,9 @@ if TYPE_CHECKING:
     from dars.benchmarks.base import Item
     from dars.config import ModelSpec
 
+#: Model id of the simulated rewriter (``dars-sim/rewriter``).
 REWRITER_ID = "rewriter"
 _NORMAL = NormalDist()
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass(frozen=True)
@@ -104,14 +111,14 @@ class SimModel:
 
         return ModelSpec(
             name=self.name,
-            litellm_model=f"{SIM_PROVIDER}/{self.name}",
+            litellm_model=f"{SIM_PREFIX}{self.name}",
             input_price_per_m=self.input_price_per_m,
             output_price_per_m=self.output_price_per_m,
             max_concurrency=max_concurrency or self.max_concurrency,
         )
 
 
-# Calibrated with scripts in tests/llm (see test_sim_calibration.py) so that, on the demo
+# Calibrated with scripts in tests/sim (see test_calibration.py) so that, on the demo
 # benchmarks under the 5 × 5 train protocol, outcome instability and winner-flip rates land in
 # the range the paper reports (seed_figures.yaml, diagnostics).
 DEFAULT_PROFILES: dict[str, TaskProfile] = {
@@ -216,24 +223,6 @@ def default_sim_models() -> list[SimModel]:
     ]
 
 
-def default_sim_specs(*, max_concurrency: int | None = None) -> list[ModelSpec]:
-    """ModelSpecs of ``default_sim_models()`` (``name`` = sim model id, prices set)."""
-    return [m.spec(max_concurrency=max_concurrency) for m in default_sim_models()]
-
-
-def sim_rewriter_spec(*, max_concurrency: int = 32) -> ModelSpec:
-    """ModelSpec of the simulated rewriter (priced like a GPT-4o-class model)."""
-    from dars.config import ModelSpec
-
-    return ModelSpec(
-        name=REWRITER_ID,
-        litellm_model=f"{SIM_PROVIDER}/{REWRITER_ID}",
-        input_price_per_m=2.5,
-        output_price_per_m=10.0,
-        max_concurrency=max_concurrency,
-    )
-
-
 class SimError(ValueError):
     """A simulated call cannot be answered (no key, unknown model, unregistered item).
 
@@ -285,20 +274,6 @@ def _item_tokens(item: Item) -> float:
     return chars / 4
 
 
-def _gold_text(item: Item) -> str:
-    if item.task_type == "span":
-        gold = item.gold
-        if isinstance(gold, str):
-            return gold
-        return str(list(gold)[0])
-    return str(item.gold)
-
-
-_NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
-_STOP = {"that", "this", "with", "from", "were", "have", "their", "which", "there", "they", "than"}
-
-
 # --------------------------------------------------------------------------------------------
 # the world
 
@@ -348,11 +323,11 @@ class SimWorld:
             raise SimError(
                 400,
                 f"dars-sim: no item for dataset {dataset!r}, query_id {query_id!r}; register the "
-                "experiment's items first with dars.llm.register_items(dataset, items)",
+                "experiment's items first with dars.sim.register_items(dataset, items)",
             ) from None
 
     def model(self, name: str) -> SimModel:
-        name = name.removeprefix(SIM_PROVIDER + "/")
+        name = name.removeprefix(SIM_PREFIX)
         try:
             return self.models[name]
         except KeyError:
@@ -418,34 +393,13 @@ class SimWorld:
 
     def partial_answer(self, dataset: str, item: Item) -> tuple[str | None, float]:
         """The span partial-credit answer of an item and its DROP F1 against the gold
-        ((None, 0.0) when the item has no answer scoring strictly between 0 and 1)."""
+        ((None, 0.0) when the item has no answer scoring strictly between 0 and 1); cached
+        :func:`dars.sim.text.partial_answer`."""
         k = (dataset, item.query_id)
         hit = self._partial.get(k)
-        if hit is not None:
-            return hit
-        res: tuple[str | None, float] = (None, 0.0)
-        if item.task_type == "span":
-            from dars.benchmarks.dropf1 import drop_max_em_f1
-
-            golds = [item.gold] if isinstance(item.gold, str) else list(item.gold)
-            gold = _gold_text(item)
-            cands: list[str] = []
-            if "|" in gold:
-                cands.append(gold.split("|")[0].strip())
-            gold_words = {w.lower() for w in re.findall(r"\w+", gold)}
-            extra = [
-                w
-                for w in _WORD_RE.findall(item.context or item.question)
-                if w.lower() not in gold_words and w.lower() not in _STOP
-            ]
-            cands += [f"{gold} {w}" for w in extra[:4]] + [f"{gold} overall"]
-            for c in cands:
-                f1 = drop_max_em_f1(c, golds)[1]
-                if 0.0 < f1 < 1.0:
-                    res = (c, f1)
-                    break
-        self._partial[k] = res
-        return res
+        if hit is None:
+            hit = self._partial[k] = partial_answer(item)
+        return hit
 
     def true_expected_score(
         self, dataset: str, query_id: str, model: str, rewrite_id: int
@@ -662,63 +616,26 @@ class SimWorld:
         target = max(8, min(target, max_tokens - 8))
         kf = (key.dataset, key.query_id, m.name, key.rewrite_id, key.decode_id)
         if kind == "unparseable":
-            ending = _UNPARSEABLE[int(self._u("end", *kf) * len(_UNPARSEABLE))]
+            last = unparseable_ending(self._u("end", *kf))
         else:
-            ending = self._ending(key, item, kind, kf)
-        return _pad_reasoning(item.task_type, ending, target * 4, self._bytes("fill", *kf))
-
-    def _ending(self, key: CallKey, item: Item, kind: str, kf: tuple[object, ...]) -> str:
-        gold = _gold_text(item)
-        t = item.task_type
-        if t == "mc":
-            n = len(item.choices or ()) or 4
-            letters = _LETTERS[:n]
-            gold_letter = gold.strip().upper()
-            if kind == "correct":
-                letter = gold_letter
-            else:
-                others = [x for x in letters if x != gold_letter] or [gold_letter]
-                letter = others[int(self._u("wrong", *kf) * len(others))]
-            return (
-                f"Comparing the options, option {letter} is the most consistent.\n"
-                f"Final Answer: {letter}"
+            last = ending(
+                item,
+                kind,
+                self._u("wrong", *kf),
+                partial=lambda: self.partial_answer(key.dataset, item)[0],
+                wrong_span=lambda u: self._wrong_span(key.dataset, item, u),
             )
-        if t == "math":
-            answer = gold if kind == "correct" else _wrong_math(gold, self._u("wrong", *kf))
-            return f"Putting the pieces together gives the result.\nFinal Answer: {answer}"
-        if kind == "correct":
-            answer = gold
-        elif kind == "partial":
-            answer = self.partial_answer(key.dataset, item)[0] or gold
-        else:
-            answer = self._wrong_span(key.dataset, item, self._u("wrong", *kf))
-        return f"The passage states this directly.\nFinal Answer: {answer}"
+        return pad_reasoning(item.task_type, last, target * 4, self._bytes("fill", *kf))
 
     def _wrong_span(self, dataset: str, item: Item, u: float) -> str:
-        """A plausible wrong span (a nearby number or another passage word) that scores 0."""
-        bucket = int(u * 16)  # 16 variants per item are plenty, and cacheable
+        """The wrong span answer the uniform draw ``u`` picks; cached
+        :func:`dars.sim.text.wrong_span` (16 variants per item are plenty, and cacheable)."""
+        bucket = int(u * WRONG_SPAN_VARIANTS)
         ck = (dataset, item.query_id, bucket)
         hit = self._wrong.get(ck)
-        if hit is not None:
-            return hit
-        from dars.benchmarks.dropf1 import drop_max_em_f1
-
-        golds = [item.gold] if isinstance(item.gold, str) else list(item.gold)
-        gold = _gold_text(item)
-        cands: list[str] = []
-        nums = _NUM_RE.findall(gold)
-        if nums:
-            base = float(nums[0])
-            step = 1 + bucket % 5
-            cands += [_fmt_num(base + step), _fmt_num(base - step), _fmt_num(base + 10 * step)]
-        words = [w for w in _WORD_RE.findall(item.context or "") if w.lower() not in _STOP]
-        if words:
-            start = bucket * len(words) // 16
-            cands += [words[(start + j) % len(words)] for j in range(min(6, len(words)))]
-        cands += ["unknown", "none of them", "17"]
-        answer = next((c for c in cands if drop_max_em_f1(c, golds)[1] == 0.0), "unclear")
-        self._wrong[ck] = answer
-        return answer
+        if hit is None:
+            hit = self._wrong[ck] = wrong_span(item, bucket)
+        return hit
 
     def rewrite_json(self, key: CallKey) -> str:
         """The simulated rewriter's answer: a JSON array of ``key.n_rewrites`` paraphrases."""
@@ -739,255 +656,9 @@ class SimWorld:
         self, model: str, messages: Sequence[dict[str, Any]], max_tokens: int, key: CallKey
     ) -> tuple[str, int, int]:
         """(text, prompt_tokens, completion_tokens) of a simulated call."""
-        name = model.removeprefix(SIM_PROVIDER + "/")
+        name = model.removeprefix(SIM_PREFIX)
         if name == REWRITER_ID:
             text = self.rewrite_json(key)
         else:
             text = self.decode_text(key, name, max_tokens)
         return text, estimate_tokens(messages), math.ceil(len(text) / 4)
-
-
-def _fmt_num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def _wrong_math(gold: str, u: float) -> str:
-    """A plausible wrong answer: a nearby integer/decimal for numeric golds, else gold + 1
-    (never equivalent to the gold expression)."""
-    g = gold.strip()
-    if re.fullmatch(r"-?\d+", g.replace(",", "")):
-        v = int(g.replace(",", ""))
-        delta = [1, -1, 2, v if v else 3, -2, 10][int(u * 6)]
-        return str(v + delta if delta else v + 1)
-    if re.fullmatch(r"-?\d*\.\d+", g):
-        return f"{float(g) + [1, -1, 0.5, 2][int(u * 4)]:g}"
-    return f"{g}+1"
-
-
-_FILLER = {
-    "mc": [
-        "First, restate what the question is really asking.",
-        "The key quantity here depends on the underlying mechanism described.",
-        "Recall the relevant principle and check whether its assumptions hold.",
-        "Several options look similar, so compare them on the critical detail.",
-        "One option can be ruled out because it contradicts a basic constraint.",
-        "Consider the limiting case to see which behaviour is expected.",
-        "The wording suggests a subtle distinction between two concepts.",
-        "Checking units and orders of magnitude helps eliminate distractors.",
-        "Now weigh the remaining candidates against the stated conditions.",
-    ],
-    "math": [
-        "Let me set up the problem carefully.",
-        "Introduce a variable for the unknown quantity and write the given relation.",
-        "Simplifying the expression step by step keeps the algebra manageable.",
-        "Substituting the known values into the equation gives a smaller problem.",
-        "Checking the boundary cases confirms the pattern continues.",
-        "Factoring the expression reveals the structure of the solution.",
-        "We should double-check the arithmetic in the previous step.",
-        "The constraint rules out the negative solution.",
-        "Combining the two equations eliminates one of the variables.",
-    ],
-    "span": [
-        "Let me find the relevant part of the passage.",
-        "The question refers to a specific event in the passage.",
-        "Scanning the passage for the named entities narrows it down.",
-        "The relevant sentence mentions the quantity being asked about.",
-        "Counting the occurrences carefully avoids an off-by-one mistake.",
-        "Cross-checking with the surrounding sentences confirms the reading.",
-    ],
-}
-
-# Endings without a final-answer line, a box, or a standalone capital letter (the multiple-choice
-# scorer's last resort would read one as an option).
-_UNPARSEABLE = [
-    "More care is needed before committing to a result, since two readings of the question "
-    "seem possible.",
-    "Unfortunately the reasoning above does not settle the question conclusively.",
-    "There seems to be an inconsistency in the derivation, so it is best to start over from the "
-    "beginning and reconsider every step",
-]
-
-
-def _pad_reasoning(task_type: str, ending: str, target_chars: int, draws: Iterator[int]) -> str:
-    """Reasoning filler sentences (chosen by the key's byte stream ``draws``) until the text
-    reaches about ``target_chars``, then ``ending``."""
-    pool = _FILLER[task_type]
-    parts: list[str] = []
-    length = len(ending)
-    while True:
-        s = pool[next(draws) % len(pool)]
-        # Stop at the sentence boundary nearest the target, so lengths are unbiased.
-        if length + (len(s) + 1) / 2 > target_chars:
-            break
-        parts.append(s)
-        length += len(s) + 1
-    parts.append(ending)
-    return "\n".join(parts) if len(parts) <= 2 else " ".join(parts[:-1]) + "\n" + parts[-1]
-
-
-_PREFIXES = [
-    "",
-    "Please answer the following. ",
-    "Consider this question. ",
-    "Here is a question for you. ",
-    "Think carefully about this: ",
-    "Question to solve: ",
-]
-_SUFFIXES = ["", " Answer carefully.", " Give a precise answer.", " Take care with the details."]
-# (question opening, imperative replacement): applied only at the start of a one-sentence
-# question, whose final "?" then becomes "." so the rewrite stays grammatical.
-_IMPERATIVES = [
-    ("What is ", "Determine "),
-    ("How many ", "Count how many "),
-    ("Find ", "Compute "),
-    ("Which ", "Say which "),
-    ("Who ", "Identify who "),
-]
-
-
-def _imperative(q: str) -> str | None:
-    if q.count("?") != 1 or not q.endswith("?") or any(c in q[:-1] for c in ".!"):
-        return None
-    for opening, repl in _IMPERATIVES:
-        if q.startswith(opening):
-            return repl + q[len(opening) : -1] + "."
-    return None
-
-
-def paraphrases(question: str, n: int, u: Any, query_id: str) -> list[str]:
-    """``n`` distinct template rewrites of ``question``: an optional lead-in, an optional
-    imperative form of a one-sentence question (``What is …?`` → ``Determine ….``) and an
-    optional closing request. Digits, LaTeX, choices and passages are never touched.
-    ``u(*parts)`` is the world's uniform draw, used to pick and order the templates."""
-    q = question.strip()
-    bodies = [q]
-    imp = _imperative(q)
-    if imp is not None:
-        bodies.append(imp)
-    variants: list[str] = []
-    for body in bodies:
-        for pre in _PREFIXES:
-            for suf in _SUFFIXES:
-                text = (pre + body).rstrip() + suf
-                if text != q and text not in variants:
-                    variants.append(text)
-    variants.sort(key=lambda v: u(query_id, v))
-    out = variants[:n]
-    k = 2
-    while len(out) < n:  # more rewrites asked for than templates: number the extra ones
-        out.append(f"{variants[(k - 2) % len(variants)]} (version {k})")
-        k += 1
-    return out
-
-
-# --------------------------------------------------------------------------------------------
-# process-wide world and the litellm provider
-
-_WORLD = SimWorld()
-
-
-def sim_world() -> SimWorld:
-    """The world the ``dars-sim`` provider answers from in this process."""
-    return _WORLD
-
-
-def set_sim_world(world: SimWorld) -> SimWorld:
-    """Replace the process-wide world (e.g. other parameters or seed); returns the old one."""
-    global _WORLD
-    old, _WORLD = _WORLD, world
-    return old
-
-
-def register_items(dataset: str, items: Iterable[Item]) -> int:
-    """Register ``items`` with the process-wide world (idempotent); call before decoding with
-    simulated models in every process that decodes."""
-    return _WORLD.register_items(dataset, items)
-
-
-def _key_from_litellm_params(litellm_params: dict[str, Any] | None) -> CallKey:
-    meta = (litellm_params or {}).get("metadata") or {}
-    raw = meta.get("dars_call_key")
-    if not raw:
-        raise SimError(400, "dars-sim: the call carries no CallKey; call through dars.llm.generate")
-    return CallKey(**raw)
-
-
-def make_sim_provider() -> Any:
-    """A litellm ``CustomLLM`` answering ``dars-sim/<model>`` calls from the process world."""
-    from litellm import CustomLLM
-    from litellm.llms.custom_llm import CustomLLMError
-    from litellm.types.utils import Choices, Message, Usage
-
-    class SimProvider(CustomLLM):
-        """litellm custom provider ``dars-sim``: answers from the process-wide ``SimWorld``."""
-
-        def _answer(
-            self,
-            model: str,
-            messages: list,
-            optional_params: dict,
-            litellm_params: Any,
-            model_response: Any,
-        ) -> Any:
-            try:
-                key = _key_from_litellm_params(litellm_params)
-                max_tokens = int(optional_params.get("max_tokens") or 512)
-                text, pt, ct = _WORLD.respond(model, messages, max_tokens, key)
-            except SimError as e:
-                raise CustomLLMError(status_code=e.status_code, message=e.message) from None
-            model_response.choices = [
-                Choices(
-                    index=0,
-                    finish_reason="stop",
-                    message=Message(role="assistant", content=text),
-                )
-            ]
-            model_response.usage = Usage(
-                prompt_tokens=pt, completion_tokens=ct, total_tokens=pt + ct
-            )
-            model_response.model = f"{SIM_PROVIDER}/{model}"
-            return model_response
-
-        def completion(
-            self,
-            model,
-            messages,
-            api_base,
-            custom_prompt_dict,
-            model_response,  # noqa: D102
-            print_verbose,
-            encoding,
-            api_key,
-            logging_obj,
-            optional_params,
-            acompletion=None,
-            litellm_params=None,
-            logger_fn=None,
-            headers=None,
-            timeout=None,
-            client=None,
-        ):
-            return self._answer(model, messages, optional_params, litellm_params, model_response)
-
-        async def acompletion(
-            self,
-            model,
-            messages,
-            api_base,
-            custom_prompt_dict,  # noqa: D102
-            model_response,
-            print_verbose,
-            encoding,
-            api_key,
-            logging_obj,
-            optional_params,
-            acompletion=None,
-            litellm_params=None,
-            logger_fn=None,
-            headers=None,
-            timeout=None,
-            client=None,
-        ):
-            return self._answer(model, messages, optional_params, litellm_params, model_response)
-
-    return SimProvider()

@@ -8,7 +8,7 @@ vary by about ±0.05):
     demo_math (MATH-like)  winner flip 0.65 (paper 0.645), output-side variance dominates
     demo_span (DROP-like)  winner flip 0.60 (paper 0.665), input-side ≈ output-side variance
 
-Run this file as a script to print the numbers: ``python tests/llm/test_sim_calibration.py``.
+Run this file as a script to print the numbers: ``python tests/sim/test_calibration.py``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 import dars.benchmarks as B
-from dars.llm import SimWorld
+from dars.sim import SimWorld
 
 LAM, BETA = 0.05, 0.2
 

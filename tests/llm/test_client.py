@@ -1,18 +1,26 @@
-"""The litellm client against the fake OpenAI-compatible server: retries, limits, cost, keys."""
+"""The litellm client (``dars.llm.client``) against the fake OpenAI-compatible server: retries,
+limits, cost, keys; and the in-process providers it installs in litellm."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+import dars.llm.client as client_module
 from dars.config import ModelSpec
-from dars.llm import CallKey, GenParams, LLMCallError, LLMClient, TokenBucket, scrub
-from dars.llm.client import classify_exception, estimate_tokens
+from dars.llm import CallKey, GenParams, LLMCallError, LLMClient
+from dars.llm.types import estimate_tokens
+from dars.registry import Registry
 from tests.fakeserver import (
     Delay,
     Disconnect,
@@ -292,19 +300,6 @@ def test_extra_params_cannot_override_transport(server: FakeOpenAIServer, api_ke
 # -- pure helpers ------------------------------------------------------------------------------
 
 
-def test_token_bucket_reservations_with_a_fake_clock() -> None:
-    now = [0.0]
-    b = TokenBucket(rate=2.0, capacity=2.0, clock=lambda: now[0])
-    assert [b.reserve(1), b.reserve(1)] == [0.0, 0.0]  # the burst
-    assert b.reserve(1) == pytest.approx(0.5)  # then one unit every 1/rate seconds, in order
-    assert b.reserve(1) == pytest.approx(1.0)
-    now[0] = 10.0  # refilled (capped at capacity)
-    assert b.reserve(5) == 0.0  # larger than the bucket: waits for a full bucket, then borrows
-    assert b.reserve(1) == pytest.approx(2.0)  # level -3 → needs 4 units of refill at 2/s
-    b.refund(3)  # level -4 → -1
-    assert b.reserve(1) == pytest.approx(1.0)
-
-
 def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
     c = LLMClient(backoff_base_s=1.0, backoff_max_s=8.0)
     for attempt, hi in [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (7, 8.0)]:
@@ -314,41 +309,89 @@ def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
     assert c.backoff_s(1, retry_after=100.0) <= 8.0
 
 
-def test_scrub_removes_known_and_key_shaped_secrets() -> None:
-    text = (
-        "bad key sk-abcdef123456 header Authorization: Bearer tok_987654 and api_key=xyz123 MYKEY"
+# -- in-process providers ----------------------------------------------------------------------
+
+
+class _Handler:
+    """Stands in for ``litellm.CustomLLM`` in the fake litellm below."""
+
+
+def _fake_litellm(*existing: dict[str, Any]) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(CustomLLM=_Handler, custom_provider_map=list(existing))
+
+
+def _providers(**factories: Any) -> Registry:
+    reg: Registry = Registry("LLM provider", Callable, instances=True)
+    for name, factory in factories.items():
+        reg.add(name, factory)
+    return reg
+
+
+def test_every_registered_provider_is_installed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+
+    def factory(name: str) -> Callable[[], _Handler]:
+        return lambda: made.append(name) or _Handler()
+
+    monkeypatch.setattr(client_module, "PROVIDERS", _providers(mine=factory("mine")))
+    theirs = {"provider": "theirs", "custom_handler": object()}
+    lit = _fake_litellm(theirs)
+    client_module._install_providers(lit)
+    assert [p["provider"] for p in lit.custom_provider_map] == ["theirs", "mine"]
+    assert lit.custom_provider_map[0] is theirs and isinstance(
+        lit.custom_provider_map[1]["custom_handler"], _Handler
     )
-    out = scrub(text, ["MYKEY"])
-    for secret in ("sk-abcdef123456", "tok_987654", "xyz123", "MYKEY"):
-        assert secret not in out
-    assert out.startswith("bad key [REDACTED]")
+    client_module._install_providers(lit)  # already there: not made or added again
+    assert made == ["mine"] and len(lit.custom_provider_map) == 2
 
 
-def test_classify_plain_exceptions(litellm_module) -> None:
-    assert classify_exception(TimeoutError())[0] == "timeout"
-    assert classify_exception(ConnectionResetError())[0] == "connection"
-    assert classify_exception(RuntimeError("bug"))[0] == "unknown"
+def test_a_broken_provider_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> _Handler:
+        raise ImportError("no module named my_pkg")
+
+    monkeypatch.setattr(client_module, "PROVIDERS", _providers(mine=broken))
+    with pytest.raises(RuntimeError, match=r"LLM provider 'mine' .*failed to load.*my_pkg"):
+        client_module._install_providers(_fake_litellm())
+    monkeypatch.setattr(client_module, "PROVIDERS", _providers(mine=lambda: "not a handler"))
+    with pytest.raises(TypeError, match=r"'mine'.*litellm.CustomLLM, got str"):
+        client_module._install_providers(_fake_litellm())
 
 
-def test_estimate_tokens() -> None:
-    assert estimate_tokens([{"role": "user", "content": "x" * 40}]) == 14
+def test_only_in_process_providers_get_the_call_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = CallKey("demo_mc", "train", "q1", "m", 0, 1)
+    client = LLMClient()
+
+    def kwargs(route: str) -> dict[str, Any]:
+        spec = ModelSpec(name="m", litellm_model=route)
+        return client._request_kwargs(spec, MESSAGES, PARAMS, key, None)
+
+    # The simulated pool, registered through the entry point of this package.
+    assert kwargs("dars-sim/mid")["metadata"] == {"dars_call_key": asdict(key)}
+    for route in ("openai/gpt-4o", "openrouter/dars-sim/mid", "dars-simulated/mid"):
+        assert "metadata" not in kwargs(route), route
+    monkeypatch.setattr(client_module, "PROVIDERS", _providers(mine=_Handler))
+    assert kwargs("mine/model")["metadata"]["dars_call_key"]["query_id"] == "q1"
+    assert "metadata" not in kwargs("dars-sim/mid")  # a prefix is only a provider if registered
 
 
-def test_genparams_for_benchmark_and_validation() -> None:
-    from dars.config import Experiment
+def test_llm_never_imports_the_simulator() -> None:
+    from dars._layers import import_graph
 
-    exp = Experiment.model_construct(
-        protocol=__import__("dars.config", fromlist=["Protocol"]).Protocol(),
-        request_timeout_s=30.0,
-        max_retries=2,
+    graph = import_graph()
+    llm = {m: deps for m, deps in graph.items() if m == "dars.llm" or m.startswith("dars.llm.")}
+    assert {"dars.llm.types", "dars.llm.errors", "dars.llm.limits", "dars.llm.client"} <= set(llm)
+    assert not [(m, d) for m, deps in llm.items() for d in deps if d.startswith("dars.sim")]
+    sim_uses = {d for m, deps in graph.items() if m.startswith("dars.sim") for d in deps}
+    assert {d for d in sim_uses if d.startswith("dars.llm")} == {"dars.llm.types"}
+    # And at run time: importing the client (litellm is not imported yet) loads no simulator.
+    code = (
+        "import sys, dars.llm, dars.llm.client; "
+        "print(sorted(m for m in sys.modules if m.startswith('dars.sim')))"
     )
-    p = GenParams.for_benchmark(exp, "math500")
-    assert (p.max_tokens, p.temperature, p.top_p, p.timeout_s, p.max_retries) == (
-        3072,
-        0.7,
-        0.95,
-        30.0,
-        2,
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
-    with pytest.raises(ValueError, match="timeout_s"):
-        GenParams(timeout_s=0)
+    assert out.stdout.strip() == "[]"

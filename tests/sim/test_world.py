@@ -1,12 +1,11 @@
-"""The simulated pool: determinism, ground truth, agreement with the real scorers, rewriter."""
+"""The simulated world (``dars.sim.world``): determinism, agreement with the real scorers,
+ground truth, expected costs."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
-import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,43 +14,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-import dars.benchmarks as B
 from dars.benchmarks.base import Item
-from dars.benchmarks.prompts import parse_rewrites
-from dars.llm import (
-    CallKey,
-    GenParams,
-    LLMCallError,
-    LLMClient,
-    SimWorld,
-    default_sim_specs,
-    register_items,
-    sim_rewriter_spec,
-    sim_world,
-)
+from dars.llm.types import CallKey
+from dars.sim import SimError, SimWorld, sim_world
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMOS = ("demo_mc", "demo_math", "demo_span")
-PARAMS = GenParams(max_tokens=768, timeout_s=10.0, max_retries=0)
-
-
-@pytest.fixture(scope="module")
-def demo() -> dict[str, tuple[B.Benchmark, list[Item]]]:
-    out = {}
-    for name in DEMOS:
-        bench = B.get(name, n_items=60)
-        items = bench.load()
-        register_items(name, items)
-        out[name] = (bench, items)
-    return out
-
-
-def intended_score(world: SimWorld, dataset: str, item: Item, kind: str) -> float:
-    if kind == "correct":
-        return 1.0
-    if kind == "partial":
-        return world.partial_answer(dataset, item)[1]
-    return 0.0
 
 
 def noisy_world(unparseable_rate: float) -> SimWorld:
@@ -67,71 +35,13 @@ def noisy_world(unparseable_rate: float) -> SimWorld:
     )
 
 
-def run(coro):
-    return asyncio.run(coro)
-
-
-# -- the full path through litellm -------------------------------------------------------------
-
-
-def test_generate_through_litellm_matches_the_world(demo, litellm_module) -> None:
-    world = sim_world()
-    specs = default_sim_specs()
-    client = LLMClient()
-
-    async def go() -> list[tuple]:
-        out = []
-        for name in DEMOS:
-            bench, items = demo[name]
-            for i, spec in enumerate(specs):
-                item = items[i]
-                key = CallKey(name, "train", item.query_id, spec.name, i % 3, 1)
-                msgs = bench.decode_messages(item)
-                gen = await client.generate(spec, msgs, PARAMS, key=key)
-                out.append((name, bench, item, spec, key, msgs, gen))
-        return out
-
-    for name, bench, item, spec, key, msgs, gen in run(go()):
-        text, pt, ct = world.respond(spec.litellm_model, msgs, PARAMS.max_tokens, key)
-        assert gen.text == text and (gen.prompt_tokens, gen.completion_tokens) == (pt, ct)
-        assert gen.cost_usd == pytest.approx(
-            (pt * spec.input_price_per_m + ct * spec.output_price_per_m) / 1e6
-        )
-        assert gen.attempts == 1 and ct <= PARAMS.max_tokens
-        kind, _ = world.outcome(key, spec.name)
-        assert bench.score(gen.text, item).value == pytest.approx(
-            intended_score(world, name, item, kind)
-        )
-
-
-def test_sim_errors_fail_at_once_with_a_clear_kind(demo, litellm_module) -> None:
-    spec = default_sim_specs()[0]
-    bench, items = demo["demo_mc"]
-    msgs = bench.decode_messages(items[0])
-    client = LLMClient()
-    cases = [
-        (spec, CallKey("demo_mc", "train", "no-such-id", spec.name), "bad_request", "no-such-id"),
-        (spec, None, "bad_request", "no CallKey"),
-        (
-            spec.model_copy(update={"litellm_model": "dars-sim/nope"}),
-            CallKey("demo_mc", "train", items[0].query_id, "x"),
-            "not_found",
-            "unknown model 'nope'",
-        ),
-    ]
-    for s, key, kind, text in cases:
-        with pytest.raises(LLMCallError) as ei:
-            run(client.generate(s, msgs, PARAMS, key=key))
-        assert ei.value.kind == kind and ei.value.attempts == 1
-        assert text in str(ei.value)
-
-
 # -- determinism -------------------------------------------------------------------------------
 
 _CHILD = """
 import hashlib, json, sys
 import dars.benchmarks as B
-from dars.llm import CallKey, SimWorld
+from dars.llm.types import CallKey
+from dars.sim import SimWorld
 w = SimWorld()
 out = {}
 for name in ("demo_mc", "demo_math", "demo_span"):
@@ -145,6 +55,7 @@ for name in ("demo_mc", "demo_math", "demo_span"):
             out[f"{name}|{m}|{d}"] = hashlib.sha256(f"{text}|{pt}|{ct}".encode()).hexdigest()
     key = CallKey(name, "train", items[0].query_id, "rewriter", n_rewrites=4)
     out[name + "|rewriter"] = w.rewrite_json(key)
+assert "litellm" not in sys.modules  # the world answers without litellm
 print(json.dumps(out, sort_keys=True))
 """
 
@@ -189,7 +100,7 @@ def test_same_key_same_text_and_keys_matter(demo) -> None:
 # -- agreement with the benchmark scorers ------------------------------------------------------
 
 
-def test_every_simulated_response_scores_as_intended(demo) -> None:
+def test_every_simulated_response_scores_as_intended(demo, intended_score) -> None:
     world = noisy_world(0.3)
     kinds: set[str] = set()
     for name in DEMOS:
@@ -220,7 +131,7 @@ def test_every_simulated_response_scores_as_intended(demo) -> None:
         ("span", ("12 | 14",), {"context": "Scores were 12 and 14 in the first half."}),
     ],
 )
-def test_hand_made_items_score_as_intended(task: str, gold, extra: dict) -> None:
+def test_hand_made_items_score_as_intended(task: str, gold, extra: dict, intended_score) -> None:
     from dars.benchmarks.scoring import score_by_task
 
     item = Item(
@@ -288,38 +199,10 @@ def test_truth_matches_the_empirical_mean_under_the_real_scorer(demo, dataset: s
         assert abs(mean - row["p_true"]) < 4 * se + 0.01, (row, mean)
 
 
-# -- the simulated rewriter --------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("n", [5, 40])
-def test_rewriter_returns_n_parseable_rewrites_keeping_numbers(
-    demo, litellm_module, n: int
-) -> None:
-    spec = sim_rewriter_spec()
-    client = LLMClient()
-    for name in DEMOS:
-        bench, items = demo[name]
-        item = items[3]
-        key = CallKey(name, "train", item.query_id, spec.name, n_rewrites=n)
-        gen = run(client.generate(spec, bench.rewrite_messages(item, n), PARAMS, key=key))
-        rewrites = parse_rewrites(gen.text, n)
-        assert len(rewrites) == n == len(set(rewrites))
-        assert item.question not in rewrites
-        numbers = sorted(re.findall(r"\d+(?:\.\d+)?", item.question))
-        for r in rewrites:
-            assert sorted(re.findall(r"\d+(?:\.\d+)?", r)) == numbers or "(version" in r
-            # Choices and passages are not part of a rewrite; the decode prompt keeps them.
-            msgs = bench.decode_messages(item, question=r)
-            for choice in item.choices or ():
-                assert choice in msgs[-1]["content"]
-            if item.context:
-                assert item.context in msgs[-1]["content"]
-        assert gen.cost_usd > 0
+# -- the simulated rewriter and costs ----------------------------------------------------------
 
 
 def test_rewriter_needs_n(demo) -> None:
-    from dars.llm.sim import SimError
-
     item = demo["demo_mc"][1][0]
     with pytest.raises(SimError, match="n_rewrites"):
         sim_world().rewrite_json(CallKey("demo_mc", "train", item.query_id, "rewriter"))
