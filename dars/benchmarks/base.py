@@ -162,7 +162,7 @@ class TaskType(ABC):
             )
         self.validate_item(item)
 
-    def validate_item(self, item: Item) -> None:  # noqa: B027  (optional hook, default: no needs)
+    def validate_item(self, item: Item) -> None:  # noqa: B027  (an optional hook, not abstract)
         """Raise ValueError naming the item when it lacks what this task type needs (an mc item
         has choices); by default every item of the type is valid."""
 
