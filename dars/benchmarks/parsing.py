@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+#: The marker of the answer line every decode prompt asks for and ``extract_final_answer`` reads.
+FINAL_LINE = "Final Answer:"
 _FINAL_RE = re.compile(
     r"^[ \t>#*_`-]*final[ \t]+answer[ \t*_`]*[:：][ \t]*(?P<body>.*)$",
     re.IGNORECASE | re.MULTILINE,

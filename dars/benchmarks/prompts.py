@@ -1,155 +1,92 @@
-"""Decode and rewrite prompts, and parsing of the rewriter's answer.
+"""Decode and rewrite prompts: the pieces every task type shares, and reading the rewrites.
 
-Decode prompts end with the instruction to put the answer on a last line ``Final Answer: …`` (the
-scorers look for it). Rewrite prompts ask for a JSON array of exactly n strings, each a rewritten
-question; what may change depends on the task type:
+Decode prompts are a fixed system message (reason briefly, answer on a last line ``Final
+Answer: …``, which the scorers look for) and a user message written by the item's task type
+(``dars.benchmarks.task_types``). Rewrite prompts are a fixed system message (keep the meaning,
+so the gold answer stays the same) and a user message: the task type's rules of what may change,
+the question with the parts that stay fixed (options, passage), and the request for a JSON array
+of exactly n strings, each a rewritten question. ``parse_rewrites`` reads that array back.
 
-- mc: only the question stem is rewritten; the options are shown unchanged at decode time.
-- math: every number, condition and the requested quantity are kept.
-- span: only the question is rewritten; the passage stays fixed.
-
-In all cases the gold answer must stay the same. ``parse_rewrites`` reads that JSON array back.
+``decode_messages`` / ``rewrite_messages`` render any item through its task type.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 
-from dars.benchmarks.base import Item
-from dars.benchmarks.parsing import choice_letters
+from dars.benchmarks.base import Item, task_type_of
+from dars.benchmarks.parsing import FINAL_LINE, choice_letters
 
-FINAL_LINE = "Final Answer:"
+__all__ = [
+    "DECODE_SYSTEM",
+    "FINAL_LINE",
+    "REWRITE_SYSTEM",
+    "decode_chat",
+    "decode_messages",
+    "format_choices",
+    "parse_rewrites",
+    "rewrite_chat",
+    "rewrite_messages",
+]
 
-_DECODE_SYSTEM = (
+DECODE_SYSTEM = (
     "You are a careful problem solver. Reason as briefly as the problem allows, then give your "
     f"answer on the last line in the form '{FINAL_LINE} <answer>'."
 )
 
-
-def format_choices(choices: tuple[str, ...] | list[str]) -> str:
-    """Options as lines ``A) …``, in display order."""
-    letters = choice_letters(len(choices))
-    return "\n".join(f"{letter}) {text}" for letter, text in zip(letters, choices, strict=True))
-
-
-def _require(item: Item, task_type: str) -> None:
-    if item.task_type != task_type:
-        raise ValueError(
-            f"item {item.query_id!r} has task_type {item.task_type!r}, not {task_type}"
-        )
-
-
-def mc_decode_messages(item: Item, question: str | None = None) -> list[dict[str, str]]:
-    """Question (or its rewrite) + lettered options; answer one letter."""
-    _require(item, "mc")
-    if not item.choices:
-        raise ValueError(f"multiple-choice item {item.query_id!r} has no choices")
-    letters = choice_letters(len(item.choices))
-    listed = ", ".join(letters[:-1]) + f" or {letters[-1]}"
-    user = (
-        "Answer the following multiple-choice question.\n\n"
-        f"Question: {question if question is not None else item.question}\n\n"
-        f"{format_choices(item.choices)}\n\n"
-        f"End your response with a line of the form '{FINAL_LINE} X' where X is one letter "
-        f"({listed})."
-    )
-    return [{"role": "system", "content": _DECODE_SYSTEM}, {"role": "user", "content": user}]
-
-
-def math_decode_messages(item: Item, question: str | None = None) -> list[dict[str, str]]:
-    """Problem (or its rewrite); the last line holds only the final result."""
-    _require(item, "math")
-    user = (
-        "Solve the following math problem.\n\n"
-        f"Problem: {question if question is not None else item.question}\n\n"
-        f"End your response with a line of the form '{FINAL_LINE} <result>' containing only the "
-        "final result (a number or a simplified LaTeX expression), without units or words."
-    )
-    return [{"role": "system", "content": _DECODE_SYSTEM}, {"role": "user", "content": user}]
-
-
-def span_decode_messages(item: Item, question: str | None = None) -> list[dict[str, str]]:
-    """Passage + question (or its rewrite); answer from the passage."""
-    _require(item, "span")
-    passage = f"Passage: {item.context}\n\n" if item.context else ""
-    user = (
-        "Read the passage and answer the question using the information in it.\n\n"
-        f"{passage}Question: {question if question is not None else item.question}\n\n"
-        "Answer with a number when the question asks for a number or a count, otherwise with the "
-        "exact words from the passage; when several items are asked for, separate them with ' | '. "
-        f"End your response with a line of the form '{FINAL_LINE} <answer>'."
-    )
-    return [{"role": "system", "content": _DECODE_SYSTEM}, {"role": "user", "content": user}]
-
-
-def decode_messages(item: Item, question: str | None = None) -> list[dict[str, str]]:
-    """Decode prompt for any item, chosen by its task type."""
-    builders = {
-        "mc": mc_decode_messages,
-        "math": math_decode_messages,
-        "span": span_decode_messages,
-    }
-    try:
-        build = builders[item.task_type]
-    except KeyError:
-        raise ValueError(
-            f"item {item.query_id!r}: unknown task_type {item.task_type!r}; allowed: mc, math, span"
-        ) from None
-    return build(item, question)
-
-
-_REWRITE_SYSTEM = (
+REWRITE_SYSTEM = (
     "You rewrite benchmark questions. A rewrite keeps the exact meaning, so the correct answer "
     "stays exactly the same; it changes wording, sentence structure and order of phrases only. "
     "Never add hints, never solve the problem, never drop or change information."
 )
 
-_REWRITE_RULES = {
-    "mc": (
-        "Rewrite only the question stem below. The answer options will be shown unchanged after "
-        "your rewrite, so do not include, reorder, or refer to them by letter, and keep every "
-        "technical term, quantity and condition of the stem."
-    ),
-    "math": (
-        "Rewrite the problem below. Keep every number, variable, expression (LaTeX as written), "
-        "condition and constraint, and ask for exactly the same quantity in the same form (same "
-        "units, same rounding, same way of expressing the answer)."
-    ),
-    "span": (
-        "Rewrite only the question below. The passage is shown for context and stays fixed; the "
-        "rewritten question must have the same answer in the passage, asked for in the same form "
-        "(a number stays a number, a name stays a name)."
-    ),
-}
+
+def format_choices(choices: Sequence[str]) -> str:
+    """Options as lines ``A) …``, in display order."""
+    letters = choice_letters(len(choices))
+    return "\n".join(f"{letter}) {text}" for letter, text in zip(letters, choices, strict=True))
 
 
-def rewrite_messages(item: Item, n: int) -> list[dict[str, str]]:
-    """Ask the rewriter for ``n`` meaning-preserving rewrites of the item's question, returned
-    as a JSON array of exactly ``n`` strings (read back with ``parse_rewrites``)."""
+def decode_chat(user: str) -> list[dict[str, str]]:
+    """The decode messages around a task type's user message (which ends by asking for the
+    ``Final Answer:`` line in the task's form)."""
+    return [{"role": "system", "content": DECODE_SYSTEM}, {"role": "user", "content": user}]
+
+
+def check_rewrite_count(n: int) -> None:
     if n < 1:
         raise ValueError(f"number of rewrites must be >= 1, got {n}")
-    try:
-        rules = _REWRITE_RULES[item.task_type]
-    except KeyError:
-        raise ValueError(
-            f"item {item.query_id!r}: unknown task_type {item.task_type!r}; allowed: mc, math, span"
-        ) from None
-    parts = [rules, ""]
-    if item.task_type == "span" and item.context:
-        parts += [f"Passage (do not rewrite): {item.context}", ""]
-    parts += [f"Question: {item.question}", ""]
-    if item.task_type == "mc" and item.choices:
-        parts += ["Answer options (do not rewrite, do not include):", format_choices(item.choices)]
-        parts += [""]
+
+
+def rewrite_chat(rules: str, body: Sequence[str], n: int) -> list[dict[str, str]]:
+    """The rewrite messages: the task type's ``rules``, then its ``body`` lines (the question and
+    the parts that stay fixed, each block followed by an empty line), then the request for a
+    JSON array of exactly ``n`` strings."""
+    check_rewrite_count(n)
+    parts = [rules, "", *body]
     parts.append(
         f"Return only a JSON array of exactly {n} strings, each one complete rewritten question, "
         f'for example ["…", "…"]. No other text.'
     )
     return [
-        {"role": "system", "content": _REWRITE_SYSTEM},
+        {"role": "system", "content": REWRITE_SYSTEM},
         {"role": "user", "content": "\n".join(parts)},
     ]
+
+
+def decode_messages(item: Item, question: str | None = None) -> list[dict[str, str]]:
+    """Decode prompt for any item, rendered by its task type."""
+    return task_type_of(item).decode_messages(item, question)
+
+
+def rewrite_messages(item: Item, n: int) -> list[dict[str, str]]:
+    """Ask the rewriter for ``n`` meaning-preserving rewrites of the item's question, returned
+    as a JSON array of exactly ``n`` strings (read back with ``parse_rewrites``); the rules and
+    fixed parts come from the item's task type."""
+    check_rewrite_count(n)
+    return task_type_of(item).rewrite_messages(item, n)
 
 
 _FENCE_RE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n?(.*?)```", re.DOTALL)

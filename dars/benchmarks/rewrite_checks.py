@@ -9,10 +9,11 @@ can check what is checkable and flag the rest for review:
 * ``numbers_ok``: every number of the original question appears in the rewrite (math and
   counting questions must keep every quantity; a spelled-out number counts as missing, which is
   why this is a review signal and not a rejection);
-* ``struct_ok``: the structural constraint of the task holds: multiple-choice rewrites contain no
-  answer options of their own (the choices are rendered from the item, untouched), span rewrites do
-  not restate the passage (the passage is fixed), and every rewrite is a question or instruction
-  of at most 3× the original length;
+* ``struct_ok``: the structural constraint of the task holds: every rewrite is a question or
+  instruction of at most 3× the original length, and the item's task type adds its own
+  (``TaskType.rewrite_structure_ok``: multiple-choice rewrites contain no answer options of their
+  own, as the choices are rendered from the item, untouched; span rewrites do not restate the
+  passage, which is fixed);
 * ``similarity``: cosine similarity of sentence embeddings, computed by the caller;
 * ``review_flag``: any check failed or similarity below ``REVIEW_SIMILARITY``.
 """
@@ -24,14 +25,15 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from dars.benchmarks.base import Item
+from dars.benchmarks.base import Item, task_type_of
 
 REVIEW_SIMILARITY = 0.75
 _NUM_RE = re.compile(r"(?<![A-Za-z])-?\d+(?:[.,]\d+)*(?:/\d+)?")
-_OPTION_RE = re.compile(r"(?m)^\s*\(?[A-D][).:]\s+\S")
 
 
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """``text`` lower-cased with every run of non-word characters one space (what duplicate
+    and passage-restatement checks compare)."""
     return re.sub(r"[^\w]+", " ", text.lower()).strip()
 
 
@@ -47,20 +49,21 @@ def check_rewrites(
     sims = list(similarities) if similarities is not None else [None] * len(rewrites)
     if len(sims) != len(rewrites):
         raise ValueError(f"{len(rewrites)} rewrites but {len(sims)} similarities")
-    original = _normalise(item.question)
+    task = task_type_of(item)
+    original = normalise(item.question)
     needed = numbers_in(item.question)
     seen: set[str] = set()
     out = []
     for text, sim in zip(rewrites, sims, strict=True):
-        norm = _normalise(text)
+        norm = normalise(text)
         complete = bool(norm)
         have = numbers_in(text)
         numbers_ok = all(have.count(n) >= needed.count(n) for n in set(needed))
-        struct_ok = complete and len(text) <= 3 * max(len(item.question), 40)
-        if item.task_type == "mc":
-            struct_ok = struct_ok and not _OPTION_RE.search(text)
-        if item.task_type == "span" and item.context:
-            struct_ok = struct_ok and _normalise(item.context)[:200] not in norm
+        struct_ok = (
+            complete
+            and len(text) <= 3 * max(len(item.question), 40)
+            and task.rewrite_structure_ok(item, text)
+        )
         dup_original = norm == original
         dup_rewrite = norm in seen
         seen.add(norm)

@@ -12,8 +12,9 @@ ok_rows            rows with status "ok"
 parse_success      share of ok rows whose final answer was extracted (parse_ok)
 finite             share of ok rows with a finite score (not null, NaN or ±inf)
 in_unit_interval   share of ok rows with 0 ≤ score ≤ 1
-score_type         share of ok rows whose score has the task's type: exactly 0 or 1 for mc
-                   and math, any value in [0, 1] for span (null when the task is unknown)
+score_type         share of ok rows whose score has the task's type: exactly 0 or 1 for task
+                   types with binary scores (mc, math), any value in [0, 1] for those with
+                   partial credit (span); null when the task type is unknown
 rescored           ok rows whose item was found and were scored again
 rescore_agreement  share of rescored rows where the new score equals the stored one (1e-9)
 rescore_diffs      number of rescored rows that disagree
@@ -27,7 +28,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from dars.benchmarks.base import Benchmark, Item, get
+from dars.benchmarks.base import TASK_TYPES, Benchmark, Item, get, get_task_type
 
 KEY = ("dataset", "split", "query_id", "model", "rewrite_id", "decode_id")
 REQUIRED = (*KEY, "response", "parse_ok", "score")
@@ -117,10 +118,13 @@ def scoring_validity(
     finite = s.is_not_null() & s.is_finite()
     in_unit = finite & (s >= 0.0) & (s <= 1.0)
     binary = in_unit & ((s == 0.0) | (s == 1.0))
+    known = sorted({t for t in task_of.values() if t is not None and t in TASK_TYPES})
+    binary_tasks = [t for t in known if get_task_type(t).binary_scores]
+    partial_tasks = [t for t in known if not get_task_type(t).binary_scores]
     typed = (
-        pl.when(pl.col("_task").is_in(["mc", "math"]))
+        pl.when(pl.col("_task").is_in(binary_tasks))
         .then(binary)
-        .when(pl.col("_task") == "span")
+        .when(pl.col("_task").is_in(partial_tasks))
         .then(in_unit)
         .otherwise(None)
     )

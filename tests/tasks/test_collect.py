@@ -37,7 +37,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 import dars.llm.client as llm_client  # noqa: E402
 from dars.benchmarks import get as get_benchmark  # noqa: E402
-from dars.benchmarks.families import MultipleChoiceBenchmark  # noqa: E402
+from dars.benchmarks.catalog.demo import DemoMC  # noqa: E402
 from dars.benchmarks.loading import items_by_id, load_splits  # noqa: E402
 from dars.config import Experiment, experiment_from_dict  # noqa: E402
 from dars.llm.loop import run_sync  # noqa: E402
@@ -499,14 +499,14 @@ def test_an_error_inside_a_shard_cancels_its_other_calls(tmp_path, monkeypatch):
         exp = fake_experiment(tmp_path, srv.base_url, concurrency=1)
         run_sync(rewrite_shard(exp, "demo_mc", "train", 0, run_id="t"))
         bad = load_splits(exp)["demo_mc"]["train"][1]
-        real_score = MultipleChoiceBenchmark.score
+        real_score = DemoMC.score
 
         def score(self, response, item):
             if item.query_id == bad.query_id:
                 raise RuntimeError("scorer bug")
             return real_score(self, response, item)
 
-        monkeypatch.setattr(MultipleChoiceBenchmark, "score", score)
+        monkeypatch.setattr(DemoMC, "score", score)
         srv.reset_counts()
         with pytest.raises(RuntimeError, match="scorer bug"):
             run_sync(

@@ -13,8 +13,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from dars.benchmarks.base import BenchmarkDataError, Item, register_benchmark
-from dars.benchmarks.families import MultipleChoiceBenchmark
+from dars.benchmarks.base import Benchmark, BenchmarkDataError, Item, register_benchmark
 from dars.benchmarks.sources import HubSource, prepare_cache, resolve_rows, row_number
 
 QUESTION = "Question"
@@ -92,9 +91,10 @@ def items_from_rows(rows: list[dict[str, Any]], source: str | Path) -> list[Item
 
 
 @register_benchmark("gpqa")
-class GPQA(MultipleChoiceBenchmark):
+class GPQA(Benchmark):
     """GPQA four-option multiple choice; option ``config`` picks the hub file (gpqa_main)."""
 
+    task_type = "mc"
     default_options = {"config": "gpqa_main"}
 
     def __init__(self, **options: Any) -> None:

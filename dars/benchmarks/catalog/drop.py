@@ -29,9 +29,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dars.benchmarks.base import BenchmarkDataError, Item, register_benchmark
+from dars.benchmarks.base import Benchmark, BenchmarkDataError, Item, register_benchmark
 from dars.benchmarks.dropf1 import SPAN_SEPARATOR
-from dars.benchmarks.families import SpanBenchmark
 from dars.benchmarks.sources import (
     HubSource,
     fetch_to_cache,
@@ -223,9 +222,10 @@ def subset(items: list[Item], n_items: int | None, key: str = "drop800") -> list
 
 
 @register_benchmark("drop800")
-class Drop800(SpanBenchmark):
+class Drop800(Benchmark):
     """DROP validation subset scored with DROP F1; option ``n_items`` (800; None = all)."""
 
+    task_type = "span"
     default_options = {"n_items": 800}
     source = HubSource(
         benchmark="drop800",

@@ -20,8 +20,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from dars.benchmarks.base import Item, register_benchmark
-from dars.benchmarks.families import MathBenchmark, MultipleChoiceBenchmark, SpanBenchmark
+from dars.benchmarks.base import Benchmark, Item, register_benchmark
 
 FIRST = [
     "Ava",
@@ -623,21 +622,24 @@ class _Generated:
 
 
 @register_benchmark("demo_mc")
-class DemoMC(_Generated, MultipleChoiceBenchmark):
+class DemoMC(_Generated, Benchmark):
     """Generated four-option multiple choice (arithmetic, units, comparisons, number facts)."""
 
+    task_type = "mc"
     generator = staticmethod(generate_mc)
 
 
 @register_benchmark("demo_math")
-class DemoMath(_Generated, MathBenchmark):
+class DemoMath(_Generated, Benchmark):
     """Generated math word problems with integer or fraction answers."""
 
+    task_type = "math"
     generator = staticmethod(generate_math)
 
 
 @register_benchmark("demo_span")
-class DemoSpan(_Generated, SpanBenchmark):
+class DemoSpan(_Generated, Benchmark):
     """Generated passages (game summaries, inventories, town histories) with questions."""
 
+    task_type = "span"
     generator = staticmethod(generate_span)

@@ -96,6 +96,35 @@ def test_bad_rows_name_file_row_and_field(tmp_path, rows, bad_row, field):
         B.get("jsonl").load(path=path)
 
 
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"answer": "A", "task_type": "mc"}, "field 'choices' is required for task_type 'mc'"),
+        ({"answer": "1", "choices": ["a", "b"], "task_type": "math"},
+         "field 'choices' is only allowed for task_type 'mc'"),
+        ({"answers": ["1"], "choices": ["a", "b"], "task_type": "span"},
+         "field 'choices' is only allowed for task_type 'mc'"),
+        ({"answers": ["A", "B"], "choices": ["a", "b"]},
+         "field 'answers' must hold exactly one answer for task_type 'mc'"),
+        ({"answers": ["1", "2"], "task_type": "math"},
+         "field 'answers' must hold exactly one answer for task_type 'math'"),
+        ({"answer": "C", "choices": ["a", "b"]},
+         "field 'answer' is 'C': neither a letter in AB nor one of the choices"),
+        ({"answers": ["c"], "choices": ["a", "b"]},
+         "field 'answers' is 'c': neither a letter in AB nor one of the choices"),
+        ({"answer": "1", "task_type": "essay"},
+         "field 'task_type' is 'essay'; allowed values: math, mc, span"),
+    ],
+)  # fmt: skip
+def test_task_type_rules_for_rows(tmp_path, row, message):
+    """What each task type accepts (options, how many answers, how an answer becomes the gold),
+    with messages naming the file, the row and the field."""
+    path = _jsonl(tmp_path / "user.jsonl", [{"question": "q", **row}])
+    with pytest.raises(BenchmarkDataError) as err:
+        B.get("jsonl").load(path=path)
+    assert str(err.value) == f"{path}: row 1: {message}"
+
+
 def test_row_numbers_are_file_lines(tmp_path):
     path = tmp_path / "gaps.jsonl"
     path.write_text('{"question": "a", "answer": "1"}\n\n{"question": "b"}\n')
@@ -109,7 +138,7 @@ def test_row_numbers_are_file_lines(tmp_path):
 def test_path_is_required_and_task_type_option(tmp_path):
     with pytest.raises(BenchmarkUnavailableError, match="pass path="):
         B.get("jsonl").load()
-    with pytest.raises(ValueError, match="allowed values: mc, math, span"):
+    with pytest.raises(ValueError, match="allowed values: math, mc, span"):
         B.get("jsonl", task_type="essay")
     bench = B.get("jsonl", task_type="span")
     items = bench.load(path=_jsonl(tmp_path / "f.jsonl", [{"question": "q", "answer": "7"}]))

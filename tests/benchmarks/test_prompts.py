@@ -1,4 +1,5 @@
-"""Decode and rewrite prompts, and reading the rewriter's JSON array."""
+"""Decode and rewrite prompts: the shared pieces, dispatch on the item's task type, and reading
+the rewriter's JSON array (each task type's own prompt text: tests/benchmarks/task_types)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import pytest
 
 import dars.benchmarks as B
 from dars.benchmarks import Item, parse_rewrites
-from dars.benchmarks.prompts import decode_messages, rewrite_messages
+from dars.benchmarks.prompts import (
+    DECODE_SYSTEM,
+    REWRITE_SYSTEM,
+    decode_messages,
+    format_choices,
+    rewrite_chat,
+    rewrite_messages,
+)
 
 MC = Item("m1", "Which gas do plants absorb?", "B", "mc", choices=("O2", "CO2", "N2", "He"))
 MATH = Item("x1", "What is $\\frac{3}{4}$ of 20?", "15", "math")
@@ -53,6 +61,33 @@ def test_rewrite_prompts_state_dataset_constraints():
         assert "correct answer stays exactly the same" in msgs[0]["content"]
     with pytest.raises(ValueError, match=">= 1"):
         rewrite_messages(MC, 0)
+
+
+def test_every_task_type_shares_the_system_prompts():
+    for item in (MC, MATH, SPAN):
+        assert decode_messages(item)[0] == {"role": "system", "content": DECODE_SYSTEM}
+        assert rewrite_messages(item, 1)[0] == {"role": "system", "content": REWRITE_SYSTEM}
+    assert DECODE_SYSTEM.endswith("in the form 'Final Answer: <answer>'.")
+
+
+def test_module_level_prompts_dispatch_on_the_items_task_type():
+    for item, name in ((MC, "gpqa"), (MATH, "math500"), (SPAN, "drop800")):
+        bench, task = B.get(name), B.get_task_type(item.task_type)
+        assert decode_messages(item, "Q?") == bench.decode_messages(item, "Q?")
+        assert decode_messages(item) == task.decode_messages(item)
+        assert rewrite_messages(item, 3) == bench.rewrite_messages(item, 3)
+        assert rewrite_messages(item, 3) == task.rewrite_messages(item, 3)
+
+
+def test_rewrite_layout_and_options():
+    msgs = rewrite_chat("Rules.", ["Question: q?", ""], 2)
+    assert msgs[1]["content"] == (
+        "Rules.\n\nQuestion: q?\n\nReturn only a JSON array of exactly 2 strings, each one "
+        'complete rewritten question, for example ["…", "…"]. No other text.'
+    )
+    with pytest.raises(ValueError, match=">= 1"):
+        rewrite_chat("Rules.", [], 0)
+    assert format_choices(["x", "y", "z"]) == "A) x\nB) y\nC) z"
 
 
 @pytest.mark.parametrize(

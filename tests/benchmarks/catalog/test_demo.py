@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 
 import dars.benchmarks as B
-from dars.benchmarks.demo import frac_latex
+from dars.benchmarks.catalog.demo import frac_latex
 
 DEMOS = ("demo_mc", "demo_math", "demo_span")
 

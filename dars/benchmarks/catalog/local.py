@@ -13,12 +13,16 @@ answers        these     math: the answer (LaTeX or a number); span: one accepte
 query_id       no        stable id; default "local-" + sha256(question, context, choices)
 context        no        a passage the question refers to (kept fixed by rewrites)
 choices        no        list of ≥ 2 option texts, in display order → multiple choice
-task_type      no        mc | math | span; inferred when absent: choices → mc, context or an
-                         ``answers`` list → span, otherwise math
+task_type      no        a registered task type (mc | math | span built in); inferred when
+                         absent: choices → mc, context or an ``answers`` list → span, otherwise
+                         math
 =============  ========  ==========================================================================
 
-All rows of a file share one task type. A malformed row raises ``BenchmarkDataError`` naming the
-file, the row (the line number for JSONL) and the field.
+All rows of a file share one task type. ``choices`` are required by task types with options
+(mc) and refused by the others; ``answers`` may hold several answers only for task types with
+several accepted answers (span); the task type turns the answer(s) into the gold (mc: a letter or
+an option's text → the letter). A malformed row raises ``BenchmarkDataError`` naming the file, the
+row (the line number for JSONL) and the field.
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dars.benchmarks import prompts, scoring
 from dars.benchmarks.base import (
     TASK_TYPES,
     Benchmark,
@@ -36,9 +39,10 @@ from dars.benchmarks.base import (
     BenchmarkUnavailableError,
     Item,
     Score,
+    TaskType,
+    get_task_type,
     register_benchmark,
 )
-from dars.benchmarks.parsing import choice_letters
 from dars.benchmarks.sources import read_rows, row_number
 
 FIELDS = ("query_id", "question", "context", "choices", "answer", "answers", "task_type")
@@ -97,32 +101,21 @@ def _row_item(row: dict[str, Any], where: str, forced: str | None) -> Item:
         else:
             task_type = "math"
     if task_type not in TASK_TYPES:
-        raise bad("task_type", f"is {task_type!r}; allowed values: {', '.join(TASK_TYPES)}")
+        raise bad("task_type", f"is {task_type!r}; allowed values: {', '.join(TASK_TYPES.names())}")
+    task = get_task_type(task_type)
 
-    single = answer if answer is not None else (answers[0] if len(answers) == 1 else None)
-    if task_type == "mc":
-        if choices is None:
-            raise bad("choices", "is required for task_type 'mc'")
-        if single is None:
-            raise bad("answers", "must hold exactly one answer for task_type 'mc'")
-        letters = choice_letters(len(choices))
-        if len(single) == 1 and single.upper() in letters:
-            gold: Any = single.upper()
-        elif single in choices:
-            gold = letters[choices.index(single)]
-        else:
-            field = "answer" if answer is not None else "answers"
-            raise bad(field, f"is {single!r}: neither a letter in {letters} nor one of the choices")
-    elif task_type == "math":
-        if choices is not None:
-            raise bad("choices", "is only allowed for task_type 'mc'")
-        if single is None:
-            raise bad("answers", "must hold exactly one answer for task_type 'math'")
-        gold = single
-    else:
-        if choices is not None:
-            raise bad("choices", "is only allowed for task_type 'mc'")
-        gold = tuple(answers) if answers is not None else (answer,)
+    if task.has_choices and choices is None:
+        raise bad("choices", f"is required for task_type {task_type!r}")
+    if not task.has_choices and choices is not None:
+        with_choices = ", ".join(repr(n) for n, t in TASK_TYPES.items() if t.has_choices)
+        raise bad("choices", f"is only allowed for task_type {with_choices}")
+    given = tuple(answers) if answers is not None else (answer,)
+    if not task.several_answers and len(given) != 1:
+        raise bad("answers", f"must hold exactly one answer for task_type {task_type!r}")
+    try:
+        gold = task.gold_from_answers(given, choices)
+    except ValueError as err:
+        raise bad("answer" if answer is not None else "answers", str(err)) from None
 
     qid = _text(row.get("query_id"))
     if qid is None:
@@ -133,7 +126,7 @@ def _row_item(row: dict[str, Any], where: str, forced: str | None) -> Item:
         query_id=qid,
         question=question.strip(),
         gold=gold,
-        task_type=task_type,  # type: ignore[arg-type]
+        task_type=task_type,
         context=context,
         choices=tuple(choices) if choices is not None else None,
         meta={k: v for k, v in extra.items() if isinstance(v, str | int | float | bool)},
@@ -179,9 +172,9 @@ class LocalFile(Benchmark):
         forced = self.options["task_type"]
         if forced is not None and forced not in TASK_TYPES:
             raise ValueError(
-                f"option task_type={forced!r}; allowed values: {', '.join(TASK_TYPES)}"
+                f"option task_type={forced!r}; allowed values: {', '.join(TASK_TYPES.names())}"
             )
-        self.task_type = forced  # type: ignore[assignment]  # None until known
+        self.task_type = forced  # None until known
 
     def load(
         self, path: str | Path | None = None, *, cache_dir: str | Path | None = None
@@ -195,22 +188,20 @@ class LocalFile(Benchmark):
         self.task_type = items[0].task_type
         return items
 
-    def decode_messages(self, item: Item, question: str | None = None) -> list[dict[str, str]]:
-        return prompts.decode_messages(item, question)
-
-    def rewrite_messages(self, item: Item, n: int) -> list[dict[str, str]]:
-        return prompts.rewrite_messages(item, n)
+    def task_type_for(self, item: Item | None = None) -> TaskType:
+        """The item's own task type (rows state or imply theirs); without an item, the file's
+        (known after ``load`` or from the option ``task_type``)."""
+        if item is not None:
+            return get_task_type(item.task_type)
+        if self.task_type is None:
+            raise ValueError(
+                f"benchmark {self.name!r}: task type unknown before load(); pass the option "
+                "task_type or score with score(response, item)"
+            )
+        return get_task_type(self.task_type)
 
     def score_answer(self, response: str, gold: Any) -> Score:
-        task_type = self.task_type
-        if task_type is None:
-            if not isinstance(gold, tuple | list):
-                raise ValueError(
-                    f"benchmark {self.name!r}: task type unknown before load(); pass the option "
-                    "task_type or score with score(response, item)"
-                )
-            task_type = "span"
-        return scoring.score_by_task(task_type, response, gold)
-
-    def score(self, response: str, item: Item) -> Score:
-        return scoring.score_by_task(item.task_type, response, item.gold, choices=item.choices)
+        if self.task_type is None and isinstance(gold, tuple | list):
+            # Several accepted answers: a span gold, as inferred from a row with `answers`.
+            return get_task_type("span").score_answer(response, gold)
+        return super().score_answer(response, gold)

@@ -12,8 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from dars.benchmarks.base import BenchmarkDataError, Item, register_benchmark
-from dars.benchmarks.families import MathBenchmark
+from dars.benchmarks.base import Benchmark, BenchmarkDataError, Item, register_benchmark
 from dars.benchmarks.sources import HubSource, prepare_cache, resolve_rows, row_number
 
 
@@ -49,9 +48,10 @@ def items_from_rows(rows: list[dict[str, Any]], source: str | Path) -> list[Item
 
 
 @register_benchmark("math500")
-class Math500(MathBenchmark):
+class Math500(Benchmark):
     """MATH-500 with math-verify equivalence scoring."""
 
+    task_type = "math"
     source = HubSource(
         benchmark="math500",
         repo_id="HuggingFaceH4/MATH-500",
