@@ -17,16 +17,43 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import typer.main
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from dars.env import apply_offline_defaults
 from dars.storage.layout import RunLayout
 
 # Before anything imports litellm, Prefect or Hugging Face (they read these at import).
 apply_offline_defaults()
+
+
+class _ExperimentGroup(TyperGroup):
+    """``dars experiment``: one command per registered experiment, taken from the experiment
+    registry when the group is used — so the other commands never import the experiment modules,
+    and an experiment added by a plug-in (entry point ``dars.experiments``) or registered at run
+    time has its command without any change here."""
+
+    def _sync(self) -> None:
+        from dars.evaluation.experiments.base import experiments
+
+        for spec in experiments():
+            if spec.name not in self.commands:
+                sub = typer.Typer(add_completion=False)
+                sub.command(spec.name, help=spec.help)(_experiment_command(spec.name))
+                self.commands[spec.name] = typer.main.get_command(sub)
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        self._sync()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        self._sync()
+        return super().get_command(ctx, cmd_name)
+
 
 app = typer.Typer(
     add_completion=False,
@@ -36,6 +63,7 @@ app = typer.Typer(
 bench_app = typer.Typer(no_args_is_help=True, help="Inspect and prepare benchmarks.")
 app.add_typer(bench_app, name="benchmarks")
 experiment_app = typer.Typer(
+    cls=_ExperimentGroup,
     no_args_is_help=True,
     help="Run one evaluation experiment; its tables go to results/<table>.{parquet,json}.",
 )
@@ -481,32 +509,6 @@ def _print_train(report: Any) -> None:
     console.print(_frame_table(per, "routers trained", floats="{:.1f}"))
 
 
-def _print_main(main: Any) -> None:
-    import polars as pl
-
-    from dars.evaluation.report import main_table
-
-    table = main_table(main, main["dataset"].unique(maintain_order=True).to_list())
-    # Means only and two-line headers (dataset / view): the table fits an 80-column terminal;
-    # the stds and CIs are in the report and results/main.parquet.
-    cols = table.columns[2:]
-    table = (
-        table.with_columns(
-            pl.col(cols).str.replace(r" ± .*$", ""),
-            pl.col("supervision").replace({"single-shot": "1-shot"}),
-        )
-        .rename({c: c.replace("_", "\n") for c in cols})
-        .rename({"supervision": "labels"})
-    )
-    out = _frame_table(
-        table,
-        "test utility U = quality − λ·cost of the chosen model (1-shot: mean over the "
-        "single-shot draws; ± std, CIs and ablations in the report)",
-    )
-    out.box = box.SIMPLE_HEAD
-    console.print(out)
-
-
 @app.command()
 def evaluate(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -522,52 +524,24 @@ def evaluate(
     _run_experiments(config, root, verbose, experiment, workers)
 
 
-def _result_tables(result: Any) -> dict[str, Any]:
-    import polars as pl
+def _print_views(name: str, tables: Any) -> None:
+    """Experiment ``name``'s terminal view of its tables (the full tables are in results/)."""
+    from dars.evaluation.experiments.base import EXPERIMENTS
 
-    if isinstance(result, pl.DataFrame):
-        return {"": result}
-    if isinstance(result, dict):
-        return {k: v for k, v in result.items() if isinstance(v, pl.DataFrame)}
-    return {}
-
-
-def _print_experiment(name: str, result: Any) -> None:
-    """A compact terminal view of an experiment's result (the full tables are in results/)."""
-    import polars as pl
-
-    if name == "main":
-        _print_main(result)
-        return
-    if name == "ablation":
-        from dars.evaluation.experiments import ablation_table
-
-        console.print(_frame_table(ablation_table(result), "ablation (U)", floats="{:.3f}"))
-        return
-    pivots = {
-        "sample_efficiency": (["dataset", "view", "family"], "k×m", "U"),
-        "beta": (["dataset", "view", "family"], "beta", "U"),
-        "diagnostics": (["metric"], "dataset", "value"),
-    }
-    for table_name, frame in _result_tables(result).items():
-        title = f"{name} {table_name}".strip()
-        if name in pivots and frame.height:
-            index, on, values = pivots[name]
-            if on == "k×m":
-                frame = frame.with_columns(
-                    (pl.col("k").cast(pl.String) + "×" + pl.col("m").cast(pl.String)).alias(on)
-                )
-            frame = frame.pivot(on=on, index=index, values=values, sort_columns=False)
-        console.print(_frame_table(frame, title, floats="{:.3f}"))
+    for title, frame in EXPERIMENTS.get(name).view(tables):
+        out = _frame_table(frame, title, floats="{:.3f}")
+        # No vertical rules: the main table then fits an 80-column terminal.
+        out.box = box.SIMPLE_HEAD
+        console.print(out)
 
 
 def _run_experiments(
     config: Path, root: str | None, verbose: bool, names: list[str] | None, workers: int
 ) -> None:
-    """Run experiments through the evaluate flow, print each result and the files written."""
+    """Run experiments through the evaluate flow, print each one's view and the files written."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
-    from dars.evaluation.suite import check_experiments, tables_of
+    from dars.evaluation.experiments.base import EXPERIMENTS, check_experiments
     from dars.flows.evaluate import evaluate_flow
 
     out = _or_exit(
@@ -579,13 +553,13 @@ def _run_experiments(
     )
     layout = RunLayout(exp.root)
     for name in check_experiments(names):
-        _print_experiment(name, out[name])
-        for table in tables_of(name):
+        _print_views(name, out[name])
+        for table in EXPERIMENTS.get(name).tables:
             if layout.results_file(table).is_file():
                 console.print(f"wrote {layout.results_file(table)}", soft_wrap=True)
 
 
-def _experiment_command(name: str, doc: str) -> Any:
+def _experiment_command(name: str) -> Any:
     def command(
         config: ConfigOpt = Path("configs/demo.yaml"),
         root: RootOpt = None,
@@ -593,15 +567,7 @@ def _experiment_command(name: str, doc: str) -> Any:
     ) -> None:
         _run_experiments(config, root, verbose, [name], workers=1)
 
-    command.__doc__ = doc
     return command
-
-
-def _register_experiments() -> None:
-    from dars.evaluation.suite import EXPERIMENT_HELP
-
-    for name, doc in EXPERIMENT_HELP.items():
-        experiment_app.command(name)(_experiment_command(name, doc))
 
 
 @app.command()
@@ -652,9 +618,6 @@ def run(
     _print_status(exp)
     console.print(_summary_table(out["supervise"]))
     _print_train(out["train"])
-    _print_main(out["evaluate"]["main"])
+    _print_views("main", out["evaluate"]["main"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")
     _print_report_paths(exp.root)
-
-
-_register_experiments()

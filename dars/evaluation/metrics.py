@@ -23,12 +23,18 @@ Frames built here:
 * :func:`reference_rows` — one row per (dataset, view): best fixed model, oracle, random routing;
 * :func:`summarise_single_shot` — mean ± std over single-shot draws;
 * :func:`draw_scores` — per-draw U, Q, C with a bootstrap CI, from routed cells;
-* :func:`bootstrap_ci` — percentile bootstrap over queries.
+* :func:`bootstrap_ci` — percentile bootstrap over queries;
+* :func:`score_routes` — one trained router's test routes → U, Q, C per view (the row every
+  experiment that scores stored routes reports).
+
+:data:`FAMILY_ORDER` / :func:`order_families` fix the order router families appear in, in every
+table and figure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -37,9 +43,19 @@ from dars.supervision.core import cost_bounds as _cost_bounds
 from dars.supervision.core import prepare_observations
 from dars.utility import DEFAULT_LAM, utility_expr
 
+#: The paper's order of router families (Table 1); families not listed follow alphabetically.
+FAMILY_ORDER = ("mlp", "knn", "embedllm", "avengers_pro", "graph_router", "mirt", "rm_softmax")
+
 VIEWS = ("test_rewrite", "test_decode")
 #: Short view names of table columns: ``<dataset>_rew`` / ``<dataset>_dec`` (the paper's).
 VIEW_SHORT = {"test_rewrite": "rew", "test_decode": "dec"}
+
+
+def order_families(families: Iterable[str]) -> list[str]:
+    """Distinct ``families`` in the paper's order, unknown ones after it alphabetically."""
+    names = set(families)
+    known = [f for f in FAMILY_ORDER if f in names]
+    return known + sorted(names - set(FAMILY_ORDER))
 
 
 def view_columns(datasets: Sequence[str]) -> list[str]:
@@ -432,3 +448,64 @@ def summarise_single_shot(router_util: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.len().cast(pl.Int64).alias("n_draws"), *stats)
         .sort(keys)
     )
+
+
+#: Columns of :func:`score_routes`, in order.
+ROUTE_SCORE_COLUMNS = {
+    "view": pl.String,
+    "n_draws": pl.Int64,
+    "U": pl.Float64,
+    "U_std": pl.Float64,
+    "U_low": pl.Float64,
+    "U_high": pl.Float64,
+    "Q": pl.Float64,
+    "C": pl.Float64,
+}
+
+
+def score_routes(
+    routes: pl.DataFrame,
+    view_util: pl.DataFrame,
+    *,
+    dataset: str,
+    single_shot: bool,
+    n_boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """Score one trained router's test routes in every view.
+
+    ``routes``: the rows of one ``routes.parquet`` (``draw, query_id, model``); ``view_util``:
+    :func:`view_utilities` rows of ``dataset``. One row per view (sorted) with
+    :data:`ROUTE_SCORE_COLUMNS`. ``single_shot``: the routes hold S draws and the row reports
+    ``n_draws = S``, ``U``/``Q``/``C`` = mean over draws and ``U_std`` = their std (no CI);
+    otherwise ``n_draws = 1`` and ``U_low``/``U_high`` = percentile bootstrap CI of U over test
+    queries (``n_boot`` resamples, numpy seed ``seed``).
+    """
+    if single_shot:
+        rows: list[dict[str, Any]] = []
+        ru = router_utilities(routes, view_util, dataset=dataset)
+        for r in summarise_single_shot(ru).iter_rows(named=True):
+            rows.append(
+                {
+                    "view": r["view"],
+                    "n_draws": r["n_draws"],
+                    "U": r["U_mean"],
+                    "U_std": r["U_std"],
+                    "U_low": None,
+                    "U_high": None,
+                    "Q": r["Q_mean"],
+                    "C": r["C_mean"],
+                }
+            )
+        return pl.DataFrame(rows, schema=ROUTE_SCORE_COLUMNS)
+    scored = draw_scores(routed_cells(routes, view_util, dataset=dataset), n_boot=n_boot, seed=seed)
+    return scored.select(
+        "view",
+        pl.lit(1, dtype=pl.Int64).alias("n_draws"),
+        "U",
+        pl.lit(None, dtype=pl.Float64).alias("U_std"),
+        "U_low",
+        "U_high",
+        "Q",
+        "C",
+    ).cast(ROUTE_SCORE_COLUMNS)

@@ -1,10 +1,11 @@
 """The report's figures (the paper's Fig 2 a–c and Fig 4 a–c), drawn from result tables.
 
-Every function takes result frames (schemas in :mod:`dars.evaluation.results` and the issue-6
-contract) and returns a :class:`matplotlib.figure.Figure`; nothing here reads files, writes files
-or touches pyplot's global state (figures are built with ``Figure`` directly, so no backend or
-interactive session is involved). :func:`png_bytes` renders a figure to PNG deterministically
-(fixed DPI, no software/time metadata), which is what :mod:`dars.evaluation.report` embeds.
+Every function takes result frames (the tables declared by the experiments of
+:mod:`dars.evaluation.experiments`) and returns a :class:`matplotlib.figure.Figure`; nothing
+here reads files, writes files or touches pyplot's global state (figures are built with
+``Figure`` directly, so no backend or interactive session is involved). :func:`png_bytes`
+renders a figure to PNG deterministically (fixed DPI, no software/time metadata), which is what
+the report embeds.
 
 Panels follow one convention: rows are the two test views (rewrite, decode), columns are
 datasets (or router families for the Pareto figure); colours identify router families and are
@@ -25,6 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from dars.evaluation.metrics import FAMILY_ORDER, order_families
+
 __all__ = [
     "FAMILY_ORDER",
     "INSTABILITY_METRICS",
@@ -41,8 +44,6 @@ __all__ = [
     "variance_bars",
 ]
 
-#: The paper's order of router families (Table 1); families not listed follow alphabetically.
-FAMILY_ORDER = ("mlp", "knn", "embedllm", "avengers_pro", "graph_router", "mirt", "rm_softmax")
 VIEW_LABELS = {"test_rewrite": "rewrite view", "test_decode": "decode view"}
 INSTABILITY_METRICS = ("outcome_instability", "winner_flip_rate", "single_vs_da_disagreement")
 VARIANCE_METRICS = ("input_variance", "output_variance")
@@ -62,13 +63,6 @@ def _require(frame: pl.DataFrame, columns: Iterable[str], what: str) -> None:
         raise ValueError(f"{what}: missing column(s) {missing}; has {frame.columns}")
     if frame.height == 0:
         raise ValueError(f"{what}: no rows to plot")
-
-
-def order_families(families: Iterable[str]) -> list[str]:
-    """Distinct ``families`` in the paper's order, unknown ones after it alphabetically."""
-    names = set(families)
-    known = [f for f in FAMILY_ORDER if f in names]
-    return known + sorted(names - set(FAMILY_ORDER))
 
 
 def family_colours(families: Iterable[str]) -> dict[str, tuple[float, ...]]:

@@ -27,8 +27,8 @@ def evaluate_flow(
     experiments: list[str] | None = None,
     workers: int = 2,
 ) -> dict[str, Any]:
-    """Run ``experiments`` (default: all) for the experiment; returns experiment name → its
-    result."""
+    """Run ``experiments`` (default: all, in report order) for the experiment; returns
+    experiment name → its tables (table name → frame)."""
     exp = resolve_experiment(config, root)
     names = check_experiments(experiments)
     if workers < 1:

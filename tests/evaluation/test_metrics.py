@@ -21,16 +21,20 @@ import polars as pl
 import pytest
 
 from dars.evaluation.metrics import (
+    ROUTE_SCORE_COLUMNS,
     VIEW_UTIL_COLUMNS,
     all_views_cost_bounds,
     bootstrap_ci,
+    order_families,
     reference_rows,
     routed_cells,
     router_utilities,
+    score_routes,
     summarise_single_shot,
     view_utilities,
 )
 from dars.supervision.core import cost_bounds
+from tests.evaluation.hand_example import DS, routes, view_util
 
 SCORES = {
     "test_rewrite": {
@@ -261,3 +265,32 @@ def test_bootstrap_ci_validates():
         bootstrap_ci([1.0, 2.0], ci=1.5)
     with pytest.raises(ValueError, match="NaN"):
         bootstrap_ci([1.0, float("nan")])
+
+
+def test_score_routes_single_shot_and_router_rows():
+    """One row per view: single-shot draws give mean ± std and no CI; a router gives its value
+    and a bootstrap CI, the same draw_scores would give."""
+    vu = view_util()
+    single = score_routes(
+        routes([("a", "b"), ("a", "a")]), vu, dataset=DS, single_shot=True, n_boot=10, seed=0
+    )
+    assert single.schema == pl.Schema(ROUTE_SCORE_COLUMNS)
+    assert single["view"].to_list() == ["test_decode", "test_rewrite"]
+    rew = single.row(1, named=True)
+    assert rew["n_draws"] == 2 and rew["U"] == pytest.approx((0.975 + 0.5) / 2)
+    assert rew["U_std"] == pytest.approx((0.975 - 0.5) / math.sqrt(2))
+    assert rew["U_low"] is None and rew["U_high"] is None
+    one = score_routes(routes([("a", "b")]), vu, dataset=DS, single_shot=False, n_boot=10, seed=0)
+    rew = one.row(1, named=True)
+    assert rew["n_draws"] == 1 and rew["U_std"] is None and rew["U"] == pytest.approx(0.975)
+    assert (rew["U_low"], rew["U_high"]) == bootstrap_ci([1.0, 0.95], n_boot=10, seed=0)
+
+
+def test_order_families_follows_the_paper_then_the_alphabet():
+    assert order_families(["zeta", "mirt", "knn", "mlp", "alpha", "knn"]) == [
+        "mlp",
+        "knn",
+        "mirt",
+        "alpha",
+        "zeta",
+    ]

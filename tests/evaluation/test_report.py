@@ -1,341 +1,55 @@
-"""The report: synthetic result tables (the issue-6 schemas) → report/index.md, index.html, PNGs."""
+"""The report's document model and renderers (dars.evaluation.report), on hand-made result
+frames: no file is read or written here (tests/tasks/test_report.py covers the report stage)."""
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 import yaml
-from matplotlib.figure import Figure
-from matplotlib.image import imread
+from matplotlib.figure import Figure as MplFigure
 
 from dars.config import load_experiment
 from dars.evaluation import plots
+from dars.evaluation.document import Document, ReportRun, fmt
+from dars.evaluation.experiments.main import main_table
+from dars.evaluation.experiments.validity import validity_table
+from dars.evaluation.paper import paper_dataset, paper_figures
 from dars.evaluation.report import (
-    SECTION_TITLES,
     build_report,
-    fmt,
-    main_table,
-    paper_dataset,
-    paper_figures,
+    render_html,
     render_markdown,
-    validity_table,
-    write_report,
+    result_names,
+    section_titles,
 )
-from dars.evaluation.results import ResultMissingError, write_result
-from dars.storage import RunLayout
+from dars.storage.results import run_context
+from tests.evaluation.sample_results import EXPECTED_FIGURES, make_results
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
-DATASETS = ("demo_mc", "demo_math", "demo_span")
-VIEWS = ("test_rewrite", "test_decode")
-FAMILIES = ("knn", "mirt")
-MODELS = ("cheap-weak", "mid", "strong-expensive")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-EXPECTED_FIGURES = {
-    "fig2a_instability",
-    "fig2b_variance",
-    "fig2c_single_shot",
-    "fig4a_sample_efficiency",
-    "fig4b_pareto_demo_mc",
-    "fig4b_pareto_demo_math",
-    "fig4b_pareto_demo_span",
-    "fig4c_beta",
-}
+SECTIONS = (
+    "1. Setup",
+    "2. Main results",
+    "3. Ablation",
+    "4. Diagnostics",
+    "5. Sample efficiency",
+    "6. Cost–quality frontiers",
+    "7. β sensitivity",
+    "8. Validity",
+)
 
 
-# ------------------------------------------------------------------------------------------------
-# synthetic results with the contract's schemas
-# ------------------------------------------------------------------------------------------------
-def _u(rng: np.random.Generator) -> float:
-    return float(rng.uniform(0.3, 0.9))
+def _context(**update) -> dict:
+    exp = load_experiment(CONFIG, root="runs/demo")
+    return run_context(exp.model_copy(update=update) if update else exp)
 
 
-def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
-    rng = np.random.default_rng(seed)
-    main, ablation, dist, se, beta, pareto, budget = [], [], [], [], [], [], []
-    for d in DATASETS:
-        for v in VIEWS:
-            for ref in ("best_fixed", "oracle", "random"):
-                main.append(
-                    dict(
-                        dataset=d,
-                        view=v,
-                        family=ref,
-                        mode=ref,
-                        n_draws=1,
-                        U=_u(rng),
-                        U_std=None,
-                        U_low=None,
-                        U_high=None,
-                        Q=_u(rng),
-                        C=_u(rng),
-                        best_model="mid" if ref == "best_fixed" else None,
-                    )
-                )
-            for f in FAMILIES:
-                main.append(
-                    dict(
-                        dataset=d,
-                        view=v,
-                        family=f,
-                        mode="single_shot",
-                        n_draws=20,
-                        U=_u(rng),
-                        U_std=float(rng.uniform(0.01, 0.05)),
-                        U_low=None,
-                        U_high=None,
-                        Q=_u(rng),
-                        C=_u(rng),
-                        best_model=None,
-                    )
-                )
-                u = _u(rng)
-                main.append(
-                    dict(
-                        dataset=d,
-                        view=v,
-                        family=f,
-                        mode="dars",
-                        n_draws=1,
-                        U=u,
-                        U_std=None,
-                        U_low=u - 0.05,
-                        U_high=u + 0.05,
-                        Q=_u(rng),
-                        C=_u(rng),
-                        best_model=None,
-                    )
-                )
-                for draw in range(20):
-                    dist.append(
-                        dict(
-                            dataset=d, view=v, family=f, draw=draw, U=_u(rng), Q=_u(rng), C=_u(rng)
-                        )
-                    )
-                for k, m in ((1, 1), (1, 5), (5, 1), (5, 5)):
-                    u = _u(rng)
-                    se.append(
-                        dict(
-                            dataset=d,
-                            view=v,
-                            family=f,
-                            k=k,
-                            m=m,
-                            n_obs=k * m,
-                            U=u,
-                            U_low=u - 0.1,
-                            U_high=u + 0.1,
-                            Q=_u(rng),
-                            C=_u(rng),
-                        )
-                    )
-                for b in (0.0, 0.2, 1.0):
-                    u = _u(rng)
-                    beta.append(
-                        dict(
-                            dataset=d,
-                            view=v,
-                            family=f,
-                            beta=b,
-                            U=u,
-                            U_low=u - 0.1,
-                            U_high=u + 0.1,
-                            Q=_u(rng),
-                            C=_u(rng),
-                        )
-                    )
-                for mode in ("single_shot", "dars"):
-                    for lam in (0.0, 0.05, 0.5):
-                        pareto.append(
-                            dict(
-                                dataset=d,
-                                view=v,
-                                family=f,
-                                mode=mode,
-                                lam=lam,
-                                model=None,
-                                n_draws=20 if mode == "single_shot" else 1,
-                                U=_u(rng),
-                                Q=_u(rng),
-                                C=_u(rng),
-                                Q_std=0.01,
-                                C_std=0.01,
-                            )
-                        )
-                    for b in (0.1, 0.5):
-                        budget.append(
-                            dict(
-                                dataset=d,
-                                view=v,
-                                family=f,
-                                mode=mode,
-                                budget=b,
-                                lam=0.05 if b == 0.5 else None,
-                                Q=_u(rng) if b == 0.5 else None,
-                                C=_u(rng) if b == 0.5 else None,
-                            )
-                        )
-            for model in MODELS:
-                pareto.append(
-                    dict(
-                        dataset=d,
-                        view=v,
-                        family="fixed",
-                        mode="fixed",
-                        lam=None,
-                        model=model,
-                        n_draws=1,
-                        U=_u(rng),
-                        Q=_u(rng),
-                        C=_u(rng),
-                        Q_std=None,
-                        C_std=None,
-                    )
-                )
-            variants = (
-                "single_shot",
-                "input_only",
-                "output_only",
-                "without_risk",
-                "rewrite_risk",
-                "decoding_risk",
-                "full_dars",
-            )
-            for variant in variants:
-                ablation.append(
-                    dict(
-                        dataset=d,
-                        view=v,
-                        family="mirt",
-                        variant=variant,
-                        n_draws=20 if variant == "single_shot" else 1,
-                        U=_u(rng),
-                        U_std=0.02 if variant == "single_shot" else None,
-                        U_low=None,
-                        U_high=None,
-                        Q=_u(rng),
-                        C=_u(rng),
-                    )
-                )
-    metrics = (
-        "outcome_instability",
-        "winner_flip_rate",
-        "single_vs_da_disagreement",
-        "input_variance",
-        "output_variance",
-        "input_share",
-    )
-    diagnostics = [
-        dict(
-            dataset=d,
-            metric=m,
-            value=0.5 + 0.01 * i,
-            ci_low=0.4 + 0.01 * i,
-            ci_high=0.6 + 0.01 * i,
-            n_queries=80,
-            n_units=480,
-        )
-        for d in DATASETS
-        for i, m in enumerate(metrics)
-    ]
-    recovery = [
-        dict(
-            dataset=d,
-            supervision=s,
-            k=k,
-            m=m,
-            recovery=_u(rng),
-            ci_low=0.1,
-            ci_high=0.95,
-            regret=0.0123,
-            n_queries=80,
-            n_labels=80,
-        )
-        for d in DATASETS
-        for s, k, m in (
-            ("single_shot", None, None),
-            ("full_dars", None, None),
-            ("dars_k1_m5", 1, 5),
-        )
-    ]
-    rewrite_validity = [
-        dict(
-            dataset=d,
-            split=s,
-            records=80,
-            rewrites=400,
-            complete=1.0,
-            orig_dup=0.0,
-            rew_dup=0.0,
-            sim_mean=0.91234,
-            sim_p05=0.8,
-            num_preserved=1.0,
-            struct_pass=1.0,
-            review_flag=0.0,
-        )
-        for d in DATASETS
-        for s in ("train", "test")
-    ]
-    scoring_validity = [
-        dict(
-            dataset=d,
-            split=s,
-            rows=12000,
-            ok_rows=11990,
-            parse_success=0.9991,
-            finite=1.0,
-            in_unit_interval=1.0,
-            score_type=1.0,
-            rescored=11990,
-            rescore_agreement=1.0,
-            rescore_diffs=0,
-            duplicate_keys=0,
-        )
-        for d in DATASETS
-        for s in ("train", "test")
-    ]
-    schema_overrides = {
-        "recovery": {"k": pl.Int32, "m": pl.Int32},
-        "pareto": {"lam": pl.Float64, "model": pl.String},
-        "pareto_budget": {"lam": pl.Float64, "Q": pl.Float64, "C": pl.Float64},
-        "main": {
-            "U_std": pl.Float64,
-            "U_low": pl.Float64,
-            "U_high": pl.Float64,
-            "best_model": pl.String,
-        },
-        "ablation": {"U_std": pl.Float64, "U_low": pl.Float64, "U_high": pl.Float64},
-    }
-    tables = dict(
-        main=main,
-        ablation=ablation,
-        diagnostics=diagnostics,
-        single_shot_distribution=dist,
-        recovery=recovery,
-        sample_efficiency=se,
-        pareto=pareto,
-        pareto_budget=budget,
-        beta=beta,
-        rewrite_validity=rewrite_validity,
-        scoring_validity=scoring_validity,
-    )
-    return {
-        name: pl.DataFrame(
-            rows, schema_overrides=schema_overrides.get(name), infer_schema_length=None
-        )
-        for name, rows in tables.items()
-    }
-
-
-def _write(root: Path, tables: dict[str, pl.DataFrame]) -> None:
-    exp = load_experiment(CONFIG, root=str(root))
-    for name, frame in tables.items():
-        write_result(exp, root, name, frame)
+def _build(tables: dict[str, pl.DataFrame], contexts: dict | None = None) -> Document:
+    if contexts is None:
+        ctx = _context()
+        contexts = dict.fromkeys(tables, ctx)
+    return build_report(tables, contexts, root="runs/demo", written_at="2026-01-02 03:04 UTC")
 
 
 def _md_table_after(md: str, heading: str) -> list[dict[str, str]]:
@@ -352,26 +66,24 @@ def _md_table_after(md: str, heading: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, pl.DataFrame], str]:
-    root = tmp_path_factory.mktemp("run")
+def full() -> tuple[dict[str, pl.DataFrame], Document, str, str]:
     tables = make_results()
-    _write(root, tables)
-    md_path = write_report(root)
-    return root, tables, md_path.read_text(encoding="utf-8")
+    doc = _build(tables)
+    return tables, doc, render_markdown(doc), render_html(doc)
 
 
 # ------------------------------------------------------------------------------------------------
 # the whole report
 # ------------------------------------------------------------------------------------------------
-def test_report_files_and_sections(full) -> None:
-    root, _, md = full
-    layout = RunLayout(root)
-    assert layout.report_file("index", "md").is_file()
-    html = layout.report_file("index", "html").read_text(encoding="utf-8")
-    for title in SECTION_TITLES:
+def test_sections_follow_the_registered_experiments(full) -> None:
+    _, doc, md, html = full
+    assert tuple(section_titles()) == SECTIONS
+    for title in SECTIONS:
         assert f"\n## {title}\n" in md
         assert f">{title}</h2>" in html
+    assert re.findall(r"^## (.+)$", md, flags=re.MULTILINE) == list(SECTIONS)
     assert "missing" not in md.split("## 2.")[1]  # every result present: no missing notes
+    assert set(result_names()) == set(make_results())
     # The setup states the whole configuration the results were produced with.
     setup = md.split("## 2.")[0]
     assert "### Configuration" in setup and "```yaml" in setup
@@ -380,32 +92,62 @@ def test_report_files_and_sections(full) -> None:
     assert [m["name"] for m in config["pool"]["models"]][0] == "cheap-weak"
 
 
-def test_every_figure_is_a_valid_png_referenced_by_the_markdown(full) -> None:
-    root, _, md = full
-    layout = RunLayout(root)
-    pngs = {p.stem for p in layout.report_dir().glob("*.png")}
-    assert pngs == EXPECTED_FIGURES
-    for name in EXPECTED_FIGURES:
-        data = layout.report_file(name, "png").read_bytes()
-        assert data.startswith(PNG_MAGIC)
-        image = imread(io.BytesIO(data), format="png")
-        assert image.shape[0] > 200 and image.shape[1] > 300
-        assert f"]({name}.png)" in md
+def test_every_figure_is_drawn_once_and_referenced_by_the_markdown(full) -> None:
+    _, doc, md, _ = full
+    assert {f.name for f in doc.figures} == EXPECTED_FIGURES
+    assert len(doc.figures) == len(EXPECTED_FIGURES)
+    for fig in doc.figures:
+        assert fig.png.startswith(b"\x89PNG\r\n\x1a\n")
+        assert f"]({fig.name}.png)" in md
 
 
-def test_html_is_self_contained(full) -> None:
-    root, _, _ = full
-    html = RunLayout(root).report_file("index", "html").read_text(encoding="utf-8")
+def test_html_is_self_contained_and_escaped(full) -> None:
+    _, _, _, html = full
     srcs = re.findall(r'\bsrc="([^"]*)"', html)
     assert len(srcs) == len(EXPECTED_FIGURES)
     assert all(s.startswith("data:image/png;base64,") for s in srcs)
     assert all(h.startswith("#") for h in re.findall(r'\bhref="([^"]*)"', html))
     assert "<link" not in html and "<script" not in html and "url(" not in html
     assert html.count("<table>") >= 10
+    assert "<style>" in html and "td.num{text-align:right" in html
+    # Inline Markdown becomes markup; everything else is escaped.
+    assert "<code>dars-sim/cheap-weak</code>" in html
+    assert re.search(r"<strong>\d+ of \d+</strong>", html)
+
+
+def test_html_escapes_text_and_renders_only_the_inline_markup() -> None:
+    doc = Document("a <title> & co")
+    doc.h(2, "x < y")
+    doc.p("`<b>` and **bold** and *it* <script>alert(1)</script>")
+    doc.note("a & b")
+    doc.code("key: '<v>'\n", "yaml")
+    doc.table(pl.DataFrame({"name": ["<i>"], "value": ["0.5"]}), caption="*c*")
+    html = render_html(doc)
+    assert "<title>a &lt;title&gt; &amp; co</title>" in html
+    assert '<h2 id="x-y">x &lt; y</h2>' in html
+    assert "<code>&lt;b&gt;</code>" in html and "<strong>bold</strong>" in html
+    assert "<em>it</em>" in html and "<script>" not in html
+    assert '<p class="note"><strong>Note:</strong> a &amp; b</p>' in html
+    assert "<pre><code>key: &#39;&lt;v&gt;&#39;\n</code></pre>" in html
+    assert "<caption><em>c</em></caption>" in html
+    assert '<td>&lt;i&gt;</td><td class="num">0.5</td>' in html
+    assert '<nav><ul><li><a href="#x-y">x &lt; y</a></li></ul></nav>' in html
+
+
+def test_markdown_blocks() -> None:
+    doc = Document("T")
+    doc.h(3, "h")
+    doc.note("n")
+    doc.code("a: 1\n", "yaml")
+    doc.table(pl.DataFrame({"a": ["x|y"], "b": ["1.5"]}), caption="cap")
+    assert render_markdown(doc) == (
+        "# T\n\n### h\n\n> **Note:** n\n\n```yaml\na: 1\n```\n\n"
+        "| a | b |\n|---|---:|\n| x\\|y | 1.5 |\n\n*cap*\n"
+    )
 
 
 def test_setup_states_the_run(full) -> None:
-    _, _, md = full
+    tables, _, md, _ = full
     setup = md.split("## 2.")[0]
     for text in (
         "`demo`",
@@ -420,13 +162,17 @@ def test_setup_states_the_run(full) -> None:
         "| single-shot draws | 100 |",
         "| demo_mc | 80 | 40 | gpqa |",
         "| demo_span | 80 | 40 | drop800 |",
-        "Report written",
+        "Report written 2026-01-02 03:04 UTC from the result tables in `runs/demo/results`.",
     ):
         assert text in setup, text
+    # Every table read, its rows and the command that writes it.
+    for name, frame in tables.items():
+        assert f"| `{name}` | {frame.height} |" in setup, name
+    assert "| `pareto_budget` | 48 | " in setup and "`dars experiment pareto` |" in setup
 
 
 def test_table1_cells_equal_the_main_result(full) -> None:
-    _, tables, md = full
+    tables, _, md, _ = full
     rows = _md_table_after(md, "### Table 1")
     main = tables["main"]
     label = {"single_shot": "single-shot", "dars": "DARS"}
@@ -453,7 +199,7 @@ def test_table1_cells_equal_the_main_result(full) -> None:
 
 
 def test_paper_numbers_shown_beside_ours(full) -> None:
-    _, tables, md = full
+    tables, _, md, _ = full
     paper = _md_table_after(md, "### Paper's Table 1")
     knn_dars = next(r for r in paper if r["router"] == "knn" and r["supervision"] == "DARS")
     assert knn_dars["gpqa_rew (≙ demo_mc)"] == "0.461"  # seed Table 1, knn DARS, GPQA rew
@@ -476,7 +222,7 @@ def test_paper_numbers_shown_beside_ours(full) -> None:
 
 
 def test_ablation_table_with_average(full) -> None:
-    _, tables, md = full
+    tables, _, md, _ = full
     rows = _md_table_after(md, "### Table 2: supervision ablation — mirt")
     assert [r["variant"] for r in rows] == [
         "single_shot",
@@ -493,31 +239,24 @@ def test_ablation_table_with_average(full) -> None:
     assert rows[-1]["demo_span_dec"] == f"{cell['U'][0]:.3f}"
 
 
-def test_report_is_rewritten_identically(tmp_path: Path) -> None:
-    tables = make_results()
-    _write(tmp_path, {n: tables[n] for n in ("main", "diagnostics", "beta")})
-    layout = RunLayout(tmp_path)
-    md = write_report(tmp_path).read_text(encoding="utf-8")
-    pngs = {p.name: p.read_bytes() for p in layout.report_dir().glob("*.png")}
-    assert set(pngs) == {"fig2a_instability.png", "fig2b_variance.png", "fig4c_beta.png"}
-    again = write_report(tmp_path).read_text(encoding="utf-8")
-    assert {p.name: p.read_bytes() for p in layout.report_dir().glob("*.png")} == pngs
-    strip = re.compile(r"Report written [^\n]* from")
-    assert strip.sub("", again) == strip.sub("", md)
+def test_layout_is_deterministic() -> None:
+    tables = {n: make_results()[n] for n in ("main", "diagnostics", "beta")}
+    contexts = dict.fromkeys(tables, _context())
+    first, again = _build(tables, contexts), _build(tables, contexts)
+    assert [f.name for f in first.figures] == ["fig2a_instability", "fig2b_variance", "fig4c_beta"]
+    assert [f.png for f in again.figures] == [f.png for f in first.figures]
+    assert render_markdown(again) == render_markdown(first)
+    assert render_html(again) == render_html(first)
 
 
 # ------------------------------------------------------------------------------------------------
 # missing results
 # ------------------------------------------------------------------------------------------------
-def test_missing_sections_are_named_with_their_command(tmp_path: Path) -> None:
+def test_missing_sections_are_named_with_their_command() -> None:
     tables = make_results()
-    _write(tmp_path, {"main": tables["main"], "beta": tables["beta"]})
-    layout = RunLayout(tmp_path)
-    stale = layout.report_file("fig2a_instability", "png")
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(PNG_MAGIC)
-    md = write_report(tmp_path).read_text(encoding="utf-8")
-    for title in SECTION_TITLES:
+    doc = _build({"main": tables["main"], "beta": tables["beta"]})
+    md = render_markdown(doc)
+    for title in SECTIONS:
         assert f"## {title}" in md
     for name, command in (
         ("ablation", "ablation"),
@@ -532,43 +271,33 @@ def test_missing_sections_are_named_with_their_command(tmp_path: Path) -> None:
     ):
         assert f"Result `{name}` is missing" in md
         assert f"`dars experiment {command}`" in md
-    assert {p.stem for p in layout.report_dir().glob("*.png")} == {"fig4c_beta"}
-    html = layout.report_file("index", "html").read_text(encoding="utf-8")
-    assert html.count("data:image/png;base64,") == 1
+    assert [f.name for f in doc.figures] == ["fig4c_beta"]
+    assert render_html(doc).count("data:image/png;base64,") == 1
 
 
-def test_missing_main_raises(tmp_path: Path) -> None:
-    _write(tmp_path, {"beta": make_results()["beta"]})
-    with pytest.raises(ResultMissingError, match="main"):
-        write_report(tmp_path)
-    assert not RunLayout(tmp_path).report_file("index", "md").exists()
+def test_missing_main_raises() -> None:
+    with pytest.raises(ValueError, match="'main' is missing.*dars experiment main"):
+        _build({"beta": make_results()["beta"]})
 
 
-def test_empty_result_is_reported_not_drawn(tmp_path: Path) -> None:
+def test_empty_result_is_reported_not_drawn() -> None:
     tables = make_results()
-    _write(tmp_path, {"main": tables["main"], "beta": tables["beta"].clear()})
-    md = write_report(tmp_path).read_text(encoding="utf-8")
+    md = render_markdown(_build({"main": tables["main"], "beta": tables["beta"].clear()}))
     assert "Result `beta` has no rows; rerun `dars experiment beta`." in md
     assert "fig4c_beta" not in md
 
 
-def test_main_without_context_from_an_older_version(tmp_path: Path) -> None:
-    _write(tmp_path, {"main": make_results()["main"]})
-    path = RunLayout(tmp_path).results_file("main", "json")
-    payload = json.loads(path.read_text())
-    del payload["context"]
-    path.write_text(json.dumps(payload))
-    md = write_report(tmp_path).read_text(encoding="utf-8")
+def test_main_without_context_from_an_older_version() -> None:
+    md = render_markdown(_build({"main": make_results()["main"]}, contexts={"main": None}))
     assert "run context (pool, protocol, λ, β) was not recorded" in md
     assert "| demo_mc | — | — | gpqa |" in md
+    assert md.startswith("# DARS report\n")
 
 
-def test_results_written_with_other_settings_are_flagged(tmp_path: Path) -> None:
+def test_results_written_with_other_settings_are_flagged() -> None:
     tables = make_results()
-    exp = load_experiment(CONFIG, root=str(tmp_path))
-    write_result(exp, tmp_path, "main", tables["main"])
-    write_result(exp.model_copy(update={"lam": 0.1}), tmp_path, "beta", tables["beta"])
-    md = write_report(tmp_path).read_text(encoding="utf-8")
+    contexts = {"main": _context(), "beta": _context(lam=0.1)}
+    md = render_markdown(_build({"main": tables["main"], "beta": tables["beta"]}, contexts))
     assert "Result `beta` was written with settings that differ from `main` (lam)" in md
 
 
@@ -593,6 +322,25 @@ def test_real_pool_without_recovery_is_not_applicable() -> None:
 # ------------------------------------------------------------------------------------------------
 # pure parts
 # ------------------------------------------------------------------------------------------------
+def test_report_run_result_notes_what_cannot_be_shown() -> None:
+    run = ReportRun(
+        results={"main": pl.DataFrame({"dataset": ["x"]}), "t": pl.DataFrame({"a": []})},
+        contexts={},
+        context=None,
+        datasets=("x",),
+        paper={"x": None},
+        producers={"t": "exp_t", "u": "exp_u"},
+    )
+    doc = Document("r")
+    assert run.result(doc, "main") is not None
+    assert run.result(doc, "t") is None and run.result(doc, "u") is None
+    assert [b.text for b in doc.blocks] == [
+        "Result `t` has no rows; rerun `dars experiment exp_t`.",
+        "Result `u` is missing (no `results/u.parquet`); run `dars experiment exp_u`.",
+    ]
+    assert run.present(pl.DataFrame({"dataset": ["z", "x", "a"]})) == ["x", "a", "z"]
+
+
 def test_main_table_layout_on_three_rows() -> None:
     main = pl.DataFrame(
         {
@@ -668,8 +416,6 @@ def test_paper_dataset_by_task_type() -> None:
 
 
 def test_paper_figures_match_the_seed_file() -> None:
-    import yaml
-
     seed = Path("/work/shared/seed_figures.yaml")
     if not seed.is_file():
         pytest.skip("seed figures not available on this machine")
@@ -682,8 +428,8 @@ def test_paper_figures_match_the_seed_file() -> None:
 
 
 def test_png_bytes_are_deterministic() -> None:
-    def draw() -> Figure:
-        fig = Figure(figsize=(2, 2))
+    def draw() -> MplFigure:
+        fig = MplFigure(figsize=(2, 2))
         fig.subplots().plot([0, 1], [1, 0])
         return fig
 

@@ -1,5 +1,6 @@
-"""The Pareto experiment (dars.evaluation.pareto): hand-computed points and budget frontier, a
-slow reference for the frontier, and the I/O function on a tiny simulated store.
+"""The Pareto experiment (dars.evaluation.experiments.pareto): hand-computed points and budget
+frontier, a slow reference for the frontier, and the experiment on a tiny simulated store run
+through the evaluate task.
 
 The worked example: dataset ``d``, view ``test_rewrite``, 3 queries × 3 models (q, c):
 
@@ -24,16 +25,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dars.evaluation.metrics import VIEW_UTIL_COLUMNS, router_utilities
-from dars.evaluation.pareto import (
+from dars.evaluation.experiments.pareto import (
     BUDGET_COLUMNS,
     PARETO_COLUMNS,
+    SPEC,
     budget_frontier,
-    evaluate_pareto,
     pareto_points,
 )
-from dars.evaluation.results import read_context, read_result
+from dars.evaluation.metrics import VIEW_UTIL_COLUMNS, router_utilities
 from dars.storage import RunLayout
+from dars.storage.results import read_context, read_result
+from dars.tasks.evaluate import run_experiment
 
 QC = {
     ("q1", "A"): (0.0, 0.0),
@@ -258,7 +260,7 @@ def test_budget_frontier_matches_slow_reference_and_is_monotone(points, budgets)
 
 
 # ------------------------------------------------------------------------------------------------
-# evaluate_pareto on a tiny simulated store
+# the experiment on a tiny simulated store
 # ------------------------------------------------------------------------------------------------
 DATASET = "demo_mc"
 N_TRAIN, N_TEST, DRAWS = 16, 8, 4
@@ -306,9 +308,9 @@ def store(tmp_path_factory):
     return exp, root
 
 
-def test_evaluate_pareto_writes_both_results(store):
+def test_pareto_writes_both_results(store):
     exp, root = store
-    p = evaluate_pareto(exp, root)
+    p = run_experiment(exp, "pareto")["pareto"]
     assert p.equals(read_result(root, "pareto"))
     n_models = len(exp.pool.names)
     assert p.height == 2 * (2 * len(GRID) + n_models)
@@ -320,9 +322,8 @@ def test_evaluate_pareto_writes_both_results(store):
     assert ((p["C"] >= 0) & (p["C"] <= 1) & (p["Q"] >= 0) & (p["Q"] <= 1)).all()
 
     # The λ = exp.lam points are the main experiment's numbers, from routes.parquet.
-    from dars.evaluation.stage import evaluate_main
-
-    main = evaluate_main(exp, root, n_boot=20)
+    ev = exp.evaluation.model_copy(update={"n_boot": 20})
+    main = run_experiment(exp.model_copy(update={"evaluation": ev}), "main")["main"]
     for mode in ("single_shot", "dars"):
         for view in ("test_rewrite", "test_decode"):
             m = _point(main, family="knn", mode=mode, view=view)
@@ -336,30 +337,49 @@ def test_evaluate_pareto_writes_both_results(store):
     b = read_result(root, "pareto_budget")
     assert b.height == 2 * 3 * 3  # views × (knn ss, knn dars, fixed) × budgets
     assert read_context(root, "pareto")["lam"] == exp.lam
+    # The terminal view: per budget, the best Q of any single-shot / DARS router and fixed model.
+    [view] = SPEC.view({"pareto": p, "pareto_budget": b})
+    assert view.title == f"pareto — {DATASET}: best quality Q with mean cost ≤ C"
+    assert view.frame.columns[:4] == ["C ≤", "rew\n1-shot", "rew\nDARS", "rew\nfixed"]
+    assert view.frame["C ≤"].to_list() == [0.1, 0.5, 1.0]
+    fixed_dec = b.filter(mode="fixed", view="test_decode").sort("budget")["Q"].to_list()
+    assert view.frame["dec\nfixed"].to_list() == fixed_dec
 
 
-def test_evaluate_pareto_names_missing_or_stale_files(store, tmp_path):
+def test_pareto_names_missing_or_stale_files(store, tmp_path):
     import shutil
 
     exp, root = store
     copy = tmp_path / "run"
     shutil.copytree(root, copy)
+    moved = exp.model_copy(update={"root": str(copy)})
     layout = RunLayout(copy)
-    with pytest.raises(ValueError, match=r"holds routes at lam .* rerun `dars train"):
-        evaluate_pareto(
-            exp.model_copy(
+    lam_file = layout.lam_routes_file(DATASET, "knn", "dars")
+    with pytest.raises(
+        ValueError, match=r"holds routes at lam .* rerun `dars train.*lam_routes\.parquet"
+    ):
+        run_experiment(
+            moved.model_copy(
                 update={"evaluation": exp.evaluation.model_copy(update={"lam_grid": [0.0, 1.0]})}
             ),
-            copy,
+            "pareto",
         )
-    lam_file = layout.lam_routes_file(DATASET, "knn", "dars")
     lam_file.unlink()
-    with pytest.raises(FileNotFoundError, match="lam_routes.parquet is missing.*rerun `dars train"):
-        evaluate_pareto(exp, copy)
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"λ-sweep routes .* are missing.*rerun `dars train.*lam_routes\.parquet",
+    ):
+        run_experiment(moved, "pareto")
     layout.routes_file(DATASET, "knn", "dars").unlink()
-    with pytest.raises(FileNotFoundError, match="training has not run"):
-        evaluate_pareto(exp, copy)
+    with pytest.raises(FileNotFoundError, match="training has not run.*routes\\.parquet"):
+        run_experiment(moved, "pareto")
     with pytest.raises(FileNotFoundError, match="no complete mirt/single_shot"):
-        evaluate_pareto(exp, copy, families=["mirt"])
+        run_experiment(_families(moved, ["mirt"]), "pareto")
     with pytest.raises(ValueError, match="unknown router famil"):
-        evaluate_pareto(exp, copy, families=["nope"])
+        run_experiment(_families(moved, ["nope"]), "pareto")
+
+
+def _families(exp, families):
+    return exp.model_copy(
+        update={"evaluation": exp.evaluation.model_copy(update={"sweep_families": families})}
+    )

@@ -3,42 +3,51 @@
 A router trained at one λ ranks models by u = q − λc − βσ; routing the same fitted router at
 other λ traces how much quality it buys for how much cost. The train stage writes those routes
 (``lam_routes.parquet``, one per (dataset, family, mode) for the single_shot and dars modes, at
-every λ of ``exp.evaluation.lam_grid``; see :mod:`dars.training`), so no refit happens here.
+every λ of ``exp.evaluation.lam_grid``), so no refit happens here.
 
-* :func:`pareto_points` (pure) — one row per (dataset, view, family, mode, lam): mean test
-  quality Q and normalised cost C of the routes, plus one point per fixed model;
-* :func:`budget_frontier` (pure) — the best quality each (family, mode) reaches under a mean
-  cost budget;
-* :func:`evaluate_pareto` (I/O) — reads storage, writes results ``pareto`` and
-  ``pareto_budget``.
+* :func:`pareto_points` — one row per (dataset, view, family, mode, lam): mean test quality Q
+  and normalised cost C of the routes, plus one point per fixed model (result ``pareto``);
+* :func:`budget_frontier` — the best quality each (family, mode) reaches under a mean cost
+  budget (result ``pareto_budget``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from dars.config import Experiment
-from dars.evaluation.metrics import (
-    VIEW_UTIL_COLUMNS,
-    router_utilities,
+from dars.evaluation import plots
+from dars.evaluation.document import DASH, Document, ReportRun, fmt, text_table
+from dars.evaluation.experiments.base import (
+    LAM_ROUTES,
+    ROUTES,
+    VIEW_UTILITIES,
+    ExperimentSpec,
+    Inputs,
+    MissingInputError,
+    StaleInputError,
+    View,
+    register_experiment,
 )
-from dars.evaluation.results import write_result
-from dars.evaluation.stage import load_view_utilities
-from dars.routers.training import LAM_SWEEP_MODES, check_families
-from dars.storage import RunLayout
+from dars.evaluation.metrics import VIEW_SHORT, VIEW_UTIL_COLUMNS, order_families, router_utilities
+from dars.evaluation.refit import check_sweep_families, sweep_families
+from dars.routers.training import LAM_SWEEP_MODES
 from dars.utility import utility_expr
+
+if TYPE_CHECKING:
+    from dars.config import Experiment
 
 __all__ = [
     "BUDGET_COLUMNS",
     "BUDGET_TOL",
     "FIXED",
     "PARETO_COLUMNS",
+    "SPEC",
     "budget_frontier",
-    "evaluate_pareto",
+    "budget_table",
     "pareto_points",
 ]
 
@@ -122,7 +131,7 @@ def _fixed_points(view_util: pl.DataFrame) -> pl.DataFrame:
 
 
 def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataFrame:
-    """Cost–quality points of routers over a λ sweep and of every fixed model (pure).
+    """Cost–quality points of routers over a λ sweep and of every fixed model.
 
     ``lam_routes``: rows of ``lam_routes.parquet`` files stacked with the columns ``dataset``,
     ``family`` and ``mode`` (``single_shot`` or ``dars``) added — one row per (dataset, family,
@@ -200,7 +209,7 @@ def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataF
 
 
 def budget_frontier(pareto: pl.DataFrame, budgets: Sequence[float]) -> pl.DataFrame:
-    """Best quality under a mean-cost budget, per curve of :func:`pareto_points` (pure).
+    """Best quality under a mean-cost budget, per curve of :func:`pareto_points`.
 
     ``pareto``: rows with at least ``dataset, view, family, mode, lam, model, Q, C``.
     ``budgets``: mean normalised-cost budgets (finite, >= 0; duplicates dropped).
@@ -242,61 +251,56 @@ def budget_frontier(pareto: pl.DataFrame, budgets: Sequence[float]) -> pl.DataFr
     )
 
 
-def _lam_routes(
-    layout: RunLayout, dataset: str, family: str, mode: str, lam_grid: Sequence[float]
+def _sweep_routes(
+    lam_routes: Mapping[tuple[str, str, str], pl.DataFrame | None],
+    dataset: str,
+    family: str,
+    mode: str,
+    lam_grid: Sequence[float],
 ) -> pl.DataFrame:
-    """One trained router's ``lam_routes.parquet`` with dataset/family/mode columns; errors say
-    which file is missing or stale and that ``dars train`` writes it."""
-    lam_path = layout.lam_routes_file(dataset, family, mode)
-    routes_path = layout.routes_file(dataset, family, mode)
+    """One trained router's λ-sweep routes with dataset/family/mode columns; errors say what is
+    missing or stale and that ``dars train`` writes it."""
+    key = (dataset, family, mode)
     retrain = f"`dars train --family {family} --mode {mode}`"
-    if not routes_path.is_file():
-        what = "was interrupted" if lam_path.is_file() else "has not run"
-        raise FileNotFoundError(
-            f"no complete {family}/{mode} router for dataset {dataset!r}: {routes_path} is "
-            f"missing (training {what}); run {retrain}"
+    if key not in lam_routes:
+        raise MissingInputError(
+            f"no complete {family}/{mode} router for dataset {dataset!r}: its routes are "
+            f"missing (training has not run, or was interrupted); run {retrain}",
+            [(ROUTES, key)],
         )
-    if not lam_path.is_file():
-        raise FileNotFoundError(
-            f"{lam_path} is missing: the {family}/{mode} router of dataset {dataset!r} was "
-            f"trained before the train stage wrote λ-sweep routes; rerun {retrain}"
+    frame = lam_routes[key]
+    if frame is None:
+        raise MissingInputError(
+            f"the λ-sweep routes of the {family}/{mode} router of dataset {dataset!r} are "
+            f"missing: it was trained before the train stage wrote them; rerun {retrain}",
+            [(LAM_ROUTES, key)],
         )
-    frame = pl.read_parquet(lam_path)
     have = sorted(frame["lam"].unique().to_list())
     want = sorted(float(x) for x in lam_grid)
     if len(have) != len(want) or not np.allclose(have, want, rtol=0, atol=1e-12):
-        raise ValueError(
-            f"{lam_path} holds routes at lam {have} but evaluation.lam_grid is {want}; "
-            f"rerun {retrain} after changing the grid"
+        raise StaleInputError(
+            f"the {family}/{mode} router of dataset {dataset!r} holds routes at lam {have} but "
+            f"evaluation.lam_grid is {want}; rerun {retrain} after changing the grid",
+            [(LAM_ROUTES, key)],
         )
     return frame.with_columns(
         pl.lit(dataset).alias("dataset"), pl.lit(family).alias("family"), pl.lit(mode).alias("mode")
     )
 
 
-def evaluate_pareto(
-    exp: Experiment, root: str | Path | None = None, *, families: Sequence[str] | None = None
-) -> pl.DataFrame:
-    """Run the Pareto experiment on every benchmark and write results ``pareto`` (returned;
-    :func:`pareto_points` rows) and ``pareto_budget`` (:func:`budget_frontier` rows at
-    ``exp.evaluation.budgets``).
-
-    ``families`` default: ``exp.evaluation.sweep_families``, else ``exp.routers``; each needs
-    its single_shot and dars routers trained with λ-sweep routes (``dars train``). Test views
-    are scored as in the main experiment: cost normalised on one scale per dataset over all its
-    observations, pool models only.
-    """
-    root = exp.root if root is None else root
-    if families is None:
-        families = exp.evaluation.sweep_families or exp.routers
-    families = check_families(families)
+def compute(inputs: Inputs, exp: Experiment) -> dict[str, Any]:
+    """The frontiers of every benchmark for the sweep families (``exp.evaluation
+    .sweep_families``, else ``exp.routers``; each needs its single_shot and dars routers
+    trained with λ-sweep routes) and the budget table at ``exp.evaluation.budgets``. Test views
+    are scored as in the main experiment."""
+    families = sweep_families(exp)
     grid = exp.evaluation.lam_grid
-    layout = RunLayout(root)
+    lam_routes = inputs[LAM_ROUTES]
     parts = []
-    for dataset, vu in load_view_utilities(exp, root).items():
+    for dataset, vu in inputs[VIEW_UTILITIES].items():
         routes = pl.concat(
             [
-                _lam_routes(layout, dataset, family, mode, grid)
+                _sweep_routes(lam_routes, dataset, family, mode, grid)
                 for family in families
                 for mode in LAM_SWEEP_MODES
             ]
@@ -304,6 +308,117 @@ def evaluate_pareto(
         parts.append(pareto_points(routes, vu))
     pareto = pl.concat(parts)
     budget = budget_frontier(pareto, exp.evaluation.budgets)
-    write_result(exp, root, "pareto", pareto, lam_grid=list(grid), families=list(families))
-    write_result(exp, root, "pareto_budget", budget, budgets=list(exp.evaluation.budgets))
-    return pareto
+    return {
+        "pareto": (pareto, {"lam_grid": list(grid), "families": list(families)}),
+        "pareto_budget": (budget, {"budgets": list(exp.evaluation.budgets)}),
+    }
+
+
+def budget_table(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """The budget-constrained frontier for one dataset from the ``pareto_budget`` result: one
+    row per (view, family, mode), one column per mean-cost budget, cells the best mean quality
+    Q reachable with mean normalised cost C ≤ budget ("—": no λ meets the budget); for the
+    fixed-model rows the cell names the model when the result has a ``model`` column."""
+    sub = frame.filter(pl.col("dataset") == dataset)
+    budgets = sorted(set(sub["budget"].to_list()))
+    cell = {}
+    for r in sub.iter_rows(named=True):
+        text = fmt(r["Q"])
+        if r["Q"] is not None and r.get("model"):
+            text += f" ({r['model']})"  # fixed rows: which model is best within the budget
+        cell[(r["view"], r["family"], r["mode"], r["budget"])] = text
+    mode_order = {"single_shot": 0, "dars": 1, "fixed": 2}
+    views = list(VIEW_SHORT)
+    fam_rank = {f: i for i, f in enumerate(order_families(sub["family"].drop_nulls().to_list()))}
+    keys = sorted(
+        {(r["view"], r["family"], r["mode"]) for r in sub.iter_rows(named=True)},
+        key=lambda k: (
+            views.index(k[0]) if k[0] in views else len(views),
+            mode_order.get(k[2], len(mode_order)),
+            fam_rank.get(k[1], len(fam_rank)),
+            str(k[1]),
+        ),
+    )
+    label = {b: f"C≤{b:g}" for b in budgets}
+    rows = []
+    for view, fam, mode in keys:
+        row = {
+            "view": VIEW_SHORT.get(view, view),
+            "router": fam if fam is not None else DASH,
+            "supervision": mode,
+        }
+        for b in budgets:
+            row[label[b]] = cell.get((view, fam, mode, b), DASH)
+        rows.append(row)
+    return text_table(rows, ["view", "router", "supervision", *label.values()])
+
+
+def section(doc: Document, run: ReportRun) -> None:
+    """Fig 4b per dataset, then the budget table per dataset."""
+    pareto = run.result(doc, "pareto")
+    if pareto is not None:
+        doc.p(
+            "Mean quality Q against mean normalised cost C of routers trained with each cost "
+            "weight λ of the sweep (single-shot: mean over draws), with the pool's fixed models "
+            "as points."
+        )
+        for d in run.present(pareto):
+            doc.figure(
+                f"fig4b_pareto_{d}",
+                plots.pareto_frontiers(pareto, d),
+                f"Fig 4b: cost–quality frontiers on {d}, single-shot (dashed) vs DARS (solid); "
+                "crosses: fixed models.",
+            )
+    doc.h(3, "Best quality under a mean-cost budget")
+    budget = run.result(doc, "pareto_budget")
+    if budget is not None:
+        doc.p(
+            "Best mean quality Q over the λ sweep among settings whose mean normalised cost C "
+            "stays within each budget (fixed: the best single model within the budget)."
+        )
+        for d in run.present(budget):
+            doc.h(4, f"Budget table — {d}")
+            doc.table(budget_table(budget, d))
+
+
+def view(tables: Mapping[str, pl.DataFrame]) -> list[View]:
+    """One small table per dataset: for each mean-cost budget, the best mean quality Q that a
+    single-shot router, a DARS router (best over the families) and a fixed model reach within it,
+    in each test view (the per-family numbers are in the report)."""
+    budget = tables["pareto_budget"]
+    labels = {"single_shot": "1-shot", "dars": "DARS", FIXED: FIXED}
+    best = budget.group_by("dataset", "view", "mode", "budget").agg(pl.col("Q").max())
+    out = []
+    for dataset in budget["dataset"].unique(maintain_order=True).to_list():
+        sub = best.filter(pl.col("dataset") == dataset)
+        cell = {(r["view"], r["mode"], r["budget"]): r["Q"] for r in sub.iter_rows(named=True)}
+        columns = {
+            f"{short}\n{label}": (view_name, mode)
+            for view_name, short in VIEW_SHORT.items()
+            for mode, label in labels.items()
+        }
+        rows = [
+            {"C ≤": b, **{c: cell.get((v, m, b)) for c, (v, m) in columns.items()}}
+            for b in sorted(set(sub["budget"].to_list()))
+        ]
+        frame = pl.DataFrame(rows, schema={"C ≤": pl.Float64, **dict.fromkeys(columns, pl.Float64)})
+        out.append(View(f"pareto — {dataset}: best quality Q with mean cost ≤ C", frame))
+    return out
+
+
+SPEC = register_experiment(
+    ExperimentSpec(
+        name="pareto",
+        help="λ sweep of single-shot and DARS routers → cost–quality frontiers and a "
+        "budget table (Fig 4b) → results/pareto, results/pareto_budget.",
+        title="Cost–quality frontiers",
+        order=50,
+        inputs=(VIEW_UTILITIES, LAM_ROUTES),
+        compute=compute,
+        tables={"pareto": PARETO_COLUMNS, "pareto_budget": BUDGET_COLUMNS},
+        section=section,
+        view=view,
+        figures=("fig4b_pareto_{dataset}",),
+        check=check_sweep_families,
+    )
+)

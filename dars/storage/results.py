@@ -1,26 +1,31 @@
-"""Reading and writing experiment results (``<root>/results/<name>.{parquet,json}``).
+"""The result store: evaluation tables (``<root>/results/<name>.{parquet,json}``).
 
-Every experiment writes one table through :func:`write_result`: the Parquet file is what code
-reads back (the report, tests), the JSON file holds the same rows plus the run's context
-(:func:`run_context`) for people and other tools. Paths come from :class:`~dars.storage.RunLayout`
-only; both files are written atomically, Parquet first, so a reader never sees a JSON without
-its table.
+Every table an experiment produces is written by :func:`write_result`: the Parquet file is what
+code reads back (the report, tests), the JSON twin holds the same rows plus the run's context
+(:func:`run_context`) and any extra keys the experiment adds, for people and other tools. Paths
+come from :class:`~dars.storage.RunLayout` only; both files are written atomically, Parquet
+first, so a reader never sees a JSON without its table.
+
+Which experiment writes which table is not known here: the experiment specs
+(:mod:`dars.evaluation.experiments`) declare their tables, and readers pass the producing
+experiment's name so a "missing" error can name the command that writes it.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from dars.config import Experiment
-from dars.storage import RunLayout, atomic_write_table, atomic_write_text
+from dars.storage.layout import RunLayout
+from dars.storage.store import atomic_write_table, atomic_write_text
 
 __all__ = [
-    "PRODUCED_BY",
     "ResultMissingError",
     "read_context",
     "read_result",
@@ -31,24 +36,8 @@ __all__ = [
 ]
 
 
-#: The experiment (``dars experiment <name>``) that writes each result table, in report order.
-PRODUCED_BY: dict[str, str] = {
-    "main": "main",
-    "ablation": "ablation",
-    "diagnostics": "diagnostics",
-    "single_shot_distribution": "diagnostics",
-    "recovery": "diagnostics",
-    "sample_efficiency": "sample_efficiency",
-    "pareto": "pareto",
-    "pareto_budget": "pareto",
-    "beta": "beta",
-    "rewrite_validity": "validity",
-    "scoring_validity": "validity",
-}
-
-
 class ResultMissingError(FileNotFoundError):
-    """An experiment's result table is not on disk (the experiment has not run yet)."""
+    """A result table is not on disk (the experiment that writes it has not run yet)."""
 
 
 def run_context(exp: Experiment) -> dict[str, Any]:
@@ -78,16 +67,21 @@ def run_context(exp: Experiment) -> dict[str, Any]:
 
 
 def write_result(
-    exp: Experiment, root: str | Path, name: str, frame: pl.DataFrame, **extra: Any
+    root: str | Path,
+    name: str,
+    frame: pl.DataFrame,
+    context: Mapping[str, Any],
+    **extra: Any,
 ) -> Path:
     """Write ``frame`` as result ``name`` under ``root``; returns the Parquet path.
 
-    The JSON twin is ``{"result": name, "context": run_context(exp), **extra, "rows": [...]}``.
+    The JSON twin is ``{"result": name, "context": context, **extra, "rows": [...]}``;
+    ``context`` is normally :func:`run_context` of the experiment that computed the table.
     """
     layout = RunLayout(root)
     path = layout.results_file(name, "parquet")
     atomic_write_table(frame.to_arrow(), path)
-    payload = {"result": name, "context": run_context(exp), **extra, "rows": frame.to_dicts()}
+    payload = {"result": name, "context": dict(context), **extra, "rows": frame.to_dicts()}
     atomic_write_text(json.dumps(payload, indent=1, default=str), layout.results_file(name, "json"))
     return path
 
@@ -106,15 +100,18 @@ def result_exists(root: str | Path, name: str) -> bool:
     return RunLayout(root).results_file(name, "parquet").is_file()
 
 
-def read_result(root: str | Path, name: str) -> pl.DataFrame:
+def read_result(root: str | Path, name: str, *, producer: str | None = None) -> pl.DataFrame:
     """Result table ``name`` under ``root``; :class:`ResultMissingError` naming the file and
-    the command that writes it when absent."""
+    the command that writes it when absent (``dars experiment <producer>`` when the producing
+    experiment is given, else ``dars evaluate``)."""
     path = RunLayout(root).results_file(name, "parquet")
     if not path.is_file():
-        raise ResultMissingError(
-            f"result {name!r} not found at {path}; run "
-            f"`dars experiment {PRODUCED_BY.get(name, name)}` (or `dars evaluate` for all)"
+        command = (
+            f"`dars experiment {producer}` (or `dars evaluate` for all)"
+            if producer
+            else ("`dars evaluate`")
         )
+        raise ResultMissingError(f"result {name!r} not found at {path}; run {command}")
     return pl.read_parquet(path)
 
 
