@@ -2,8 +2,9 @@
 
 * :mod:`dars.sim.world` — the item-response world: models, task profiles, the truth of every
   (query, model, rewrite), the outcome of every call (``SimWorld``);
-* :mod:`dars.sim.text` — everything the pool writes: reasoning filler, answers, endings,
-  the rewriter's paraphrases;
+* :mod:`dars.sim.text` — everything the pool writes around an answer: reasoning filler, lead-in
+  sentences, unparseable endings, the rewriter's paraphrases (the answers and final lines come
+  from each item's task type, :class:`dars.benchmarks.base.TaskType`);
 * :mod:`dars.sim.provider` — the litellm ``CustomLLM`` adapter (found by the LLM client through
   the ``dars.llm_providers`` entry point), the process-wide world and the pool's ModelSpecs;
 * :mod:`dars.sim.truth` — the truth table the decode flow stores for label recovery.
@@ -23,6 +24,7 @@ from dars.sim.provider import (
 from dars.sim.truth import TRUTH_REWRITES, simulated_truth
 from dars.sim.world import (
     DEFAULT_PROFILES,
+    GENERIC_PROFILE,
     REWRITER_ID,
     SimError,
     SimModel,
@@ -33,6 +35,7 @@ from dars.sim.world import (
 
 __all__ = [
     "DEFAULT_PROFILES",
+    "GENERIC_PROFILE",
     "REWRITER_ID",
     "TRUTH_REWRITES",
     "SimError",

@@ -1,160 +1,45 @@
-"""Everything the simulated pool writes: reasoning filler, answers and endings, paraphrases.
+"""Everything the simulated pool writes around an answer: reasoning filler, the lead-in sentence
+before the final line, unparseable endings, paraphrases.
 
 The world (:mod:`dars.sim.world`) decides *what* a decode is (correct, partial, wrong or
-unparseable, and how long); this module decides how it reads. Every choice is made from the
-world's deterministic draws passed in (a uniform ``u`` or a byte stream), so the same call key
-always gives the same text. Functions here are pure and uncached; the world caches the per-item
-ones (:func:`partial_answer`, :func:`wrong_span`).
+unparseable, and how long) and asks the item's task type (:class:`dars.benchmarks.base.TaskType`)
+for the answer itself and its final line; this module decides how the rest reads. Every choice is
+made from the world's deterministic draws passed in (a uniform ``u`` or a byte stream), so the
+same call key always gives the same text. Functions here are pure.
 
-Each text must score as intended under the benchmark's real scorer: a correct ending scores 1, a
-partial span answer strictly between 0 and 1 (its DROP F1), a wrong one 0, and an unparseable
-ending has no final-answer line, box or standalone capital letter at all.
+The wording is per task type where the simulator has one (``mc``, ``math``, ``span``) and
+generic otherwise, so a task type added as a plugin is simulated without editing this module.
+An unparseable ending has no final-answer line, box or standalone capital letter at all, so no
+built-in scorer can read an answer from it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dars.benchmarks.base import Item
-
-_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def gold_text(item: Item) -> str:
-    """The gold answer as one string (a span item's first gold)."""
-    if item.task_type == "span":
-        gold = item.gold
-        if isinstance(gold, str):
-            return gold
-        return str(list(gold)[0])
-    return str(item.gold)
-
-
-_NUM_RE = re.compile(r"-?\d+(?:\.\d+)?")
-_WORD_RE = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
-_STOP = {"that", "this", "with", "from", "were", "have", "their", "which", "there", "they", "than"}
-
-
-# --------------------------------------------------------------------------------------------
-# answers
-
-
-def partial_answer(item: Item) -> tuple[str | None, float]:
-    """The span partial-credit answer of an item and its DROP F1 against the gold
-    ((None, 0.0) when the item is not a span item or has no answer scoring strictly between
-    0 and 1): the first part of a multi-span gold, else the gold plus a passage word."""
-    if item.task_type != "span":
-        return None, 0.0
-    from dars.benchmarks.dropf1 import drop_max_em_f1
-
-    golds = [item.gold] if isinstance(item.gold, str) else list(item.gold)
-    gold = gold_text(item)
-    cands: list[str] = []
-    if "|" in gold:
-        cands.append(gold.split("|")[0].strip())
-    gold_words = {w.lower() for w in re.findall(r"\w+", gold)}
-    extra = [
-        w
-        for w in _WORD_RE.findall(item.context or item.question)
-        if w.lower() not in gold_words and w.lower() not in _STOP
-    ]
-    cands += [f"{gold} {w}" for w in extra[:4]] + [f"{gold} overall"]
-    for c in cands:
-        f1 = drop_max_em_f1(c, golds)[1]
-        if 0.0 < f1 < 1.0:
-            return c, f1
-    return None, 0.0
-
-
-#: Wrong span answers per item: ``wrong_span``'s ``bucket`` is in ``range(WRONG_SPAN_VARIANTS)``.
-WRONG_SPAN_VARIANTS = 16
-
-
-def wrong_span(item: Item, bucket: int) -> str:
-    """Wrong span answer number ``bucket`` of an item: a plausible one (a nearby number or
-    another passage word) that scores 0 under DROP F1."""
-    from dars.benchmarks.dropf1 import drop_max_em_f1
-
-    golds = [item.gold] if isinstance(item.gold, str) else list(item.gold)
-    gold = gold_text(item)
-    cands: list[str] = []
-    nums = _NUM_RE.findall(gold)
-    if nums:
-        base = float(nums[0])
-        step = 1 + bucket % 5
-        cands += [_fmt_num(base + step), _fmt_num(base - step), _fmt_num(base + 10 * step)]
-    words = [w for w in _WORD_RE.findall(item.context or "") if w.lower() not in _STOP]
-    if words:
-        start = bucket * len(words) // WRONG_SPAN_VARIANTS
-        cands += [words[(start + j) % len(words)] for j in range(min(6, len(words)))]
-    cands += ["unknown", "none of them", "17"]
-    return next((c for c in cands if drop_max_em_f1(c, golds)[1] == 0.0), "unclear")
-
-
-def _fmt_num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
-
-
-def wrong_math(gold: str, u: float) -> str:
-    """A plausible wrong answer: a nearby integer/decimal for numeric golds, else gold + 1
-    (never equivalent to the gold expression)."""
-    g = gold.strip()
-    if re.fullmatch(r"-?\d+", g.replace(",", "")):
-        v = int(g.replace(",", ""))
-        delta = [1, -1, 2, v if v else 3, -2, 10][int(u * 6)]
-        return str(v + delta if delta else v + 1)
-    if re.fullmatch(r"-?\d*\.\d+", g):
-        return f"{float(g) + [1, -1, 0.5, 2][int(u * 4)]:g}"
-    return f"{g}+1"
+    from dars.benchmarks.base import TaskType
 
 
 # --------------------------------------------------------------------------------------------
 # endings and reasoning
 
+# The sentence before the final line, by task type; ``{answer}`` is the answer given.
+_LEAD_INS = {
+    "mc": "Comparing the options, option {answer} is the most consistent.",
+    "math": "Putting the pieces together gives the result.",
+    "span": "The passage states this directly.",
+}
+# For a task type not listed above: no answer in it, so it cannot clash with any answer format.
+_GENERIC_LEAD_IN = "Putting everything together gives the following."
 
-def ending(
-    item: Item,
-    kind: str,
-    u: float,
-    *,
-    partial: Callable[[], str | None],
-    wrong_span: Callable[[float], str],
-) -> str:
-    """The last lines of a decode of outcome ``kind`` (``correct``, ``partial`` or ``wrong``):
-    a task-type sentence, then ``Final Answer: …``.
 
-    ``u`` is the decode's uniform draw that picks a wrong answer; a span item's partial answer
-    and wrong answers come from ``partial()`` and ``wrong_span(u)`` (the world's cached
-    :func:`partial_answer` and :func:`wrong_span`).
-    """
-    gold = gold_text(item)
-    t = item.task_type
-    if t == "mc":
-        n = len(item.choices or ()) or 4
-        letters = _LETTERS[:n]
-        gold_letter = gold.strip().upper()
-        if kind == "correct":
-            letter = gold_letter
-        else:
-            others = [x for x in letters if x != gold_letter] or [gold_letter]
-            letter = others[int(u * len(others))]
-        return (
-            f"Comparing the options, option {letter} is the most consistent.\n"
-            f"Final Answer: {letter}"
-        )
-    if t == "math":
-        answer = gold if kind == "correct" else wrong_math(gold, u)
-        return f"Putting the pieces together gives the result.\nFinal Answer: {answer}"
-    if kind == "correct":
-        answer = gold
-    elif kind == "partial":
-        answer = partial() or gold
-    else:
-        answer = wrong_span(u)
-    return f"The passage states this directly.\nFinal Answer: {answer}"
+def ending(task: TaskType, answer: str) -> str:
+    """The last lines of a decode giving ``answer``: a lead-in sentence (the task type's, or a
+    generic one for a task type the simulator has none for), then ``task.final_line(answer)``."""
+    lead = _LEAD_INS.get(task.name, _GENERIC_LEAD_IN).format(answer=answer)
+    return f"{lead}\n{task.final_line(answer)}"
 
 
 def unparseable_ending(u: float) -> str:
@@ -195,6 +80,17 @@ _FILLER = {
     ],
 }
 
+# Filler of a task type not in _FILLER: no digits, no standalone capital letter, no answer-like
+# phrase, so it cannot be read as an answer by any scorer that reads the final line or a box.
+_GENERIC_FILLER = [
+    "Let me restate what the question asks for.",
+    "The key facts are given in the question itself.",
+    "Working through it one step at a time keeps the reasoning clear.",
+    "Each step should follow from the one before it.",
+    "Checking the reasoning once more avoids a careless mistake.",
+    "Now combine the pieces into one result.",
+]
+
 # Endings without a final-answer line, a box, or a standalone capital letter (the multiple-choice
 # scorer's last resort would read one as an option).
 _UNPARSEABLE = [
@@ -207,9 +103,10 @@ _UNPARSEABLE = [
 
 
 def pad_reasoning(task_type: str, ending: str, target_chars: int, draws: Iterator[int]) -> str:
-    """Reasoning filler sentences (chosen by the key's byte stream ``draws``) until the text
-    reaches about ``target_chars``, then ``ending``."""
-    pool = _FILLER[task_type]
+    """Reasoning filler sentences of the task type (generic ones for a task type the simulator
+    has none for), chosen by the key's byte stream ``draws``, until the text reaches about
+    ``target_chars``, then ``ending``."""
+    pool = _FILLER.get(task_type, _GENERIC_FILLER)
     parts: list[str] = []
     length = len(ending)
     while True:

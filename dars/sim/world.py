@@ -11,14 +11,21 @@ in the item's meta), γ a model × item interaction (so different models win dif
 (routers can learn it from the text), s and s' the input-side shifts of each rewrite (0 for the
 original; small for mc and math, as large as the decode noise for span tasks). Each
 decode then draws, deterministically from its ``CallKey``: an unparseable ending with the model's
-small rate, else a correct answer with probability p, else (span tasks) a partial-credit answer
-with the task's partial rate, else a plausible wrong answer. Token counts depend on the model's
-verbosity, the item's length and per-decode noise, so costs differ per model and per call. The
-text of a decode is written by :mod:`dars.sim.text`.
+small rate, else a correct answer with probability p, else (items whose task type has a
+partial-credit answer for them, span items) a partial-credit answer with the task's partial rate,
+else a plausible wrong answer. Token counts depend on the model's verbosity, the item's length and
+per-decode noise, so costs differ per model and per call.
+
+The answers themselves (the gold's text, a wrong answer, a partial-credit answer and its score,
+the final line) come from the item's task type (:class:`dars.benchmarks.base.TaskType`); the text
+around them is written by :mod:`dars.sim.text`. A task type the simulator has no settings for
+(one added as a plugin) gets ``GENERIC_PROFILE``, ability 0 in every model and generic wording,
+so it is simulated without editing this package.
 
 The expected score of (dataset, query, model, rewrite) is therefore known exactly:
-``(1 - u_m) · (p + (1 - p) · π_t · f1_partial(q))`` (the last term only for span tasks), exposed
-by ``SimWorld.true_expected_score`` and ``SimWorld.truth_frame`` for measuring label recovery.
+``(1 - u_m) · (p + (1 - p) · π_t · s_partial(q))`` (the last term only for items with a
+partial-credit answer, whose score is ``s_partial``), exposed by ``SimWorld.true_expected_score``
+and ``SimWorld.truth_frame`` for measuring label recovery.
 
 The world needs the item (gold, choices, passage) of each call and never parses prompts: items
 are registered per dataset (``register_items``) and a ``CallKey`` names the item. Every random
@@ -42,22 +49,15 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
+from dars.benchmarks.base import task_type_of
 from dars.config import SIM_PREFIX
 from dars.llm.types import CallKey, estimate_tokens
-from dars.sim.text import (
-    WRONG_SPAN_VARIANTS,
-    ending,
-    pad_reasoning,
-    paraphrases,
-    partial_answer,
-    unparseable_ending,
-    wrong_span,
-)
+from dars.sim.text import ending, pad_reasoning, paraphrases, unparseable_ending
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from dars.benchmarks.base import Item
+    from dars.benchmarks.base import Item, TaskType
     from dars.config import ModelSpec
 
 #: Model id of the simulated rewriter (``dars-sim/rewriter``).
@@ -74,7 +74,8 @@ class TaskProfile:
     per-model part (times the model's ``rewrite_sensitivity``); ``topic_sd``: per (model, topic)
     ability offset; ``level_weight``: difficulty added for the hardest ``meta`` level or
     difficulty (subtracted for the easiest, see ``_item_level``);
-    ``partial_rate``: share of non-correct span answers that earn partial credit;
+    ``partial_rate``: share of non-correct answers that earn partial credit (on items whose task
+    type has a partial-credit answer for them);
     ``completion_tokens``: mean completion length of a verbosity-1 model on a reference-length
     item (tokens).
     """
@@ -92,9 +93,10 @@ class TaskProfile:
 
 @dataclass(frozen=True)
 class SimModel:
-    """One simulated model: abilities θ per task type, discrimination a, rewrite sensitivity κ,
-    verbosity (completion-length multiplier), rate of unparseable endings, prices (USD per 1M
-    tokens) and the default concurrency of its ModelSpec."""
+    """One simulated model: abilities θ per task type (0 for a task type not listed),
+    discrimination a, rewrite sensitivity κ, verbosity (completion-length multiplier), rate of
+    unparseable endings, prices (USD per 1M tokens) and the default concurrency of its
+    ModelSpec."""
 
     name: str
     ability: dict[str, float]
@@ -151,6 +153,20 @@ DEFAULT_PROFILES: dict[str, TaskProfile] = {
         completion_tokens=90.0,
     ),
 }
+
+
+#: Profile of a task type ``DEFAULT_PROFILES`` (or a world's ``profiles``) does not list, e.g. one
+#: added as a plugin: items of middling difficulty with model-specific and rewrite-sensitive
+#: outcomes between the mc and math settings, span's partial rate (used only when the task type
+#: has partial-credit answers), the default completion length.
+GENERIC_PROFILE = TaskProfile(
+    difficulty_mean=0.0,
+    difficulty_sd=1.5,
+    interaction_sd=1.0,
+    rewrite_sd=0.5,
+    rewrite_model_sd=0.3,
+    partial_rate=0.2,
+)
 
 
 def default_sim_models() -> list[SimModel]:
@@ -282,8 +298,9 @@ def _item_tokens(item: Item) -> float:
 class SimWorld:
     """Ground truth and response generator of the simulated pool (see module docstring).
 
-    ``models``: the simulated models by id; ``profiles``: task profiles; ``seed``: changes every
-    latent draw. Items are registered per dataset with ``register_items``.
+    ``models``: the simulated models by id; ``profiles``: task profiles by task type (a task
+    type not listed gets ``GENERIC_PROFILE``); ``seed``: changes every latent draw. Items are
+    registered per dataset with ``register_items``.
     """
 
     models: dict[str, SimModel] = field(
@@ -296,7 +313,6 @@ class SimWorld:
         self._items: dict[tuple[str, str], Item] = {}
         self._partial: dict[tuple[str, str], tuple[str | None, float]] = {}
         self._logits: dict[tuple[str, str, str, int], float] = {}
-        self._wrong: dict[tuple[str, str, int], str] = {}
         self._prompt_tokens: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
@@ -353,6 +369,10 @@ class SimWorld:
     def _z(self, *parts: object) -> float:
         return _NORMAL.inv_cdf(self._u(*parts))
 
+    def profile(self, task_type: str) -> TaskProfile:
+        """The profile of items of ``task_type`` (``GENERIC_PROFILE`` when not listed)."""
+        return self.profiles.get(task_type, GENERIC_PROFILE)
+
     # -- ground truth --------------------------------------------------------------------------
     def logit(self, dataset: str, item: Item, model: str, rewrite_id: int) -> float:
         """The IRT logit of a fully correct answer (see the module docstring)."""
@@ -364,14 +384,14 @@ class SimWorld:
 
     def _logit(self, dataset: str, item: Item, model: str, rewrite_id: int) -> float:
         m = self.model(model)
-        prof = self.profiles[item.task_type]
+        prof = self.profile(item.task_type)
         qid, t = item.query_id, item.task_type
         b = (
             prof.difficulty_mean
             + prof.difficulty_sd * self._z("b", dataset, qid)
             + prof.level_weight * _item_level(item)
         )
-        theta = m.ability[t]
+        theta = m.ability.get(t, 0.0)
         topic = _item_topic(item)
         if topic is not None:
             theta += prof.topic_sd * self._z("topic", m.name, t, topic)
@@ -392,27 +412,26 @@ class SimWorld:
         return _sigmoid(self.logit(dataset, self.item(dataset, query_id), model, rewrite_id))
 
     def partial_answer(self, dataset: str, item: Item) -> tuple[str | None, float]:
-        """The span partial-credit answer of an item and its DROP F1 against the gold
-        ((None, 0.0) when the item has no answer scoring strictly between 0 and 1); cached
-        :func:`dars.sim.text.partial_answer`."""
+        """The partial-credit answer of an item and its score ((None, 0.0) when its task type
+        has none for it): the task type's ``partial_answer``, cached per (dataset, query)."""
         k = (dataset, item.query_id)
         hit = self._partial.get(k)
         if hit is None:
-            hit = self._partial[k] = partial_answer(item)
+            hit = self._partial[k] = task_type_of(item).partial_answer(item)
         return hit
 
     def true_expected_score(
         self, dataset: str, query_id: str, model: str, rewrite_id: int
     ) -> float:
         """E[score] of one decode of (dataset, query_id, model, rewrite_id) under the benchmark
-        scorer: ``(1 - u) · (p + (1 - p) · π · f1_partial)``; ``model`` is the sim model id."""
+        scorer: ``(1 - u) · (p + (1 - p) · π · s_partial)``; ``model`` is the sim model id."""
         item = self.item(dataset, query_id)
         m = self.model(model)
         p = _sigmoid(self.logit(dataset, item, m.name, rewrite_id))
         q = p
-        if item.task_type == "span":
-            _, f1 = self.partial_answer(dataset, item)
-            q = p + (1 - p) * self.profiles["span"].partial_rate * f1
+        partial, s_partial = self.partial_answer(dataset, item)
+        if partial is not None:
+            q = p + (1 - p) * self.profile(item.task_type).partial_rate * s_partial
         return (1 - m.unparseable_rate) * q
 
     def expected_tokens(self, dataset: str, query_id: str, model: str) -> tuple[float, float]:
@@ -511,7 +530,7 @@ class SimWorld:
         """The observations a collection run would record, without litellm: one row per
         (dataset, query_id, model, rewrite_id, decode_id) with ``outcome`` (correct / partial /
         wrong / unparseable), ``score`` (what the benchmark scorer gives the response: 1, the
-        partial answer's DROP F1, or 0), ``prompt_tokens`` (of the original question's decode
+        partial answer's score, or 0), ``prompt_tokens`` (of the original question's decode
         prompt, see ``expected_tokens``), ``completion_tokens`` (exact: the simulated text's
         length) and ``cost_usd`` at the model's default prices; ``max_tokens`` caps completions
         as the decode budget does. For calibration and fast synthetic data."""
@@ -581,13 +600,13 @@ class SimWorld:
     _LEN_NOISE_SD = 0.2
 
     def _mean_completion(self, item: Item, m: SimModel) -> float:
-        base = self.profiles[item.task_type].completion_tokens
+        base = self.profile(item.task_type).completion_tokens
         # Longer items get longer answers, sub-linearly; reference length 80 tokens.
         return m.verbosity * base * (0.6 + 0.4 * math.sqrt(_item_tokens(item) / 80.0))
 
     def outcome(self, key: CallKey, model: str) -> tuple[str, int]:
         """(kind, target completion tokens) of the decode named by ``key``: kind is ``correct``,
-        ``partial`` (span only), ``wrong`` or ``unparseable``."""
+        ``partial`` (only items with a partial-credit answer), ``wrong`` or ``unparseable``."""
         item = self.item(key.dataset, key.query_id)
         m = self.model(model)
         kf = (key.dataset, key.query_id, m.name, key.rewrite_id, key.decode_id)
@@ -598,10 +617,12 @@ class SimWorld:
         p = _sigmoid(self.logit(key.dataset, item, m.name, key.rewrite_id))
         if self._u("correct", *kf) < p:
             return "correct", target
-        if item.task_type == "span":
-            partial, f1 = self.partial_answer(key.dataset, item)
-            if partial is not None and self._u("partial", *kf) < self.profiles["span"].partial_rate:
-                return "partial", target
+        partial = self.partial_answer(key.dataset, item)[0]
+        if (
+            partial is not None
+            and self._u("partial", *kf) < self.profile(item.task_type).partial_rate
+        ):
+            return "partial", target
         return "wrong", target
 
     def decode_text(
@@ -618,24 +639,19 @@ class SimWorld:
         if kind == "unparseable":
             last = unparseable_ending(self._u("end", *kf))
         else:
-            last = ending(
-                item,
-                kind,
-                self._u("wrong", *kf),
-                partial=lambda: self.partial_answer(key.dataset, item)[0],
-                wrong_span=lambda u: self._wrong_span(key.dataset, item, u),
-            )
+            task = task_type_of(item)
+            last = ending(task, self._answer(task, key.dataset, item, kind, self._u("wrong", *kf)))
         return pad_reasoning(item.task_type, last, target * 4, self._bytes("fill", *kf))
 
-    def _wrong_span(self, dataset: str, item: Item, u: float) -> str:
-        """The wrong span answer the uniform draw ``u`` picks; cached
-        :func:`dars.sim.text.wrong_span` (16 variants per item are plenty, and cacheable)."""
-        bucket = int(u * WRONG_SPAN_VARIANTS)
-        ck = (dataset, item.query_id, bucket)
-        hit = self._wrong.get(ck)
-        if hit is None:
-            hit = self._wrong[ck] = wrong_span(item, bucket)
-        return hit
+    def _answer(self, task: TaskType, dataset: str, item: Item, kind: str, u: float) -> str:
+        """The answer a decode of outcome ``kind`` (``correct``, ``partial`` or ``wrong``) gives,
+        from the item's task type ``task``: the gold's text, the partial-credit answer (the gold
+        when there is none), or the wrong answer the decode's uniform draw ``u`` picks."""
+        if kind == "correct":
+            return task.gold_text(item)
+        if kind == "partial":
+            return self.partial_answer(dataset, item)[0] or task.gold_text(item)
+        return task.wrong_answer(item, u)
 
     def rewrite_json(self, key: CallKey) -> str:
         """The simulated rewriter's answer: a JSON array of ``key.n_rewrites`` paraphrases."""

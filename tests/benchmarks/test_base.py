@@ -169,16 +169,6 @@ class ToyYesNo(Benchmark):
         ]
 
 
-@pytest.fixture
-def scratch_registries(monkeypatch):
-    """Registrations made by the test are dropped afterwards: each registry works on a copy of
-    its entries (built-ins loaded first, so the copy holds them)."""
-    for reg in (B.TASK_TYPES, B.BENCHMARKS):
-        reg.items()
-        monkeypatch.setattr(reg, "_entries", dict(reg._entries))
-    monkeypatch.setattr("dars.benchmarks.base._DEFAULT_INSTANCES", {})
-
-
 def test_a_toy_task_type_and_benchmark_run_through_the_public_api(scratch_registries, tmp_path):
     B.register_task_type(YesNo())
     register_benchmark("toy_yesno")(ToyYesNo)

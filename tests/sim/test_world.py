@@ -1,11 +1,14 @@
-"""The simulated world (``dars.sim.world``): determinism, agreement with the real scorers,
+"""The simulated world (``dars.sim.world``): determinism, the responses of the simulator before
+it asked the task types, agreement with the real scorers, a task type it has no settings for,
 ground truth, expected costs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,9 +17,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from dars.benchmarks.base import Item
+import dars.benchmarks as B
+from dars.benchmarks.base import (
+    Benchmark,
+    Item,
+    Score,
+    TaskType,
+    register_benchmark,
+    register_task_type,
+)
+from dars.benchmarks.parsing import FINAL_LINE
+from dars.benchmarks.prompts import decode_chat, rewrite_chat
 from dars.llm.types import CallKey
-from dars.sim import SimError, SimWorld, sim_world
+from dars.sim import GENERIC_PROFILE, SimError, SimWorld, sim_world, simulated_truth
+from tests.simstore import sim_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMOS = ("demo_mc", "demo_math", "demo_span")
@@ -97,6 +111,62 @@ def test_same_key_same_text_and_keys_matter(demo) -> None:
         world.register_items("demo_span", [replace(items[0], gold=("nope",))])
 
 
+# -- the simulator before it asked the task types ------------------------------------------------
+
+# sha256 digests of what the simulator answered at d3d986f (before its answers came from the task
+# types' hooks), computed once with the recipe of _reference_digests: per dataset, for the default
+# world and noisy_world(0.1), (responses and outcomes of 20 items x 6 models x 3 keys, the truth
+# frame's rows with floats to 12 significant digits).
+REFERENCE = {
+    "demo_mc": (
+        "ed0c76efc6e05b232dcb194c976c61d5ddd66557e9102734ee8b34ddf403e272",
+        "430f1c8eb39226922c4303e7d26449d2efdf627654f960b923607f8a7d8ffa1c",
+        "6859afba6d281edc31a5598b10d4aedad51b9995491d4dcff3c606aa06686c23",
+        "53e898d3d997429d762953115f33aa7292e2dd3a62076488e014156c25df7f3a",
+    ),
+    "demo_math": (
+        "ff5c2b8a2bb4345656840aaa58c6ebc74ed58a904e0f99d4902613af731d53be",
+        "521e5bcac4afeb0bedfe1c06277d92cd44cd1d818b97360a46e33927151c73e6",
+        "1058a20123fe60b0515490fabfa6546b87d416ed0c0d4119227ed89f404386d4",
+        "27e6ec12e9d9815473a7a11235e570d6a57fd1dbf052e3a29a4f957c49e7cb4c",
+    ),
+    "demo_span": (
+        "f525658ff3197fe96571d192f090a412463c1e335a39be8805ea9bdb1dd4223c",
+        "419cc4ccbe711208c68fa7d0608e22a92dcee941521619f3dfba7b7fbb6cf91a",
+        "46731d71d7c637b4ecf408874a9d996999790608a111171353595d6727ae9d81",
+        "000ae2feb7ef6fc57148d1ec2730b5a23bb19bbe380a549e28e19caee4cf66c4",
+    ),
+}
+
+
+def _reference_digests(name: str, bench: B.Benchmark, items: list[Item]) -> tuple[str, ...]:
+    out: list[str] = []
+    for world in (SimWorld(), noisy_world(0.1)):
+        world.register_items(name, items)
+        h = hashlib.sha256()
+        for item in items[:20]:
+            for m in sorted(world.models):
+                for r, d in ((-1, 0), (0, 1), (2, 3)):
+                    key = CallKey(name, "train", item.query_id, m, r, d)
+                    kind, target = world.outcome(key, m)
+                    msgs = bench.decode_messages(item)
+                    text, pt, ct = world.respond(f"dars-sim/{m}", msgs, 768, key)
+                    h.update(f"{kind}|{target}|{pt}|{ct}|{text}\x1e".encode())
+        truth = world.truth_frame([name], rewrite_ids=[-1, 0, 1]).rows()
+        # 12 digits: the digest must not depend on the last bits of the platform's exp().
+        rows = [tuple(f"{v:.12g}" if isinstance(v, float) else v for v in row) for row in truth]
+        out += [h.hexdigest(), hashlib.sha256(repr(rows).encode()).hexdigest()]
+    return tuple(out)
+
+
+@pytest.mark.parametrize("name", DEMOS)
+def test_responses_and_truth_are_those_of_the_simulator_before_the_task_type_hooks(
+    demo, name: str
+) -> None:
+    bench, items = demo[name]
+    assert _reference_digests(name, bench, items) == REFERENCE[name]
+
+
 # -- agreement with the benchmark scorers ------------------------------------------------------
 
 
@@ -148,6 +218,88 @@ def test_hand_made_items_score_as_intended(task: str, gold, extra: dict, intende
         score = score_by_task(task, text, gold, choices=item.choices)
         assert score.value == pytest.approx(intended_score(world, "hand", item, out[0])), text
     assert {"correct", "wrong"} <= seen
+
+
+# -- a task type the simulator has no settings for ----------------------------------------------
+
+
+class Grade(TaskType):
+    """A toy task type registered at test time: the gold is a whole number, an answer one off
+    earns half credit, and responses end with the task type's own final line ``Grade: <n>``."""
+
+    name = "grade"
+    binary_scores = False
+
+    def decode_messages(self, item, question=None):
+        q = question if question is not None else item.question
+        return decode_chat(f"Give a whole number.\n\nQuestion: {q}\n\nEnd with 'Grade: <n>'.")
+
+    def rewrite_messages(self, item, n):
+        return rewrite_chat("Rewrite the question.", [f"Question: {item.question}", ""], n)
+
+    def score_answer(self, response, gold, *, choices=None):
+        found = re.findall(r"(?m)^Grade: (-?\d+)$", response or "")
+        if not found:
+            return Score(0.0, None, False)
+        off = abs(int(found[-1]) - int(gold))
+        return Score(1.0 if off == 0 else 0.5 if off == 1 else 0.0, found[-1], True)
+
+    def final_line(self, answer):
+        return f"Grade: {answer}"
+
+    def wrong_answer(self, item, u):
+        return str(int(item.gold) + 5 + int(u * 3))
+
+    def partial_answer(self, item):
+        return str(int(item.gold) + 1), 0.5
+
+
+class ToyGrades(Benchmark):
+    """What is i times 3? for i = 0 … n_items - 1."""
+
+    task_type = "grade"
+    default_options = {"n_items": 6}
+
+    def load(self, path=None, *, cache_dir=None):
+        n = self.options["n_items"]
+        return [Item(f"g-{i}", f"What is {i} times 3?", str(3 * i), "grade") for i in range(n)]
+
+
+def test_a_task_type_registered_at_test_time_is_simulated(
+    scratch_registries, tmp_path, intended_score
+) -> None:
+    register_task_type(Grade())
+    register_benchmark("toy_grades")(ToyGrades)
+    bench = B.get("toy_grades", n_items=6)
+    items = bench.load()
+    world = noisy_world(0.1)  # no profile, no ability for "grade": the generic defaults
+    assert world.profile("grade") is GENERIC_PROFILE
+    world.register_items("toy_grades", items)
+    kinds: set[str] = set()
+    for item in items:
+        for m in world.models:
+            for d in range(12):
+                key = CallKey("toy_grades", "train", item.query_id, m, 0, d)
+                kind = world.outcome(key, m)[0]
+                text = world.respond(f"dars-sim/{m}", bench.decode_messages(item), 512, key)[0]
+                score = bench.score(text, item)
+                kinds.add(kind)
+                assert FINAL_LINE not in text, text
+                assert score.value == intended_score(world, "toy_grades", item, kind), text
+                assert score.parse_ok == (kind != "unparseable"), text
+                if kind != "unparseable":
+                    assert text.splitlines()[-1] == f"Grade: {score.parsed}"
+    assert kinds == {"correct", "partial", "wrong", "unparseable"}
+
+    # Ground truth: the partial answer's score enters p_true with the generic partial rate.
+    item = items[2]
+    p = world.p_correct("toy_grades", item.query_id, "mid", 0)
+    expected = (1 - 0.1) * (p + (1 - p) * GENERIC_PROFILE.partial_rate * 0.5)
+    assert world.true_expected_score("toy_grades", item.query_id, "mid", 0) == expected
+    exp = sim_experiment(tmp_path, benchmark="toy_grades", n_train=4, n_items=6, models=2)
+    truth = simulated_truth(exp, "toy_grades", world=SimWorld())
+    assert truth.height == 4 * 2 and truth["p_true"].is_between(0, 1, closed="none").all()
+    assert (truth["expected_cost_usd"] > 0).all()
 
 
 # -- ground truth ------------------------------------------------------------------------------

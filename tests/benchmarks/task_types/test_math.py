@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from dars.benchmarks import Item, get_task_type
-from dars.llm import sim
 
 MATH = get_task_type("math")
 ITEM = Item("x1", "What is $\\frac{3}{4}$ of 20?", "15", "math")
@@ -76,24 +75,44 @@ def test_gold_from_one_answer():
 
 
 # ---------------------------------------------------------------------------- simulator hooks
+# Expected values: what the simulated pool wrote before it asked the task types (d3d986f).
 
-GRID = [i / 40 for i in range(40)]
-ODD = [Item(f"h{i}", "?", g, "math") for i, g in enumerate(["0.25", "-7", "x^2+1", "1,000", "0"])]
+U12 = [i / 12 for i in range(12)]
+# gold → the wrong answers for u in U12 (a correct response's final line is the gold as given)
+SIM_WRONG = {
+    "15": ["16", "16", "14", "14", "17", "17", "30", "30", "13", "13", "25", "25"],
+    "42": ["43", "43", "41", "41", "44", "44", "84", "84", "40", "40", "52", "52"],
+    "-7": ["-6", "-6", "-8", "-8", "-5", "-5", "-14", "-14", "-9", "-9", "3", "3"],
+    "0": ["1", "1", "-1", "-1", "2", "2", "3", "3", "-2", "-2", "10", "10"],
+    "1,000": ["1001", "1001", "999", "999", "1002", "1002", "2000", "2000", "998", "998"]
+    + ["1010", "1010"],
+    "1,024": ["1025", "1025", "1023", "1023", "1026", "1026", "2048", "2048", "1022", "1022"]
+    + ["1034", "1034"],
+    "0.25": ["1.25"] * 3 + ["-0.75"] * 3 + ["0.75"] * 3 + ["2.25"] * 3,
+    "-.5": ["0.5"] * 3 + ["-1.5"] * 3 + ["0"] * 3 + ["1.5"] * 3,
+    "x^2+1": ["x^2+1+1"] * 12,
+    "\\frac{1}{2}": ["\\frac{1}{2}+1"] * 12,
+    "(1, 2)": ["(1, 2)+1"] * 12,
+}
 
 
-def test_sim_hooks_give_what_the_simulator_gives(demo_items, sim_ending):
-    for item in demo_items["demo_math"] + ODD:
-        assert MATH.gold_text(item) == sim._gold_text(item)
-        assert sim_ending("m", item, "correct")[0] == MATH.final_line(MATH.gold_text(item))
-        for u in GRID:
-            assert MATH.wrong_answer(item, u) == sim._wrong_math(sim._gold_text(item), u)
-        for d in range(4):
-            line, u = sim_ending("m", item, "wrong", d)
-            assert line == MATH.final_line(MATH.wrong_answer(item, u))
-        assert MATH.partial_answer(item) == (None, 0.0)
+@pytest.mark.parametrize("gold", list(SIM_WRONG))
+def test_sim_hooks_give_what_the_simulator_gave(gold):
+    item = Item("h", "?", gold, "math")
+    assert MATH.final_line(MATH.gold_text(item)) == f"Final Answer: {gold}"
+    assert [MATH.wrong_answer(item, u) for u in U12] == SIM_WRONG[gold]
+    assert MATH.partial_answer(item) == (None, 0.0)
+    for u in U12:
+        wrong = MATH.wrong_answer(item, u)
+        assert wrong != gold and MATH.score(MATH.final_line(wrong), item).value == 0.0, wrong
+
+
+def test_sim_hooks_on_every_demo_item(demo_answers_digest):
+    digest = "6ea26b239e127a32ea2291c4076a98fb5fc4a6d92ac2b23c5915cea351353e37"
+    assert demo_answers_digest("math") == digest
 
 
 def test_wrong_answers_score_zero(demo_items):
-    for item in demo_items["demo_math"][:30] + ODD:
+    for item in demo_items["demo_math"][:30]:
         for u in (0.05, 0.4, 0.9):
             assert MATH.score(MATH.final_line(MATH.wrong_answer(item, u)), item).value == 0.0

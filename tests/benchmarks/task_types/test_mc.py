@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from dars.benchmarks import Item, get_task_type
-from dars.llm import sim
 
 MC = get_task_type("mc")
 ITEM = Item("m1", "Which gas do plants absorb?", "B", "mc", choices=("O2", "CO2", "N2", "He"))
@@ -97,25 +96,32 @@ def test_rewrite_must_not_bring_its_own_options():
 
 
 # ---------------------------------------------------------------------------- simulator hooks
+# Expected values: what the simulated pool wrote before it asked the task types (d3d986f).
+
+U10 = [i / 10 for i in range(10)]
+# (item, final line of a correct response, the wrong letters for u in U10)
+SIM_ANSWERS = [
+    (ITEM, "Final Answer: B", "AAAACCCDDD"),
+    (Item("two", "?", "b", "mc", choices=("x", "y")), "Final Answer: B", "AAAAAAAAAA"),
+    (Item("one", "?", "A", "mc", choices=("x",)), "Final Answer: A", "AAAAAAAAAA"),  # only A
+    (Item("six", "?", "F", "mc", choices=tuple("uvwxyz")), "Final Answer: F", "AABBCCDDEE"),
+    (Item("none", "?", " c ", "mc"), "Final Answer: C", "AAAABBBDDD"),  # no choices: four
+]
 
 
-def test_sim_hooks_give_what_the_simulator_gives(demo_items, sim_ending):
-    for item in demo_items["demo_mc"]:
-        assert MC.gold_text(item) == sim._gold_text(item).strip().upper()
-        assert sim_ending("demo_mc", item, "correct")[0] == MC.final_line(MC.gold_text(item))
-        for d in range(6):
-            line, u = sim_ending("demo_mc", item, "wrong", d)
-            assert line == MC.final_line(MC.wrong_answer(item, u))
-        assert MC.partial_answer(item) == (None, 0.0)
+@pytest.mark.parametrize(
+    ("item", "correct", "wrong"), SIM_ANSWERS, ids=lambda v: getattr(v, "query_id", "")
+)
+def test_sim_hooks_give_what_the_simulator_gave(item, correct, wrong):
+    assert MC.final_line(MC.gold_text(item)) == correct
+    assert "".join(MC.wrong_answer(item, u) for u in U10) == wrong
+    assert MC.partial_answer(item) == (None, 0.0)
+    for u in U10:
+        assert MC.score(MC.final_line(MC.wrong_answer(item, u)), item).value == (
+            1.0 if item.query_id == "one" else 0.0
+        )
 
 
-def test_sim_wrong_letter_on_odd_items(sim_ending):
-    for item in (
-        Item("two", "?", "b", "mc", choices=("x", "y")),  # lower-case gold, two options
-        Item("one", "?", "A", "mc", choices=("x",)),  # the gold is the only option
-        Item("six", "?", "F", "mc", choices=tuple("uvwxyz")),
-    ):
-        for d in range(10):
-            line, u = sim_ending("odd", item, "wrong", d)
-            assert line == MC.final_line(MC.wrong_answer(item, u))
-            assert MC.score(line, item).value == (1.0 if item.query_id == "one" else 0.0)
+def test_sim_hooks_on_every_demo_item(demo_answers_digest):
+    digest = "fbb37e568ab31f35cff32bb42f25f026cd5fbdcafadca2917f5512cac1618ca1"
+    assert demo_answers_digest("mc") == digest

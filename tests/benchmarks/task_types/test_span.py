@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from dars.benchmarks import Item, get_task_type
-from dars.llm import sim
 
 SPAN = get_task_type("span")
 ITEM = Item("s1", "Who won?", ("Bears",), "span", context="The Bears beat the Hawks 21-7.")
@@ -77,28 +76,60 @@ def test_rewrite_must_not_restate_the_passage():
 
 
 # ---------------------------------------------------------------------------- simulator hooks
+# Expected values: what the simulated pool wrote before it asked the task types (d3d986f).
 
-GRID = [i / 32 for i in range(32)]
-ODD = [
-    Item("t1", "Who threw?", ("Tom Brady", "Brady"), "span", context="Tom Brady threw 3 passes."),
-    Item("t2", "Scores?", ("12 | 14",), "span", context="Scores were 12 and 14 in the half."),
-    Item("t3", "How many?", "7", "span"),  # one gold string, no passage
+U16 = [(b + 0.5) / 16 for b in range(16)]  # one u in each of the WRONG_VARIANTS buckets
+BRADY = Item(
+    "b3",
+    "How many touchdowns did Brady throw?",
+    ("3", "three"),
+    "span",
+    context="Tom Brady threw 3 touchdown passes to Gronkowski in the fourth quarter.",
+)
+# (item, the gold's text, (partial answer, its DROP F1), the wrong answers for u in U16)
+SIM_ANSWERS = [
+    (ITEM, "Bears", ("Bears beat", 0.67), ["beat"] * 11 + ["Hawks"] * 5),
+    (
+        Item(
+            "t1", "Who threw?", ("Tom Brady", "Brady"), "span", context="Tom Brady threw 3 passes."
+        ),
+        "Tom Brady",
+        ("Tom Brady threw", 0.8),
+        ["threw"] * 11 + ["passes"] * 5,
+    ),
+    (
+        Item("t2", "Scores?", ("12 | 14",), "span", context="Scores were 12 and 14 in the half."),
+        "12 | 14",
+        ("12", 0.5),  # the first span of a multi-span gold
+        ["13", "10", "15", "16", "17"] * 3 + ["13"],  # "14" is a gold span: skipped
+    ),
+    (
+        Item("t3", "How many?", "7", "span"),
+        "7",
+        ("7 many", 0.67),
+        ["8", "9", "10", "11", "12"] * 3 + ["8"],
+    ),
+    (BRADY, "3", ("3 Brady", 0.67), ["4", "5", "6", "7", "8"] * 3 + ["4"]),
+    (Item("ab", "?", "a | b", "span"), "a | b", ("a", 0.5), ["unknown"] * 16),  # no passage
 ]
+ODD = [item for item, *_ in SIM_ANSWERS]
 
 
-def test_sim_hooks_give_what_the_simulator_gives(demo_items, sim_world, sim_ending):
-    for item in demo_items["demo_span"] + ODD:
-        sim_world.register_items("s", [item])
-        assert SPAN.gold_text(item) == sim._gold_text(item)
-        assert SPAN.partial_answer(item) == sim_world.partial_answer("s", item)
-        for u in GRID:
-            assert SPAN.wrong_answer(item, u) == sim_world._wrong_span("s", item, u)
-        assert sim_ending("s", item, "correct")[0] == SPAN.final_line(SPAN.gold_text(item))
-        partial = SPAN.partial_answer(item)[0] or SPAN.gold_text(item)
-        assert sim_ending("s", item, "partial")[0] == SPAN.final_line(partial)
-        for d in range(4):
-            line, u = sim_ending("s", item, "wrong", d)
-            assert line == SPAN.final_line(SPAN.wrong_answer(item, u))
+@pytest.mark.parametrize(
+    ("item", "gold", "partial", "wrong"), SIM_ANSWERS, ids=[i.query_id for i in ODD]
+)
+def test_sim_hooks_give_what_the_simulator_gave(item, gold, partial, wrong):
+    assert SPAN.gold_text(item) == gold
+    assert SPAN.final_line(gold) == f"Final Answer: {gold}"
+    assert SPAN.partial_answer(item) == partial
+    assert [SPAN.wrong_answer(item, u) for u in U16] == wrong
+    # the draw only picks a bucket: any u in the same bucket gives the same answer
+    assert [SPAN.wrong_answer(item, b / 16) for b in range(16)] == wrong
+
+
+def test_sim_hooks_on_every_demo_item(demo_answers_digest):
+    digest = "8777372bebed199948fb83dbcef08579d13d1d809e2311ddbdfcb4a6fc5d6a6d"
+    assert demo_answers_digest("span") == digest
 
 
 def test_partial_answers_earn_partial_credit_and_wrong_ones_none(demo_items):
@@ -108,6 +139,6 @@ def test_partial_answers_earn_partial_credit_and_wrong_ones_none(demo_items):
         if answer is not None:
             n_partial += 1
             assert 0.0 < f1 < 1.0 and SPAN.score(SPAN.final_line(answer), item).value == f1
-        for u in (0.0, 0.5, 0.99):
+        for u in U16 if item in ODD else (0.0, 0.5, 0.99):
             assert SPAN.score(SPAN.final_line(SPAN.wrong_answer(item, u)), item).value == 0.0
     assert n_partial >= 50
