@@ -474,16 +474,23 @@ def train(
     config: ConfigOpt = Path("configs/demo.yaml"),
     root: RootOpt = None,
     family: Annotated[
-        list[str] | None, typer.Option("--family", help="Router family (repeatable; default all).")
-    ] = None,
-    mode: Annotated[
         list[str] | None,
-        typer.Option("--mode", help="Supervision mode (repeatable; default all seven)."),
+        typer.Option(
+            "--family", help="Router family (repeatable; default: the config's `families`)."
+        ),
+    ] = None,
+    supervision: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--supervision",
+            help="Supervision to train on (repeatable; default: single_shot, dars and the five "
+            "ablations).",
+        ),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Routers trained at once.")] = 2,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Train router families × supervision modes from supervision/ into models/ (flow `train`)."""
+    """Train router families × supervisions from supervision/ into models/ (flow `train`)."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.train import train_flow
@@ -492,7 +499,7 @@ def train(
         train_flow,
         exp,
         families=family,
-        modes=mode,
+        supervisions=supervision,
         workers=workers,
         errors=(ValueError, FileNotFoundError, RuntimeError),
     )

@@ -157,7 +157,7 @@ class Evaluation(_Strict):
 
     ``ablation_family``: the router family of the Table-2 ablation (the paper uses MIRT).
     ``sweep_families``: families of the sample-efficiency, β and Pareto experiments (None: the
-    experiment's ``routers``). ``lam_grid``: the λ values of the Pareto sweep (the train stage
+    experiment's ``families``). ``lam_grid``: the λ values of the Pareto sweep (the train stage
     routes every test query at each). ``budgets``: mean normalised-cost budgets of the
     budget-constrained frontier. ``beta_grid``: the β values of the β sweep. ``n_boot``:
     bootstrap resamples for every confidence interval over test queries.
@@ -204,7 +204,8 @@ class Experiment(_Strict):
     max_retries: int = Field(default=4, ge=0)
     spend_cap_usd: float | None = Field(default=None, ge=0)
     shard_size: int = Field(default=50, ge=1)
-    routers: list[str] = Field(
+    # Router families that `dars train` trains and the sweeps use by default.
+    families: list[str] = Field(
         default_factory=lambda: [
             "mlp",
             "knn",

@@ -235,12 +235,12 @@ def by_family_table(
     rows = []
     for fam in families:
         for view in views:
-            row = {"router": fam, "view": VIEW_SHORT[view]}
+            row = {"family": fam, "view": VIEW_SHORT[view]}
             for k in keys:
                 if (fam, view, k) in cell:
                     row[label(k)] = fmt(cell[(fam, view, k)])
             rows.append(row)
-    return text_table(rows, ["router", "view", *[label(k) for k in keys]])
+    return text_table(rows, ["family", "view", *[label(k) for k in keys]])
 
 
 def ci_width_text(frame: pl.DataFrame) -> str:

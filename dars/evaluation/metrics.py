@@ -264,8 +264,8 @@ def router_utilities(
 
     ``routes``: rows of ``routes.parquet`` (``draw, query_id, model``; ``model_index`` ignored).
     The file has no dataset column: pass ``dataset=`` (or add a ``dataset`` column, or give a
-    ``view_util`` with one dataset). Any other column of ``routes`` (e.g. ``family``, ``mode``
-    added by the caller to stack several routers) is kept as a key.
+    ``view_util`` with one dataset). Any other column of ``routes`` (e.g. ``family``,
+    ``supervision`` added by the caller to stack several routers) is kept as a key.
 
     One row per (dataset, view, [extra keys…], draw), sorted, with ``n_queries`` (test queries
     routed), ``U``/``Q``/``C`` = mean over those queries of the chosen model's ``u``/``q``/``c``

@@ -243,11 +243,11 @@ def single_shot_violins(
     each family, with the DARS router's utility marked and the best fixed model as a line.
 
     ``distribution``: the ``single_shot_distribution`` result (one row per (dataset, view,
-    family, draw) with U). ``main``: the ``main`` result (rows with mode ``dars`` give the
-    markers, mode ``best_fixed`` the line). Panels: rows = views, columns = datasets.
+    family, draw) with U). ``main``: the ``main`` result (rows with supervision ``dars`` give the
+    markers, supervision ``best_fixed`` the line). Panels: rows = views, columns = datasets.
     """
     _require(distribution, ("dataset", "view", "family", "draw", "U"), "single_shot_distribution")
-    _require(main, ("dataset", "view", "family", "mode", "U"), "main")
+    _require(main, ("dataset", "view", "family", "supervision", "U"), "main")
     ds = _datasets(distribution, datasets)
     views = _views(distribution)
     families = order_families(distribution["family"].unique().to_list())
@@ -270,10 +270,11 @@ def single_shot_violins(
                         body.set_linewidth(0.5)
                         body.set_alpha(0.55)
                 ax.scatter([i], [u.mean()], marker="o", s=14, color="black", zorder=4)
-                dars = ref.filter((pl.col("family") == fam) & (pl.col("mode") == "dars"))["U"]
+                is_dars = (pl.col("family") == fam) & (pl.col("supervision") == "dars")
+                dars = ref.filter(is_dars)["U"]
                 if dars.len():
                     ax.scatter([i], [dars[0]], marker="D", s=36, color="crimson", zorder=5)
-            best = ref.filter(pl.col("mode") == "best_fixed")["U"]
+            best = ref.filter(pl.col("supervision") == "best_fixed")["U"]
             if best.len():
                 ax.axhline(best[0], color="grey", linestyle="--", linewidth=1)
             ax.set_xticks(range(len(families)), families, rotation=45, ha="right", fontsize=8)
@@ -348,16 +349,18 @@ def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
     single-shot (mean over draws, dashed) and DARS (solid) routers of each family, with the
     pool's fixed models as grey crosses.
 
-    ``pareto``: the ``pareto`` result (rows (dataset, view, family, mode, lam, model, Q, C);
+    ``pareto``: the ``pareto`` result (rows (dataset, view, family, supervision, lam, model, Q, C);
     ``fixed`` rows carry the model name, written beside its cross in the first row of panels).
     One panel per (family, view), the two views of a family side by side, two families per
     row; all panels share their axes.
     """
-    _require(pareto, ("dataset", "view", "family", "mode", "lam", "model", "Q", "C"), "pareto")
+    _require(
+        pareto, ("dataset", "view", "family", "supervision", "lam", "model", "Q", "C"), "pareto"
+    )
     frame = pareto.filter(pl.col("dataset") == dataset)
     _require(frame, ("dataset",), f"pareto rows of {dataset!r}")
     views = _views(frame)
-    routed = frame.filter(pl.col("mode") != "fixed")
+    routed = frame.filter(pl.col("supervision") != "fixed")
     families = order_families(routed["family"].drop_nulls().unique().to_list())
     if not families:
         raise ValueError(f"pareto rows of {dataset!r}: no single_shot/dars rows to plot")
@@ -367,7 +370,7 @@ def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = _grid(nrows, ncols, 3.4, 2.9, share=True)
     fixed_by_view = {
-        view: frame.filter((pl.col("view") == view) & (pl.col("mode") == "fixed"))
+        view: frame.filter((pl.col("view") == view) & (pl.col("supervision") == "fixed"))
         .unique(subset=["model"], keep="first", maintain_order=True)
         .sort("model")
         for view in views
@@ -376,16 +379,18 @@ def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
         ax.set_visible(False)
     for i, (fam, view) in enumerate(panels):
         ax = axes.flat[i]
-        for mode, style in (("single_shot", "--"), ("dars", "-")):
+        for supervision, style in (("single_shot", "--"), ("dars", "-")):
             rows = routed.filter(
-                (pl.col("view") == view) & (pl.col("family") == fam) & (pl.col("mode") == mode)
+                (pl.col("view") == view)
+                & (pl.col("family") == fam)
+                & (pl.col("supervision") == supervision)
             ).sort("lam")
             if rows.height:
                 ax.plot(
                     rows["C"].to_numpy(),
                     rows["Q"].to_numpy(),
                     linestyle=style,
-                    marker="o" if mode == "dars" else "s",
+                    marker="o" if supervision == "dars" else "s",
                     ms=3,
                     lw=1.2,
                     color=colours[fam],

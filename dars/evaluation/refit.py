@@ -103,10 +103,10 @@ def sweep_inputs(
 
 
 def sweep_families(exp: Experiment) -> list[str]:
-    """Families of the sweeps: ``exp.evaluation.sweep_families``, or ``exp.routers`` when unset
+    """Families of the sweeps: ``exp.evaluation.sweep_families``, or ``exp.families`` when unset
     (unknown names raise listing the valid ones)."""
     families = exp.evaluation.sweep_families
-    return check_families(exp.routers if families is None else families)
+    return check_families(exp.families if families is None else families)
 
 
 def check_sweep_families(exp: Experiment) -> None:

@@ -1,8 +1,8 @@
-"""The train flow: every (dataset, router family, mode) router from the supervision tables.
+"""The train flow: every (dataset, router family, supervision) router from the supervision tables.
 
-``train_flow(config, root, families, modes, workers)`` takes parameters only and wires tasks,
+``train_flow(config, root, families, supervisions, workers)`` takes parameters only and wires tasks,
 so it can run alone after ``dars supervise`` or be triggered by a deployment. It fans out one
-task per (dataset, family, mode) (:func:`dars.tasks.train.train_task`) on a thread pool of
+task per (dataset, family, supervision) (:func:`dars.tasks.train.train_task`) on a thread pool of
 ``workers``: each fit runs BLAS/torch on one thread (see ``Router._fit_threads`` and
 ``dars.routers._torch``), so workers ≈ cores is the right width. Every task runs even if some
 fail; the flow then raises listing the failures.
@@ -24,29 +24,32 @@ def train_flow(
     config: str | Experiment,
     root: str | None = None,
     families: list[str] | None = None,
-    modes: list[str] | None = None,
+    supervisions: list[str] | None = None,
     workers: int = 2,
 ) -> pl.DataFrame:
-    """Train ``families`` (default: the config's ``routers``) × ``modes`` (default:
+    """Train ``families`` (default: the config's ``families``) × ``supervisions`` (default:
     single_shot, dars and the five ablations) on every benchmark of the experiment. Returns one
-    report row per trained (dataset, family, mode) with columns :data:`REPORT_SCHEMA`."""
+    report row per trained (dataset, family, supervision) with columns :data:`REPORT_SCHEMA`."""
     exp = resolve_experiment(config, root)
-    families, modes = check_training(exp, families, modes)
+    families, supervisions = check_training(exp, families, supervisions)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    jobs = [(b.name, f, m) for b in exp.benchmarks for f in families for m in modes]
+    jobs = [(b.name, f, s) for b in exp.benchmarks for f in families for s in supervisions]
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = [
-            runner.submit(train_task, parameters={"exp": exp, "dataset": d, "family": f, "mode": m})
-            for d, f, m in jobs
+            runner.submit(
+                train_task,
+                parameters={"exp": exp, "dataset": d, "family": f, "supervision": s},
+            )
+            for d, f, s in jobs
         ]
         wait(futures)
     reports, failures = [], []
-    for (d, f, m), fut in zip(jobs, futures, strict=True):
+    for (d, f, s), fut in zip(jobs, futures, strict=True):
         try:
             reports.append(fut.result())
         except Exception as exc:  # noqa: BLE001 - collected and raised below, after every task
-            failures.append(f"{d}/{f}/{m}: {type(exc).__name__}: {exc}")
+            failures.append(f"{d}/{f}/{s}: {type(exc).__name__}: {exc}")
     get_run_logger().info("trained %d of %d routers", len(reports), len(jobs))
     if failures:
         raise RuntimeError(

@@ -1,15 +1,15 @@
 """Pure helpers of router training shared by the train stage and the evaluation sweeps.
 
-Supervisions (what a router is trained on, :data:`VALID_MODES`):
+Supervisions (the labelling scheme a router is trained on, :data:`SUPERVISIONS`):
 
 ``single_shot``
     ``single_shot_draws`` targets (one observed score and cost per cell and draw, no spread),
     one router per draw trained together with ``Router.fit_many``.
 ``dars``
     The ``dars`` table: q = μ, c = c̄, σ = q_std.
-an ablation variant (``input_only``, ``output_only``, ``without_risk``, ``rewrite_risk``,
+a Table-2 ablation (``input_only``, ``output_only``, ``without_risk``, ``rewrite_risk``,
 ``decoding_risk``, ``full_dars``)
-    That variant's rows of the ``variants`` table, with σ = q_std except ``without_risk``
+    That supervision's rows of the ``ablations`` table, with σ = q_std except ``without_risk``
     (trained without a spread: its point is β = 0).
 
 Routes are frames: one row per (draw, query_id) with the chosen ``model`` and its
@@ -32,17 +32,17 @@ from dars.routers.targets import (
     batched_targets_from_frame,
     targets_from_frame,
 )
-from dars.supervision.ablations import VARIANTS
+from dars.supervision.ablations import ABLATIONS
 
 __all__ = [
-    "ABLATION_MODES",
-    "DEFAULT_MODES",
+    "ABLATION_SUPERVISIONS",
+    "DEFAULT_SUPERVISIONS",
     "LAM_ROUTE_COLUMNS",
-    "LAM_SWEEP_MODES",
+    "LAM_SWEEP_SUPERVISIONS",
     "ROUTE_COLUMNS",
-    "VALID_MODES",
+    "SUPERVISIONS",
     "check_families",
-    "check_modes",
+    "check_supervisions",
     "folds_beta",
     "lam_routes_table",
     "new_router",
@@ -52,11 +52,13 @@ __all__ = [
 ]
 
 #: The five Table-2 ablations (``full_dars`` equals ``dars`` and is not trained by default).
-ABLATION_MODES: tuple[str, ...] = tuple(v for v in VARIANTS if v != "full_dars")
-DEFAULT_MODES: tuple[str, ...] = ("single_shot", "dars", *ABLATION_MODES)
-VALID_MODES: tuple[str, ...] = ("single_shot", "dars", *VARIANTS)
-#: Modes whose test routes are also computed at every λ of the Pareto sweep.
-LAM_SWEEP_MODES: tuple[str, ...] = ("single_shot", "dars")
+ABLATION_SUPERVISIONS: tuple[str, ...] = tuple(a for a in ABLATIONS if a != "full_dars")
+#: What ``dars train`` trains when no ``--supervision`` is given.
+DEFAULT_SUPERVISIONS: tuple[str, ...] = ("single_shot", "dars", *ABLATION_SUPERVISIONS)
+#: Every supervision a router can be trained on.
+SUPERVISIONS: tuple[str, ...] = ("single_shot", "dars", *ABLATIONS)
+#: Supervisions whose test routes are also computed at every λ of the Pareto sweep.
+LAM_SWEEP_SUPERVISIONS: tuple[str, ...] = ("single_shot", "dars")
 #: Columns of :func:`routes_table`.
 ROUTE_COLUMNS = {
     "draw": pl.Int32,
@@ -82,14 +84,14 @@ def check_families(families: Sequence[str]) -> list[str]:
     return list(families)
 
 
-def check_modes(modes: Sequence[str]) -> list[str]:
-    """``modes`` as a list, or ValueError naming unknown ones and listing the valid ones."""
-    unknown = [m for m in modes if m not in VALID_MODES]
+def check_supervisions(supervisions: Sequence[str]) -> list[str]:
+    """``supervisions`` as a list, or ValueError naming unknown ones and listing the valid ones."""
+    unknown = [s for s in supervisions if s not in SUPERVISIONS]
     if unknown:
-        raise ValueError(f"unknown training mode(s) {unknown}; valid: {', '.join(VALID_MODES)}")
-    if not modes:
-        raise ValueError(f"no training mode given; valid: {', '.join(VALID_MODES)}")
-    return list(modes)
+        raise ValueError(f"unknown supervision(s) {unknown}; valid: {', '.join(SUPERVISIONS)}")
+    if not supervisions:
+        raise ValueError(f"no supervision given; valid: {', '.join(SUPERVISIONS)}")
+    return list(supervisions)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -120,33 +122,34 @@ def new_router(
 
 
 def training_targets(
-    frame: pl.DataFrame, mode: str, train_ids: Sequence[str], models: Sequence[str]
+    frame: pl.DataFrame, supervision: str, train_ids: Sequence[str], models: Sequence[str]
 ) -> tuple[list[int], Targets | BatchedTargets]:
-    """Rows of the training set and their targets for ``mode``.
+    """Rows of the training set and their targets for ``supervision``.
 
-    ``frame``: the mode's supervision rows of one dataset (``single_shot_draws`` rows for
-    ``single_shot``; ``dars`` or one variant's rows otherwise). Returns the positions in
-    ``train_ids`` of the queries the frame covers (split order kept) and the targets for those
-    queries × ``models`` (pool order): ``BatchedTargets`` over the sorted draws for
-    ``single_shot``, ``Targets`` otherwise (σ = ``q_std``, none for ``without_risk``). A frame
-    naming queries outside ``train_ids`` (supervision of another split or config) raises.
+    ``frame``: the supervision's rows of one dataset (``single_shot_draws`` rows for
+    ``single_shot``, the ``dars`` table for ``dars``, that ablation's rows of ``ablations``
+    otherwise). Returns the positions in ``train_ids`` of the queries the frame covers (split
+    order kept) and the targets for those queries × ``models`` (pool order): ``BatchedTargets``
+    over the sorted draws for ``single_shot``, ``Targets`` otherwise (σ = ``q_std``, none for
+    ``without_risk``). A frame naming queries outside ``train_ids`` (supervision of another
+    split or config) raises.
     """
-    check_modes([mode])
+    check_supervisions([supervision])
     present = set(frame["query_id"].unique().to_list())
     known = set(train_ids)
     extra = sorted(present - known)
     if extra:
         raise ValueError(
-            f"supervision for mode {mode!r} has {len(extra)} queries that are not in the train "
+            f"supervision {supervision!r} has {len(extra)} queries that are not in the train "
             f"split (e.g. {extra[:3]}); was it produced with another config or seed?"
         )
     rows = [i for i, q in enumerate(train_ids) if q in present]
     if not rows:
-        raise ValueError(f"supervision for mode {mode!r} covers no train query")
+        raise ValueError(f"supervision {supervision!r} covers no train query")
     qids = [train_ids[i] for i in rows]
-    if mode == "single_shot":
+    if supervision == "single_shot":
         return rows, batched_targets_from_frame(frame, qids, models)
-    sigma_col = None if mode == "without_risk" else "q_std"
+    sigma_col = None if supervision == "without_risk" else "q_std"
     return rows, targets_from_frame(frame, qids, models, sigma_col=sigma_col)
 
 

@@ -1,6 +1,6 @@
 """Bring your own generations: import a CSV, JSONL or Parquet table into the observation store.
 
-One input row = one generation (one model's scored answer to one variant of one query).
+One input row = one generation (one model's scored answer to one formulation of one query).
 
 Columns (after renaming with ``mapping``, a dict {your column: our column}; map a column to None
 to ignore it — any other unknown column is an error, so a misspelt column never goes unnoticed):

@@ -6,7 +6,9 @@
       observations/dataset=<d>/split=<train|test>/model=<m>/part-<shard:05d>.parquet
       rewrites/dataset=<d>/split=<train|test>/part-<shard:05d>.parquet
       supervision/dataset=<d>/<name>.parquet        μ, c̄, σ, u, labels, ablations, diagnostics
-      models/dataset=<d>/router=<r>/mode=<mode>/    one fitted router per directory,
+      models/dataset=<d>/family=<f>/supervision=<s>/
+                                                    one fitted router per directory (router
+                                                    family f trained on supervision s),
                                                     routes.parquet (its test routes) and, for
                                                     single_shot/dars, lam_routes.parquet (test
                                                     routes at every λ of the Pareto sweep)
@@ -131,34 +133,36 @@ class RunLayout:
     def models_dir(self) -> Path:
         return self.root / "models"
 
-    def model_dir(self, dataset: str, router: str, mode: str) -> Path:
-        """Directory of one fitted router trained on one supervision mode of one dataset."""
+    def model_dir(self, dataset: str, family: str, supervision: str) -> Path:
+        """Directory of one fitted router: router family ``family`` trained on the
+        ``supervision`` labels of ``dataset``."""
         return (
             self.models_dir()
             / f"dataset={check_name('dataset', dataset)}"
-            / f"router={check_name('router', router)}"
-            / f"mode={check_name('mode', mode)}"
+            / f"family={check_name('family', family)}"
+            / f"supervision={check_name('supervision', supervision)}"
         )
 
-    def trained_routers(self, dataset: str) -> list[tuple[str, str]]:
-        """(router, mode) pairs with a model directory for ``dataset``, sorted."""
+    def router_keys(self, dataset: str) -> list[tuple[str, str]]:
+        """(family, supervision) of every router directory of ``dataset``, sorted."""
         base = self.models_dir() / f"dataset={check_name('dataset', dataset)}"
         return sorted(
-            (r.name.split("=", 1)[1], m.name.split("=", 1)[1])
-            for r in base.glob("router=*")
-            for m in r.glob("mode=*")
+            (f.name.split("=", 1)[1], s.name.split("=", 1)[1])
+            for f in base.glob("family=*")
+            for s in f.glob("supervision=*")
         )
 
-    def routes_file(self, dataset: str, router: str, mode: str) -> Path:
-        """Test-query routes of one trained (dataset, router, mode): ``routes.parquet`` in its
-        model directory (one row per (draw, query_id); see :mod:`dars.training`)."""
-        return self.model_dir(dataset, router, mode) / "routes.parquet"
+    def routes_file(self, dataset: str, family: str, supervision: str) -> Path:
+        """Test-query routes of one trained (dataset, family, supervision): ``routes.parquet`` in
+        its model directory (one row per (draw, query_id); see :mod:`dars.storage.models`)."""
+        return self.model_dir(dataset, family, supervision) / "routes.parquet"
 
-    def lam_routes_file(self, dataset: str, router: str, mode: str) -> Path:
-        """Test-query routes of one trained (dataset, router, mode) at every λ of the Pareto
-        sweep: ``lam_routes.parquet`` in its model directory (one row per (lam, draw, query_id);
-        written for the single_shot and dars modes only, see :mod:`dars.training`)."""
-        return self.model_dir(dataset, router, mode) / "lam_routes.parquet"
+    def lam_routes_file(self, dataset: str, family: str, supervision: str) -> Path:
+        """Test-query routes of one trained (dataset, family, supervision) at every λ of the
+        Pareto sweep: ``lam_routes.parquet`` in its model directory (one row per (lam, draw,
+        query_id); written for the single_shot and dars supervisions only, see
+        :mod:`dars.storage.models`)."""
+        return self.model_dir(dataset, family, supervision) / "lam_routes.parquet"
 
     def results_dir(self) -> Path:
         return self.root / "results"

@@ -1,12 +1,12 @@
-"""The model store: fitted routers and their test routes, per (dataset, family, mode).
+"""The model store: fitted routers and their test routes, per (dataset, family, supervision).
 
-Under ``RunLayout(root).model_dir(dataset, family, mode)``:
+Under ``RunLayout(root).model_dir(dataset, family, supervision)``:
 
 * the fitted router (``router.json`` + ``state.npz``/``state.pt``, written by ``Router.save``);
 * ``routes.parquet`` — where the router sends every test query: one row per (draw, query_id)
-  with ``draw`` (int32; the single-shot draw, 0 for every other mode), ``query_id``, ``model``
-  (pool name) and ``model_index`` (int32, index into the pool order); rows ordered by draw,
-  then test split order (:data:`ROUTES_SCHEMA`);
+  with ``draw`` (int32; the single-shot draw, 0 for every other supervision), ``query_id``,
+  ``model`` (pool name) and ``model_index`` (int32, index into the pool order); rows ordered by
+  draw, then test split order (:data:`ROUTES_SCHEMA`);
 * ``lam_routes.parquet`` (single_shot and dars only) — the same at every λ of the Pareto sweep:
   ``lam`` (float64) then the routes columns, one row per (lam, draw, query_id)
   (:data:`LAM_ROUTES_SCHEMA`).
@@ -59,17 +59,17 @@ def write_trained(
     root: str | Path,
     dataset: str,
     family: str,
-    mode: str,
+    supervision: str,
     router: Any,
     routes: pl.DataFrame,
     lam_routes: pl.DataFrame | None = None,
 ) -> Path:
-    """Store one trained (dataset, family, mode): the router, its λ routes (when given) and its
-    routes, in that order after removing the old routes files; returns the directory."""
+    """Store one trained (dataset, family, supervision): the router, its λ routes (when given)
+    and its routes, in that order after removing the old routes files; returns the directory."""
     layout = RunLayout(root)
-    out_dir = layout.model_dir(dataset, family, mode)
-    routes_path = layout.routes_file(dataset, family, mode)
-    lam_path = layout.lam_routes_file(dataset, family, mode)
+    out_dir = layout.model_dir(dataset, family, supervision)
+    routes_path = layout.routes_file(dataset, family, supervision)
+    lam_path = layout.lam_routes_file(dataset, family, supervision)
     table = _arrow(routes, ROUTES_SCHEMA, "routes")
     lam_table = None if lam_routes is None else _arrow(lam_routes, LAM_ROUTES_SCHEMA, "λ routes")
     routes_path.unlink(missing_ok=True)
@@ -81,35 +81,35 @@ def write_trained(
     return out_dir
 
 
-def routes_exist(root: str | Path, dataset: str, family: str, mode: str) -> bool:
-    """Whether (dataset, family, mode) was trained to the end (its routes are stored)."""
-    return RunLayout(root).routes_file(dataset, family, mode).is_file()
+def routes_exist(root: str | Path, dataset: str, family: str, supervision: str) -> bool:
+    """Whether (dataset, family, supervision) was trained to the end (its routes are stored)."""
+    return RunLayout(root).routes_file(dataset, family, supervision).is_file()
 
 
 def complete_routers(root: str | Path, dataset: str) -> list[tuple[str, str]]:
-    """(family, mode) pairs of ``dataset`` trained to the end, sorted; an interrupted training
-    (no ``routes.parquet`` yet) is left out."""
+    """(family, supervision) pairs of ``dataset`` trained to the end, sorted; an interrupted
+    training (no ``routes.parquet`` yet) is left out."""
     return [
-        (f, m)
-        for f, m in RunLayout(root).trained_routers(dataset)
-        if routes_exist(root, dataset, f, m)
+        (f, s) for f, s in RunLayout(root).router_keys(dataset) if routes_exist(root, dataset, f, s)
     ]
 
 
-def read_routes(root: str | Path, dataset: str, family: str, mode: str) -> pl.DataFrame:
+def read_routes(root: str | Path, dataset: str, family: str, supervision: str) -> pl.DataFrame:
     """``routes.parquet`` of one trained router; FileNotFoundError naming the file and the
     ``dars train`` command when it is missing."""
-    path = RunLayout(root).routes_file(dataset, family, mode)
+    path = RunLayout(root).routes_file(dataset, family, supervision)
     if not path.is_file():
         raise FileNotFoundError(
-            f"no routes for the {family}/{mode} router of dataset {dataset!r} ({path} is "
-            f"missing); train it with `dars train --family {family} --mode {mode}`"
+            f"no routes for the {family}/{supervision} router of dataset {dataset!r} ({path} is "
+            f"missing); train it with `dars train --family {family} --supervision {supervision}`"
         )
     return pl.read_parquet(path)
 
 
-def read_lam_routes(root: str | Path, dataset: str, family: str, mode: str) -> pl.DataFrame | None:
-    """``lam_routes.parquet`` of one trained router, or None when it was not written (a mode
-    outside the sweep, or a router trained before the train stage wrote λ routes)."""
-    path = RunLayout(root).lam_routes_file(dataset, family, mode)
+def read_lam_routes(
+    root: str | Path, dataset: str, family: str, supervision: str
+) -> pl.DataFrame | None:
+    """``lam_routes.parquet`` of one trained router, or None when it was not written (a
+    supervision outside the sweep, or a router trained before the train stage wrote λ routes)."""
+    path = RunLayout(root).lam_routes_file(dataset, family, supervision)
     return pl.read_parquet(path) if path.is_file() else None

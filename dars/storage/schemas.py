@@ -1,6 +1,6 @@
 """Schemas of the two stores and the validation every frame passes before it is written.
 
-Observations: one row per generation, i.e. one model's answer to one variant of one query.
+Observations: one row per generation, i.e. one model's answer to one formulation of one query.
 The key is (dataset, split, query_id, model, rewrite_id, decode_id); ``rewrite_id = -1`` is the
 original query, ``0..K-1`` the rewrites, ``decode_id`` numbers the stochastic decodes of that
 prompt. A key is stored at most once; ``status`` says whether that generation succeeded.

@@ -6,10 +6,10 @@ Observation frames come from the observation store (one row per generation); onl
 """
 
 from dars.supervision.ablations import (
-    VARIANTS,
+    ABLATIONS,
     decoding_risk,
     full_dars,
-    get_variant,
+    get_ablation,
     input_only,
     output_only,
     rewrite_risk,
@@ -56,12 +56,12 @@ from dars.supervision.single_shot import SingleShot, draws_to_arrays, single_sho
 from dars.supervision.synthetic import SyntheticData, synthetic_observations
 
 __all__ = [
+    "ABLATIONS",
     "AGGREGATE_COLUMNS",
     "METRIC_COLUMNS",
     "RECOVERY_COLUMNS",
     "TAU",
     "TIE_DECIMALS",
-    "VARIANTS",
     "QueryModelArrays",
     "SingleShot",
     "SyntheticData",
@@ -72,7 +72,7 @@ __all__ = [
     "diagnostics",
     "draws_to_arrays",
     "full_dars",
-    "get_variant",
+    "get_ablation",
     "hard_labels",
     "input_only",
     "label_recovery",

@@ -1,13 +1,13 @@
-"""Supervision variants of the paper's ablation (Table 2) and the K×M sample-efficiency sub-grids.
+"""The Table-2 ablations (supervisions of the paper's ablation) and the K×M sub-grids.
 
-Every variant takes the observation frame and returns the aggregate schema of
+Every ablation takes the observation frame and returns the aggregate schema of
 :func:`dars.supervision.core.aggregate` (:data:`AGGREGATE_COLUMNS`: one row per (dataset,
 query_id, model) with n_obs, n_rewrites, q_mean, q_std, c_mean, u), so labels, routers and
 reports treat them alike. Cost is always normalised on the full frame before any subset is taken,
-so all variants measure cost on the same scale. ``q_std`` holds the σ that enters ``u``.
+so all ablations measure cost on the same scale. ``q_std`` holds the σ that enters ``u``.
 
 =================  ==========================================================================
-variant            observations used / risk term
+supervision        observations used / risk term
 =================  ==========================================================================
 ``full_dars``      all K×M; σ = std (ddof=1) over all of them; β as given
 ``input_only``     one decode per rewrite (the lowest decode_id: decode 0 unless it failed);
@@ -37,7 +37,8 @@ from dars.supervision.core import (
 )
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
-Variant = Callable[..., pl.DataFrame]
+#: An ablation: observation frame (keyword-only ``lam``, ``beta``, ``cost_bounds``) → aggregates.
+Ablation = Callable[..., pl.DataFrame]
 
 
 def full_dars(
@@ -95,7 +96,7 @@ def without_risk(
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations with β = 0 (the ``beta`` argument is accepted and ignored)."""
-    del beta  # uniform signature across variants; this variant's point is β = 0
+    del beta  # uniform signature across ablations; this ablation's point is β = 0
     prep = prepare_observations(obs, cost_bounds=cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=0.0, risk="all")
 
@@ -124,9 +125,9 @@ def decoding_risk(
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="decode")
 
 
-#: Name → variant, in the row order of the paper's Table 2 (single-shot is
-#: :func:`dars.supervision.single_shot.single_shot`, not an aggregate).
-VARIANTS: dict[str, Variant] = {
+#: Supervision name → ablation function, in the row order of the paper's Table 2 (single-shot
+#: is :func:`dars.supervision.single_shot.single_shot`, not an aggregate).
+ABLATIONS: dict[str, Ablation] = {
     "input_only": input_only,
     "output_only": output_only,
     "without_risk": without_risk,
@@ -136,14 +137,12 @@ VARIANTS: dict[str, Variant] = {
 }
 
 
-def get_variant(name: str) -> Variant:
-    """The variant function called ``name``; unknown names list the valid ones."""
+def get_ablation(name: str) -> Ablation:
+    """The ablation function of supervision ``name``; unknown names list the valid ones."""
     try:
-        return VARIANTS[name]
+        return ABLATIONS[name]
     except KeyError:
-        raise KeyError(
-            f"unknown supervision variant {name!r}; valid: {', '.join(VARIANTS)}"
-        ) from None
+        raise KeyError(f"unknown ablation {name!r}; valid: {', '.join(ABLATIONS)}") from None
 
 
 def _random_keys(keys: pl.DataFrame, seed: int, salt: int) -> pl.DataFrame:

@@ -15,7 +15,7 @@ Conventions shared by the whole package:
 * cost is min-max normalised **per dataset over all its ok observations in the frame passed**
   (``c_norm = (cost_usd - min) / (max - min)``, 0 for every row when the dataset's cost is
   constant). Functions that look at a subset of the observations (ablations, sub-grids) normalise
-  on the full frame first, so every variant measures cost on the same scale;
+  on the full frame first, so every supervision measures cost on the same scale;
 * spreads are sample standard deviations (``ddof = 1``), defined as 0 for a single observation;
 * utility ``u = q_mean - lam * c_mean - beta * q_std`` with ``lam = 0.05`` and ``beta = 0.2``.
 """

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from dars.supervision.ablations import VARIANTS, get_variant, subgrid_dars
+from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
 from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
@@ -215,17 +215,17 @@ def recovery_table(
     beta_true: float = 0.0,
     draws: int = 100,
     seed: int = 0,
-    variants: Iterable[str] = tuple(VARIANTS),
+    ablations: Iterable[str] = tuple(ABLATIONS),
     protocols: Iterable[tuple[int, int]] = (),
     n_boot: int = 1000,
     ci: float = 0.95,
     missing: Missing = "error",
 ) -> pl.DataFrame:
-    """Label recovery of single-shot vs every DARS variant and k×m protocol, as one tidy frame.
+    """Label recovery of single-shot vs every Table-2 ablation and k×m protocol, as one tidy frame.
 
     One row per (dataset, supervision): ``supervision`` is ``"single_shot"`` (``draws`` seeded
-    draws, recovery averaged over draws), each name in ``variants`` (see
-    :data:`~dars.supervision.ablations.VARIANTS`) and ``"dars_k{k}_m{m}"`` for each (k, m) in
+    draws, recovery averaged over draws), each name in ``ablations`` (see
+    :data:`~dars.supervision.ablations.ABLATIONS`) and ``"dars_k{k}_m{m}"`` for each (k, m) in
     ``protocols`` (full DARS on a seeded sub-grid,
     :func:`~dars.supervision.ablations.subgrid_dars`).
     Columns: ``dataset, supervision, k, m`` (int32, null except for protocols), then
@@ -237,8 +237,8 @@ def recovery_table(
     parts: list[tuple[str, int | None, int | None, pl.DataFrame]] = []
     shots = single_shot(obs, names, draws=draws, seed=seed, lam=lam, missing=missing)
     parts.append(("single_shot", None, None, shots.labels))
-    for name in variants:
-        agg = get_variant(name)(obs, lam=lam, beta=beta)
+    for name in ablations:
+        agg = get_ablation(name)(obs, lam=lam, beta=beta)
         parts.append((name, None, None, hard_labels(agg, names, missing=missing)))
     for k, m in protocols:
         agg = subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta)

@@ -16,11 +16,12 @@ Tables (one file each; rows are sorted, so a rerun on the same store writes iden
 ``dars``
     Full DARS aggregate, one row per (dataset, query_id, model): ``n_obs, n_rewrites, q_mean,
     q_std, c_mean, u`` (:data:`~dars.supervision.core.AGGREGATE_COLUMNS`).
-``variants``
-    Every ablation variant of :data:`~dars.supervision.ablations.VARIANTS` (full_dars included,
-    so the table is complete on its own) in one table: ``variant`` (str) then the aggregate
-    columns; one row per (variant, dataset, query_id, model), variants in Table-2 order. One
-    table rather than one file per variant so that adding a variant adds rows, not files.
+``ablations``
+    Every Table-2 ablation of :data:`~dars.supervision.ablations.ABLATIONS` (full_dars
+    included, so the table is complete on its own) in one table: ``supervision`` (str) then the
+    aggregate columns; one row per (supervision, dataset, query_id, model), supervisions in
+    Table-2 order. One table rather than one file per ablation so that adding an ablation adds
+    rows, not files.
 ``single_shot_draws`` / ``single_shot_labels``
     :func:`~dars.supervision.single_shot.single_shot` with ``S = experiment.single_shot_draws``
     and ``seed = experiment.seed``: one row per (draw, dataset, query_id, model) with the drawn
@@ -43,7 +44,7 @@ Tables (one file each; rows are sorted, so a rerun on the same store writes iden
     queries) and counts (:data:`~dars.supervision.diagnostics.METRIC_COLUMNS`).
 ``recovery`` (simulated pools only)
     Label recovery (:func:`~dars.supervision.recovery.recovery_table`) of single-shot, every
-    variant and every sub-grid protocol against the simulator's ground truth (see
+    ablation and every sub-grid protocol against the simulator's ground truth (see
     :func:`dars.sim.simulated_truth`). Written only when every pool model is ``dars-sim/…``;
     removed otherwise, so a stale file from an earlier simulated run never survives.
 ``summary``
@@ -57,7 +58,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from dars.supervision.ablations import VARIANTS, get_variant, subgrid_dars
+from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
 from dars.supervision.core import CELL_KEY, QUERY_KEY
 from dars.supervision.diagnostics import diagnostics
 from dars.supervision.labels import hard_labels, listwise_ranking, soft_labels
@@ -79,7 +80,7 @@ __all__ = [
 #: Table names in the order they are written (``recovery`` only for simulated pools).
 TABLES: tuple[str, ...] = (
     "dars",
-    "variants",
+    "ablations",
     "single_shot_draws",
     "single_shot_labels",
     "labels",
@@ -175,12 +176,12 @@ def supervision_tables(
     """
     names = list(models)
     tables: dict[str, pl.DataFrame] = {}
-    agg = get_variant("full_dars")(obs, lam=lam, beta=beta)
+    agg = get_ablation("full_dars")(obs, lam=lam, beta=beta)
     tables["dars"] = agg
-    tables["variants"] = _tagged(
+    tables["ablations"] = _tagged(
         [
-            ({"variant": pl.lit(v, pl.String)}, fn(obs, lam=lam, beta=beta))
-            for v, fn in VARIANTS.items()
+            ({"supervision": pl.lit(name, pl.String)}, fn(obs, lam=lam, beta=beta))
+            for name, fn in ABLATIONS.items()
         ]
     )
     shots = single_shot(obs, names, draws=draws, seed=seed, lam=lam)
@@ -228,7 +229,7 @@ def summarise(
 
     Rows, in order: ``n_queries``, ``n_models``, ``n_observations``, ``n_queries_dropped``
     (counts; no CI), the diagnostics metrics (value and bootstrap CI), then, when the
-    ``recovery`` table exists, ``recovery:<supervision>`` for single-shot and each variant
+    ``recovery`` table exists, ``recovery:<supervision>`` for single-shot and each ablation
     (share of queries whose label is a truly best model, with CI; sub-grid protocols are in the
     ``recovery`` table only).
     """

@@ -35,7 +35,7 @@ from dars.evaluation.experiments.base import (
     check_experiments,
 )
 from dars.evaluation.metrics import all_views_cost_bounds, view_utilities
-from dars.routers.training import LAM_SWEEP_MODES
+from dars.routers.training import LAM_SWEEP_SUPERVISIONS
 from dars.storage import OBSERVATION_KEY, RunLayout, scan_observations, scan_rewrites
 from dars.storage.models import complete_routers, read_lam_routes, read_routes
 from dars.storage.results import remove_result, run_context, write_result
@@ -87,18 +87,18 @@ def _view_utilities(exp: Experiment, _: Input) -> dict[str, pl.DataFrame]:
 
 def _routes(exp: Experiment, _: Input) -> dict[tuple[str, str, str], pl.DataFrame]:
     return {
-        (ds, family, mode): read_routes(exp.root, ds, family, mode)
+        (ds, family, supervision): read_routes(exp.root, ds, family, supervision)
         for ds in _datasets(exp)
-        for family, mode in complete_routers(exp.root, ds)
+        for family, supervision in complete_routers(exp.root, ds)
     }
 
 
 def _lam_routes(exp: Experiment, _: Input) -> dict[tuple[str, str, str], pl.DataFrame | None]:
     return {
-        (ds, family, mode): read_lam_routes(exp.root, ds, family, mode)
+        (ds, family, supervision): read_lam_routes(exp.root, ds, family, supervision)
         for ds in _datasets(exp)
-        for family, mode in complete_routers(exp.root, ds)
-        if mode in LAM_SWEEP_MODES
+        for family, supervision in complete_routers(exp.root, ds)
+        if supervision in LAM_SWEEP_SUPERVISIONS
     }
 
 

@@ -1,21 +1,22 @@
 """The train stage: supervision tables + query embeddings → fitted routers and their test routes.
 
-For one (dataset, router family, mode) :func:`train_router` reads the dataset's supervision
-through :mod:`dars.storage.supervision_store`, embeds the queries (:func:`embed_queries`, cached
-in :mod:`dars.storage.embeddings`), fits the router with the pure helpers of
-:mod:`dars.routers.training` and stores it with :func:`dars.storage.models.write_trained`: the
-router (for ``single_shot`` only the router of draw 0 — S draws × 7 families × datasets of
-saved routers would be mostly redundant bytes, and the evaluation needs their routes), its
-routes at the experiment's λ and β and, for the modes of the Pareto sweep, its routes at every
-λ of ``experiment.evaluation.lam_grid`` (families that predict q, c and σ are evaluated once and
-only the argmax of the utility changes; rm_softmax, conditioned on λ, is asked per λ).
+For one (dataset, router family, supervision) :func:`train_router` reads the dataset's
+supervision table through :mod:`dars.storage.supervision_store`, embeds the queries
+(:func:`embed_queries`, cached in :mod:`dars.storage.embeddings`), fits the router with the pure
+helpers of :mod:`dars.routers.training` and stores it with
+:func:`dars.storage.models.write_trained`: the router (for ``single_shot`` only the router of
+draw 0 — S draws × 7 families × datasets of saved routers would be mostly redundant bytes, and
+the evaluation needs their routes), its routes at the experiment's λ and β and, for the
+supervisions of the Pareto sweep, its routes at every λ of ``experiment.evaluation.lam_grid``
+(families that predict q, c and σ are evaluated once and only the argmax of the utility
+changes; rm_softmax, conditioned on λ, is asked per λ).
 
 Training rows are the dataset's train queries in split order that appear in the supervision
 (queries with a failed cell are dropped by the supervise stage). Routers are built with
 ``random_state = experiment.seed`` and, for families that fold β into training (embedllm,
 rm_softmax), ``beta = experiment.beta``, so routes at the experiment's β are defined.
 
-:func:`train_task` is the Prefect task: one task run per (dataset, family, mode).
+:func:`train_task` is the Prefect task: one task run per (dataset, family, supervision).
 """
 
 from __future__ import annotations
@@ -36,10 +37,10 @@ from dars.config import Experiment
 from dars.routers import BatchedTargets, Router, route_many
 from dars.routers.encoders import QueryEncoder, TfidfEncoder, item_text, make_encoder
 from dars.routers.training import (
-    DEFAULT_MODES,
-    LAM_SWEEP_MODES,
+    DEFAULT_SUPERVISIONS,
+    LAM_SWEEP_SUPERVISIONS,
     check_families,
-    check_modes,
+    check_supervisions,
     lam_routes_table,
     new_router,
     route_lam_grid,
@@ -64,11 +65,11 @@ __all__ = [
 
 Embeddings = tuple[list[str], np.ndarray, list[str], np.ndarray, str]
 
-#: Columns of a training report (one row per trained (dataset, family, mode)).
+#: Columns of a training report (one row per trained (dataset, family, supervision)).
 REPORT_SCHEMA = {
     "dataset": pl.String,
     "family": pl.String,
-    "mode": pl.String,
+    "supervision": pl.String,
     "n_train": pl.Int64,
     "n_test": pl.Int64,
     "n_draws": pl.Int64,
@@ -105,12 +106,15 @@ def _encoder(name: str, train_texts: Sequence[str]) -> QueryEncoder:
 
 
 def check_training(
-    exp: Experiment, families: Sequence[str] | None, modes: Sequence[str] | None
+    exp: Experiment, families: Sequence[str] | None, supervisions: Sequence[str] | None
 ) -> tuple[list[str], list[str]]:
-    """The (families, modes) a train run covers: the given ones, or the config's ``routers``
-    and :data:`~dars.routers.training.DEFAULT_MODES`; unknown names raise listing valid ones."""
-    families = check_families(exp.routers if families is None else families)
-    return families, check_modes(DEFAULT_MODES if modes is None else modes)
+    """The (families, supervisions) a train run covers: the given ones, or the config's
+    ``families`` and :data:`~dars.routers.training.DEFAULT_SUPERVISIONS`; unknown names raise
+    listing the valid ones."""
+    families = check_families(exp.families if families is None else families)
+    return families, check_supervisions(
+        DEFAULT_SUPERVISIONS if supervisions is None else supervisions
+    )
 
 
 def embed_queries(exp: Experiment, dataset: str) -> Embeddings:
@@ -136,21 +140,21 @@ def embed_queries(exp: Experiment, dataset: str) -> Embeddings:
     return ids["train"], X["train"], ids["test"], X["test"], encoder.name
 
 
-def supervision_frame(exp: Experiment, dataset: str, mode: str) -> pl.DataFrame:
-    """The supervision rows ``mode`` trains on (see :mod:`dars.routers.training`)."""
-    if mode == "single_shot":
+def supervision_frame(exp: Experiment, dataset: str, supervision: str) -> pl.DataFrame:
+    """The supervision rows ``supervision`` trains on (see :mod:`dars.routers.training`)."""
+    if supervision == "single_shot":
         return read_supervision(exp.root, dataset, "single_shot_draws")
-    if mode == "dars":
+    if supervision == "dars":
         return read_supervision(exp.root, dataset, "dars")
-    variants = read_supervision(exp.root, dataset, "variants")
-    frame = variants.filter(pl.col("variant") == mode)
+    ablations = read_supervision(exp.root, dataset, "ablations")
+    frame = ablations.filter(pl.col("supervision") == supervision)
     if frame.height == 0:
-        have = sorted(variants["variant"].unique().to_list())
+        have = sorted(ablations["supervision"].unique().to_list())
         raise ValueError(
-            f"supervision table 'variants' of dataset {dataset!r} has no rows for variant "
-            f"{mode!r} (variants present: {have}); rerun `dars supervise`"
+            f"supervision table 'ablations' of dataset {dataset!r} has no rows for supervision "
+            f"{supervision!r} (supervisions present: {have}); rerun `dars supervise`"
         )
-    return frame.drop("variant")
+    return frame.drop("supervision")
 
 
 def router_for(exp: Experiment, family: str, *, beta: float | None = None) -> Router:
@@ -164,23 +168,24 @@ def router_for(exp: Experiment, family: str, *, beta: float | None = None) -> Ro
     )
 
 
-def train_router(exp: Experiment, dataset: str, family: str, mode: str) -> dict[str, Any]:
-    """Fit ``family`` on ``dataset``'s ``mode`` supervision in ``exp.root`` and store the
+def train_router(exp: Experiment, dataset: str, family: str, supervision: str) -> dict[str, Any]:
+    """Fit ``family`` on ``dataset``'s ``supervision`` labels in ``exp.root`` and store the
     router and its test routes (see the module docstring).
 
     Returns a report row (:data:`REPORT_SCHEMA`): ``n_train`` (training queries), ``n_test``,
     ``n_draws`` (routers trained: S for single_shot, else 1), ``encoder`` (embedding space),
     ``fit_s`` (seconds spent in fit/fit_many), ``lam_route_s`` (seconds spent routing the λ
-    sweep; 0 for modes outside :data:`~dars.routers.training.LAM_SWEEP_MODES`) and ``dir``.
+    sweep; 0 for supervisions outside :data:`~dars.routers.training.LAM_SWEEP_SUPERVISIONS`)
+    and ``dir``.
     """
     exp.benchmark(dataset)  # unknown dataset names raise listing the experiment's benchmarks
     check_families([family])
-    check_modes([mode])
+    check_supervisions([supervision])
     models = exp.pool.names
 
-    frame = supervision_frame(exp, dataset, mode)
+    frame = supervision_frame(exp, dataset, supervision)
     train_ids, X_train, test_ids, X_test, encoder_name = embed_queries(exp, dataset)
-    rows, targets = training_targets(frame, mode, train_ids, models)
+    rows, targets = training_targets(frame, supervision, train_ids, models)
     X = X_train[rows]
 
     router = router_for(exp, family)
@@ -193,7 +198,7 @@ def train_router(exp: Experiment, dataset: str, family: str, mode: str) -> dict[
     routes = route_many(routers, X_test, lam=exp.lam, beta=exp.beta)
     lam_routes = None
     t0 = time.perf_counter()
-    if mode in LAM_SWEEP_MODES:
+    if supervision in LAM_SWEEP_SUPERVISIONS:
         lam_routes = route_lam_grid(routers, X_test, exp.evaluation.lam_grid, exp.beta)
     lam_route_s = time.perf_counter() - t0
 
@@ -202,7 +207,7 @@ def train_router(exp: Experiment, dataset: str, family: str, mode: str) -> dict[
         exp.root,
         dataset,
         family,
-        mode,
+        supervision,
         routers[0],
         routes_table(routes, test_ids, names),
         None
@@ -212,7 +217,7 @@ def train_router(exp: Experiment, dataset: str, family: str, mode: str) -> dict[
     return {
         "dataset": dataset,
         "family": family,
-        "mode": mode,
+        "supervision": supervision,
         "n_train": len(rows),
         "n_test": len(test_ids),
         "n_draws": len(routers),
@@ -225,7 +230,7 @@ def train_router(exp: Experiment, dataset: str, family: str, mode: str) -> dict[
 
 @task(
     name="train-router",
-    task_run_name="train {dataset}/{family}/{mode}",
+    task_run_name="train {dataset}/{family}/{supervision}",
     retries=1,
     retry_delay_seconds=5,
     retry_condition_fn=retry_on_transient_io,
@@ -233,6 +238,6 @@ def train_router(exp: Experiment, dataset: str, family: str, mode: str) -> dict[
     # parameters would skip rewriting files that were deleted or made stale by new supervision.
     cache_policy=NO_CACHE,
 )
-def train_task(exp: Experiment, dataset: str, family: str, mode: str) -> dict[str, Any]:
-    """Train ``family`` on ``dataset``'s ``mode`` supervision; returns the training report."""
-    return train_router(exp, dataset, family, mode)
+def train_task(exp: Experiment, dataset: str, family: str, supervision: str) -> dict[str, Any]:
+    """Train ``family`` on ``dataset``'s ``supervision`` labels; returns the training report."""
+    return train_router(exp, dataset, family, supervision)

@@ -39,7 +39,7 @@ SCORES = {
 COST = {"a": 0.0, "b": 10.0}
 # Route (q1 model, q2 model) → (U_rew, U_dec), from the module docstring.
 U = {("a", "b"): (0.975, 0.475), ("a", "a"): (0.5, 0.25), ("b", "b"): (0.45, 0.7)}
-# Which routes each trained mode of family mirt gets in the ablation example.
+# Which routes each trained supervision of family mirt gets in the ablation example.
 TRAINED = {
     "single_shot": [("a", "b"), ("a", "a")],
     "dars": [("a", "b")],

@@ -44,7 +44,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         dataset=d,
                         view=v,
                         family=ref,
-                        mode=ref,
+                        supervision=ref,
                         n_draws=1,
                         U=_u(rng),
                         U_std=None,
@@ -61,7 +61,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         dataset=d,
                         view=v,
                         family=f,
-                        mode="single_shot",
+                        supervision="single_shot",
                         n_draws=20,
                         U=_u(rng),
                         U_std=float(rng.uniform(0.01, 0.05)),
@@ -78,7 +78,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         dataset=d,
                         view=v,
                         family=f,
-                        mode="dars",
+                        supervision="dars",
                         n_draws=1,
                         U=u,
                         U_std=None,
@@ -127,17 +127,17 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                             C=_u(rng),
                         )
                     )
-                for mode in ("single_shot", "dars"):
+                for supervision in ("single_shot", "dars"):
                     for lam in (0.0, 0.05, 0.5):
                         pareto.append(
                             dict(
                                 dataset=d,
                                 view=v,
                                 family=f,
-                                mode=mode,
+                                supervision=supervision,
                                 lam=lam,
                                 model=None,
-                                n_draws=20 if mode == "single_shot" else 1,
+                                n_draws=20 if supervision == "single_shot" else 1,
                                 U=_u(rng),
                                 Q=_u(rng),
                                 C=_u(rng),
@@ -151,7 +151,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                                 dataset=d,
                                 view=v,
                                 family=f,
-                                mode=mode,
+                                supervision=supervision,
                                 budget=b,
                                 lam=0.05 if b == 0.5 else None,
                                 Q=_u(rng) if b == 0.5 else None,
@@ -164,7 +164,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         dataset=d,
                         view=v,
                         family="fixed",
-                        mode="fixed",
+                        supervision="fixed",
                         lam=None,
                         model=model,
                         n_draws=1,
@@ -175,7 +175,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         C_std=None,
                     )
                 )
-            variants = (
+            supervisions = (
                 "single_shot",
                 "input_only",
                 "output_only",
@@ -184,16 +184,16 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                 "decoding_risk",
                 "full_dars",
             )
-            for variant in variants:
+            for supervision in supervisions:
                 ablation.append(
                     dict(
                         dataset=d,
                         view=v,
                         family="mirt",
-                        variant=variant,
-                        n_draws=20 if variant == "single_shot" else 1,
+                        supervision=supervision,
+                        n_draws=20 if supervision == "single_shot" else 1,
                         U=_u(rng),
-                        U_std=0.02 if variant == "single_shot" else None,
+                        U_std=0.02 if supervision == "single_shot" else None,
                         U_low=None,
                         U_high=None,
                         Q=_u(rng),

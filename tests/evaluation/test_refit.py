@@ -68,7 +68,7 @@ def test_score_route_sets_errors():
 
 
 def test_sweep_families_default_to_the_routers_and_reject_unknown_names():
-    exp = experiment().model_copy(update={"routers": ["knn", "avengers_pro", "mirt"]})
+    exp = experiment().model_copy(update={"families": ["knn", "avengers_pro", "mirt"]})
     assert sweep_families(exp) == ["knn", "avengers_pro", "mirt"]
     only = exp.model_copy(update={"evaluation": Evaluation(sweep_families=["mirt"])})
     assert sweep_families(only) == ["mirt"]
@@ -78,7 +78,7 @@ def test_sweep_families_default_to_the_routers_and_reject_unknown_names():
 
 
 def test_prototypes_are_built_as_the_train_stage_builds_them():
-    exp = experiment().model_copy(update={"routers": ["knn", "embedllm"], "seed": 7, "beta": 0.3})
+    exp = experiment().model_copy(update={"families": ["knn", "embedllm"], "seed": 7, "beta": 0.3})
     protos = sweep_prototypes(exp)
     assert list(protos) == ["knn", "embedllm"]
     assert all(p.get_params()["random_state"] == 7 for p in protos.values())

@@ -179,29 +179,29 @@ def test_table1_cells_equal_the_main_result(full) -> None:
     checked = 0
     for r in main.iter_rows(named=True):
         col = f"{r['dataset']}_{'rew' if r['view'] == 'test_rewrite' else 'dec'}"
-        if r["mode"] in label:
+        if r["supervision"] in label:
             row = next(
                 x
                 for x in rows
-                if x["router"] == r["family"] and x["supervision"] == label[r["mode"]]
+                if x["family"] == r["family"] and x["supervision"] == label[r["supervision"]]
             )
             want = f"{r['U']:.3f}"
-            if r["mode"] == "single_shot":
+            if r["supervision"] == "single_shot":
                 want += f" ± {r['U_std']:.3f}"
         else:
-            name = {"best_fixed": "best fixed"}.get(r["mode"], r["mode"])
-            row = next(x for x in rows if x["router"] == name)
+            name = {"best_fixed": "best fixed"}.get(r["supervision"], r["supervision"])
+            row = next(x for x in rows if x["family"] == name)
             want = f"{r['U']:.3f}"
         assert row[col] == want
         checked += 1
     assert checked == main.height
-    assert [r["router"] for r in rows][-3:] == ["best fixed", "random", "oracle"]
+    assert [r["family"] for r in rows][-3:] == ["best fixed", "random", "oracle"]
 
 
 def test_paper_numbers_shown_beside_ours(full) -> None:
     tables, _, md, _ = full
     paper = _md_table_after(md, "### Paper's Table 1")
-    knn_dars = next(r for r in paper if r["router"] == "knn" and r["supervision"] == "DARS")
+    knn_dars = next(r for r in paper if r["family"] == "knn" and r["supervision"] == "DARS")
     assert knn_dars["gpqa_rew (≙ demo_mc)"] == "0.461"  # seed Table 1, knn DARS, GPQA rew
     diag = _md_table_after(md, "### Diagnostics table")
     mc = {r["metric"]: r for r in diag if r["dataset"] == "demo_mc"}
@@ -224,7 +224,7 @@ def test_paper_numbers_shown_beside_ours(full) -> None:
 def test_ablation_table_with_average(full) -> None:
     tables, _, md, _ = full
     rows = _md_table_after(md, "### Table 2: supervision ablation — mirt")
-    assert [r["variant"] for r in rows] == [
+    assert [r["supervision"] for r in rows] == [
         "single_shot",
         "input_only",
         "output_only",
@@ -233,7 +233,7 @@ def test_ablation_table_with_average(full) -> None:
         "decoding_risk",
         "full_dars",
     ]
-    full_dars = tables["ablation"].filter(pl.col("variant") == "full_dars")
+    full_dars = tables["ablation"].filter(pl.col("supervision") == "full_dars")
     assert rows[-1]["average"] == f"{full_dars['U'].mean():.3f}"
     cell = full_dars.filter((pl.col("dataset") == "demo_span") & (pl.col("view") == "test_decode"))
     assert rows[-1]["demo_span_dec"] == f"{cell['U'][0]:.3f}"
@@ -347,18 +347,18 @@ def test_main_table_layout_on_three_rows() -> None:
             "dataset": ["x", "x", "x"],
             "view": ["test_rewrite", "test_rewrite", "test_rewrite"],
             "family": ["knn", "knn", "oracle"],
-            "mode": ["single_shot", "dars", "oracle"],
+            "supervision": ["single_shot", "dars", "oracle"],
             "U": [0.5, 0.61234, 0.9],
             "U_std": [0.0123, None, None],
         }
     )
     out = main_table(main, ["x"])
     assert out.to_dicts() == [
-        {"router": "knn", "supervision": "single-shot", "x_rew": "0.500 ± 0.012", "x_dec": "—"},
-        {"router": "knn", "supervision": "DARS", "x_rew": "0.612", "x_dec": "—"},
-        {"router": "best fixed", "supervision": "—", "x_rew": "—", "x_dec": "—"},
-        {"router": "random", "supervision": "—", "x_rew": "—", "x_dec": "—"},
-        {"router": "oracle", "supervision": "—", "x_rew": "0.900", "x_dec": "—"},
+        {"family": "knn", "supervision": "single-shot", "x_rew": "0.500 ± 0.012", "x_dec": "—"},
+        {"family": "knn", "supervision": "DARS", "x_rew": "0.612", "x_dec": "—"},
+        {"family": "best fixed", "supervision": "—", "x_rew": "—", "x_dec": "—"},
+        {"family": "random", "supervision": "—", "x_rew": "—", "x_dec": "—"},
+        {"family": "oracle", "supervision": "—", "x_rew": "0.900", "x_dec": "—"},
     ]
 
 

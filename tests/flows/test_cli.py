@@ -35,7 +35,7 @@ def _tiny_config(tmp_path: Path) -> Path:
         "single_shot_draws": 5,
         "shard_size": 4,
         "encoder": "tfidf",
-        "routers": ["knn", "avengers_pro", "mirt"],
+        "families": ["knn", "avengers_pro", "mirt"],
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -96,9 +96,11 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     assert "winner_flip_rate" in out
     assert (root / "supervision" / "dataset=demo_mc" / "dars.parquet").is_file()
 
-    out = _ok(runner.invoke(app, ["train", "-c", str(cfg), "--family", "knn", "--mode", "dars"]))
+    out = _ok(
+        runner.invoke(app, ["train", "-c", str(cfg), "--family", "knn", "--supervision", "dars"])
+    )
     assert "routers trained" in out
-    assert (root / "models" / "dataset=demo_mc" / "router=knn" / "mode=dars").is_dir()
+    assert (root / "models" / "dataset=demo_mc" / "family=knn" / "supervision=dars").is_dir()
     result = runner.invoke(app, ["train", "-c", str(cfg), "--family", "nope"])
     assert result.exit_code == 1 and "knn" in result.output  # lists the valid families
 
@@ -106,12 +108,12 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     assert "oracle" in out and "knn" in out
     main = pl.read_parquet(root / "results" / "main.parquet")
     for (_, _), g in main.group_by("dataset", "view"):
-        oracle = g.filter(pl.col("mode") == "oracle")["U"].item()
+        oracle = g.filter(pl.col("supervision") == "oracle")["U"].item()
         # Robust facts only: no router and no fixed model beats the per-query oracle.
         assert (g["U"] <= oracle + 1e-12).all()
         # The best fixed model is at least as good as picking a model at random.
-        best = g.filter(pl.col("mode") == "best_fixed")["U"].item()
-        assert best >= g.filter(pl.col("mode") == "random")["U"].item() - 1e-12
+        best = g.filter(pl.col("supervision") == "best_fixed")["U"].item()
+        assert best >= g.filter(pl.col("supervision") == "random")["U"].item() - 1e-12
 
     # Only knn/dars is trained: the ablation (mirt) fails naming the command that fixes it, and
     # an unknown experiment lists the valid ones.
@@ -121,20 +123,20 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     assert result.exit_code == 1 and "sample_efficiency" in result.output
 
     # The pipeline on a complete store makes no call, rewrites the supervision, trains every
-    # configured family in every mode and evaluates them.
+    # configured family on every default supervision and evaluates them.
     out = _ok(runner.invoke(app, ["run", "-c", str(cfg)]))
     assert "nothing to collect" in out and "pipeline finished" in out
     for family in ("knn", "avengers_pro", "mirt"):
-        for mode in ("single_shot", "dars", "without_risk"):
-            mdir = root / "models" / "dataset=demo_mc" / f"router={family}" / f"mode={mode}"
+        for sup in ("single_shot", "dars", "without_risk"):
+            mdir = root / "models" / "dataset=demo_mc" / f"family={family}" / f"supervision={sup}"
             assert (mdir / "routes.parquet").is_file()
     main = pl.read_parquet(root / "results" / "main.parquet")
-    assert set(main.filter(pl.col("mode") == "single_shot")["family"]) == {
+    assert set(main.filter(pl.col("supervision") == "single_shot")["family"]) == {
         "knn",
         "avengers_pro",
         "mirt",
     }
-    assert (main.filter(pl.col("mode") == "single_shot")["n_draws"] == 5).all()
+    assert (main.filter(pl.col("supervision") == "single_shot")["n_draws"] == 5).all()
     assert (root / "results" / "main.json").is_file()
 
     # One experiment alone, then the report from the results on disk.

@@ -26,7 +26,7 @@ def _reduced_demo(tmp_path: Path) -> Path:
         root=str(tmp_path / "run"),
         single_shot_draws=8,
         encoder="tfidf",
-        routers=["knn", "avengers_pro", "mirt"],
+        families=["knn", "avengers_pro", "mirt"],
         evaluation={"n_boot": 100, "lam_grid": [0.0, 0.05, 0.5], "beta_grid": [0.0, 0.2, 1.0]},
     )
     path = tmp_path / "demo_small.yaml"
@@ -64,9 +64,9 @@ def test_reduced_demo_runs_every_stage_and_writes_the_report(
     # best fixed model minus a tolerance and the per-query oracle, in every dataset and view.
     main = pl.read_parquet(results / "main.parquet")
     for (_, _), g in main.group_by("dataset", "view"):
-        oracle = g.filter(pl.col("mode") == "oracle")["U"].item()
-        best = g.filter(pl.col("mode") == "best_fixed")["U"].item()
-        routers = g.filter(pl.col("mode").is_in(["single_shot", "dars"]))
+        oracle = g.filter(pl.col("supervision") == "oracle")["U"].item()
+        best = g.filter(pl.col("supervision") == "best_fixed")["U"].item()
+        routers = g.filter(pl.col("supervision").is_in(["single_shot", "dars"]))
         assert routers.height == 2 * 3
         assert (routers["U"] <= oracle + 1e-12).all()
         assert (routers["U"] >= best - 0.25).all(), routers

@@ -31,7 +31,7 @@ def _tiny(tmp_path, root):
     return config
 
 
-def test_train_flow_trains_every_family_mode_pair(prefect_harness, tmp_path):
+def test_train_flow_trains_every_family_supervision_pair(prefect_harness, tmp_path):
     from dars.flows.train import train_flow
     from dars.tasks.train import REPORT_SCHEMA
 
@@ -39,17 +39,17 @@ def test_train_flow_trains_every_family_mode_pair(prefect_harness, tmp_path):
     config = _tiny(tmp_path, root)
 
     report = train_flow(
-        config=str(config), root=str(root), families=["knn"], modes=["dars", "single_shot"]
+        config=str(config), root=str(root), families=["knn"], supervisions=["dars", "single_shot"]
     )
 
     assert report.schema == pl.Schema(REPORT_SCHEMA)
-    assert sorted(report["mode"].to_list()) == ["dars", "single_shot"]
+    assert sorted(report["supervision"].to_list()) == ["dars", "single_shot"]
     assert report["n_draws"].sort().to_list() == [1, 5]
     assert report["n_train"].to_list() == [16, 16]
     layout = RunLayout(root)
-    for mode, rows in (("dars", 8), ("single_shot", 5 * 8)):
-        assert (layout.model_dir("demo_mc", "knn", mode) / "router.json").is_file()
-        assert pl.read_parquet(layout.routes_file("demo_mc", "knn", mode)).height == rows
+    for supervision, rows in (("dars", 8), ("single_shot", 5 * 8)):
+        assert (layout.model_dir("demo_mc", "knn", supervision) / "router.json").is_file()
+        assert pl.read_parquet(layout.routes_file("demo_mc", "knn", supervision)).height == rows
     assert not (tmp_path / "not-used").exists()
 
 
@@ -61,4 +61,4 @@ def test_train_flow_rejects_unknown_names_before_training(prefect_harness, tmp_p
     with pytest.raises(ValueError, match="valid: .*rm_softmax"):
         train_flow(config=str(config), families=["knn", "svm"])
     with pytest.raises(ValueError, match="valid: single_shot, dars, input_only"):
-        train_flow(config=str(config), modes=["dars", "dar"])
+        train_flow(config=str(config), supervisions=["dars", "dar"])

@@ -1,5 +1,5 @@
-"""The pure training helpers (dars.routers.training): modes, routers built from declared tags,
-training targets from supervision frames, routes as frames, and the λ-sweep routes."""
+"""The pure training helpers (dars.routers.training): supervisions, routers built from declared
+tags, training targets from supervision frames, routes as frames, and the λ-sweep routes."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from dars.routers import (
     register_router,
 )
 from dars.routers.training import (
-    DEFAULT_MODES,
+    DEFAULT_SUPERVISIONS,
     check_families,
-    check_modes,
+    check_supervisions,
     folds_beta,
     lam_routes_table,
     new_router,
@@ -55,8 +55,8 @@ DRAWS = pl.DataFrame(
 )
 
 
-def test_default_modes_are_single_shot_dars_and_the_five_ablations():
-    assert DEFAULT_MODES == (
+def test_default_supervisions_are_single_shot_dars_and_the_five_ablations():
+    assert DEFAULT_SUPERVISIONS == (
         "single_shot",
         "dars",
         "input_only",
@@ -67,14 +67,14 @@ def test_default_modes_are_single_shot_dars_and_the_five_ablations():
     )
 
 
-def test_unknown_families_and_modes_list_the_valid_ones():
+def test_unknown_families_and_supervisions_list_the_valid_ones():
     assert check_families(["knn", "mirt"]) == ["knn", "mirt"]
     with pytest.raises(ValueError, match=r"unknown router famil\(ies\) \['nope'\]; valid: .*knn"):
         check_families(["knn", "nope"])
     with pytest.raises(ValueError, match="no router family given"):
         check_families([])
-    with pytest.raises(ValueError, match="unknown training mode.*valid: single_shot, dars"):
-        check_modes(["bogus"])
+    with pytest.raises(ValueError, match="unknown supervision.*valid: single_shot, dars"):
+        check_supervisions(["bogus"])
 
 
 def test_new_router_sets_beta_and_lam_grid_from_the_declared_tags():
@@ -134,7 +134,7 @@ def test_single_shot_training_targets_are_the_sorted_draws():
     assert targets.sigma is None
     np.testing.assert_array_equal(targets.q[0], [[1.0, 1.0], [0.0, 0.0]])  # draw 0: q2, q1
     np.testing.assert_array_equal(targets.c[1], [[0.0, 1.0], [0.0, 1.0]])
-    with pytest.raises(ValueError, match="unknown training mode"):
+    with pytest.raises(ValueError, match="unknown supervision"):
         training_targets(DRAWS, "bogus", ["q1"], MODELS)
 
 

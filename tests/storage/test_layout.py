@@ -21,7 +21,7 @@ def test_later_stage_paths():
         "/r/supervision/dataset=gpqa/labels.parquet"
     )
     assert lay.model_dir("gpqa", "knn", "dars") == Path(
-        "/r/models/dataset=gpqa/router=knn/mode=dars"
+        "/r/models/dataset=gpqa/family=knn/supervision=dars"
     )
     assert lay.results_file("grid", "json") == Path("/r/results/grid.json")
     assert lay.report_file("report", "html") == Path("/r/report/report.html")

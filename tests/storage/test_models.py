@@ -32,7 +32,7 @@ def test_write_trained_stores_router_routes_and_lam_routes_at_their_paths(tmp_pa
     lam = lam_routes_table([[[1, 0]], [[0, 0]]], [0.0, 0.5], ["q1", "q2"], ["a", "b"])
     out = write_trained(tmp_path, "ds", "knn", "dars", router, routes, lam)
 
-    assert out == tmp_path / "models" / "dataset=ds" / "router=knn" / "mode=dars"
+    assert out == tmp_path / "models" / "dataset=ds" / "family=knn" / "supervision=dars"
     assert (out / "router.json").is_file()
     layout = RunLayout(tmp_path)
     assert pq.read_schema(layout.routes_file("ds", "knn", "dars")).equals(ROUTES_SCHEMA)
@@ -55,7 +55,7 @@ def test_a_rerun_without_lam_routes_removes_the_old_ones(tmp_path, router):
 def test_interrupted_training_is_not_complete_and_readers_name_the_command(tmp_path, router):
     RunLayout(tmp_path).model_dir("ds", "mirt", "dars").mkdir(parents=True)
     assert complete_routers(tmp_path, "ds") == []
-    with pytest.raises(FileNotFoundError, match=r"dars train --family mirt --mode dars"):
+    with pytest.raises(FileNotFoundError, match=r"dars train --family mirt --supervision dars"):
         read_routes(tmp_path, "ds", "mirt", "dars")
 
 

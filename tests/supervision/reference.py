@@ -205,7 +205,7 @@ def ref_aggregate(rows: list[dict], lam=LAM, beta=BETA, risk="all") -> dict[tupl
     return out
 
 
-def ref_variant(rows: list[dict], name: str, lam=LAM, beta=BETA) -> dict[tuple, dict]:
+def ref_ablation(rows: list[dict], name: str, lam=LAM, beta=BETA) -> dict[tuple, dict]:
     if name == "full_dars":
         return ref_aggregate(rows, lam, beta)
     if name == "without_risk":

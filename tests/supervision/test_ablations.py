@@ -1,4 +1,4 @@
-"""Ablation variants (Table 2) and k×m sub-grids."""
+"""The Table-2 ablations and k×m sub-grids."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dars.supervision import (
+    ABLATIONS,
     AGGREGATE_COLUMNS,
-    VARIANTS,
     aggregate,
     full_dars,
-    get_variant,
+    get_ablation,
     input_only,
     output_only,
     prepare_observations,
@@ -20,7 +20,7 @@ from dars.supervision import (
     subgrid_observations,
     without_risk,
 )
-from tests.supervision.reference import hand_frame, obs_frames, ok_rows, random_obs, ref_variant
+from tests.supervision.reference import hand_frame, obs_frames, ok_rows, random_obs, ref_ablation
 
 HYP = settings(max_examples=80, deadline=None)
 
@@ -29,7 +29,7 @@ def _q1a(agg: pl.DataFrame) -> dict:
     return agg.filter((pl.col("query_id") == "q1") & (pl.col("model") == "A")).row(0, named=True)
 
 
-def test_hand_example_variants():
+def test_hand_example_ablations():
     frame = hand_frame()
     # input-only keeps decode 0 of each rewrite: q1/A scores 1 and 0, c_norm 0 and 0.25.
     io = _q1a(input_only(frame))
@@ -58,14 +58,14 @@ def test_output_only_prefers_the_original_query():
     assert (oo["n_obs"], oo["q_mean"]) == (2, 0.75)
 
 
-def test_all_variants_share_the_aggregate_schema():
+def test_all_ablations_share_the_aggregate_schema():
     frame = random_obs(1, n_queries=3, k=3, m=2, include_original=True)
     schema = aggregate(frame).schema
-    for name, fn in VARIANTS.items():
+    for name, fn in ABLATIONS.items():
         out = fn(frame)
         assert out.columns == list(AGGREGATE_COLUMNS), name
         assert out.schema == schema, name
-    assert list(VARIANTS) == [
+    assert list(ABLATIONS) == [
         "input_only",
         "output_only",
         "without_risk",
@@ -74,17 +74,17 @@ def test_all_variants_share_the_aggregate_schema():
         "full_dars",
     ]
     with pytest.raises(KeyError, match="valid: input_only, output_only"):
-        get_variant("single_shot")
+        get_ablation("single_shot")
 
 
 @HYP
-@given(obs_frames(), st.sampled_from(sorted(VARIANTS)))
-def test_variants_match_reference(case, name):
+@given(obs_frames(), st.sampled_from(sorted(ABLATIONS)))
+def test_ablations_match_reference(case, name):
     frame, _ = case
     got = {
-        (r["dataset"], r["query_id"], r["model"]): r for r in get_variant(name)(frame).to_dicts()
+        (r["dataset"], r["query_id"], r["model"]): r for r in get_ablation(name)(frame).to_dicts()
     }
-    want = ref_variant(ok_rows(frame), name)
+    want = ref_ablation(ok_rows(frame), name)
     assert got.keys() == want.keys()
     for key, ref in want.items():
         assert got[key]["n_obs"] == ref["n_obs"]

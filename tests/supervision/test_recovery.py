@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 
 from dars.supervision import (
+    ABLATIONS,
     RECOVERY_COLUMNS,
-    VARIANTS,
     aggregate,
     full_dars,
     hard_labels,
@@ -95,7 +95,7 @@ def test_recovery_table_on_synthetic_data():
     assert table.columns == ["dataset", "supervision", "k", "m", *RECOVERY_COLUMNS[1:]]
     assert table["supervision"].to_list() == [
         "single_shot",
-        *VARIANTS,
+        *ABLATIONS,
         "dars_k1_m1",
         "dars_k4_m4",
     ]

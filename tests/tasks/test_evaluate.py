@@ -59,8 +59,8 @@ def _write_test_store(root, dataset: str = DS) -> None:
     write_observations(root, rows, shard=0)
 
 
-def _write_routes(root, family: str, mode: str, draws, dataset: str = DS) -> None:
-    path = RunLayout(root).routes_file(dataset, family, mode)
+def _write_routes(root, family: str, supervision: str, draws, dataset: str = DS) -> None:
+    path = RunLayout(root).routes_file(dataset, family, supervision)
     path.parent.mkdir(parents=True, exist_ok=True)
     routes(draws).write_parquet(path)
 
@@ -69,8 +69,8 @@ def _write_routes(root, family: str, mode: str, draws, dataset: str = DS) -> Non
 def run(tmp_path):
     root = tmp_path / "run"
     _write_test_store(root)
-    for mode, draws in TRAINED.items():
-        _write_routes(root, "mirt", mode, draws)
+    for sup, draws in TRAINED.items():
+        _write_routes(root, "mirt", sup, draws)
     return _exp(root), root
 
 
@@ -132,11 +132,11 @@ def test_ablation_writes_its_table_with_context_and_extras(run):
     assert list(out) == ["ablation"]
     table = out["ablation"]
     assert read_result(root, "ablation").equals(table)
-    got = table.filter(variant="output_only")["U"].to_list()  # rewrite view, then decode
+    got = table.filter(supervision="output_only")["U"].to_list()  # rewrite view, then decode
     assert got == pytest.approx(list(U[("b", "b")]))
     payload = json.loads(RunLayout(root).results_file("ablation", "json").read_text())
     assert payload["family"] == "mirt" and payload["n_boot"] == 50
-    assert payload["trained_modes"][f"{DS}/full_dars"] == "dars"
+    assert payload["trained_supervisions"][f"{DS}/full_dars"] == "dars"
     assert payload["context"]["experiment"] == "t" and payload["context"]["lam"] == exp.lam
     assert len(payload["rows"]) == table.height
 
@@ -144,7 +144,7 @@ def test_ablation_writes_its_table_with_context_and_extras(run):
 def test_ablation_uses_full_dars_routes_when_trained(run):
     exp, root = run
     _write_routes(root, "mirt", "full_dars", [("b", "b")])
-    out = run_experiment(exp, "ablation")["ablation"].filter(variant="full_dars")
+    out = run_experiment(exp, "ablation")["ablation"].filter(supervision="full_dars")
     assert out["U"].to_list() == pytest.approx(list(U[("b", "b")]))
 
 
@@ -158,7 +158,9 @@ def test_ablation_names_missing_routes_files_and_command(run):
     msg = str(err.value)
     assert str(layout.routes_file(DS, "mirt", "output_only")) in msg
     assert str(layout.routes_file(DS, "mirt", "dars")) in msg
-    assert "dars train" in msg and "--family mirt --mode output_only --mode dars" in msg
+    assert (
+        "dars train" in msg and "--family mirt --supervision output_only --supervision dars" in msg
+    )
     assert not result_exists(root, "ablation")
     with pytest.raises(ValueError, match="unknown router famil"):
         run_experiment(_exp(root, ablation_family="nope"), "ablation")
@@ -211,7 +213,7 @@ def test_diagnostics_names_missing_inputs(tmp_path):
     write_supervision(root, DS, "diagnostics", diagnostics_rows(DS, 0.5))
     _write_routes(root, "mirt", "dars", [("a", "b")])
     with pytest.raises(
-        FileNotFoundError, match="single-shot routes.*'demo_mc'.*--mode single_shot.*models"
+        FileNotFoundError, match="single-shot routes.*'demo_mc'.*--supervision single_shot.*models"
     ):
         run_experiment(exp, "diagnostics")
 

@@ -27,7 +27,7 @@ from dars.storage.supervision_store import (  # noqa: E402
 )
 from dars.storage.truth import read_truth  # noqa: E402
 from dars.supervision import (  # noqa: E402
-    VARIANTS,
+    ABLATIONS,
     full_dars,
     hard_labels,
     single_shot,
@@ -97,11 +97,11 @@ def test_dars_is_full_dars_of_the_ok_train_grid_only(sim_run):
 def test_table_shapes(sim_run):
     exp, root, _, used = sim_run
     cells = N_TRAIN * N_MODELS
-    variants = read_supervision(root, DS, "variants")
-    assert variants.height == len(VARIANTS) * cells
-    assert variants["variant"].unique(maintain_order=True).to_list() == list(VARIANTS)
+    ablations = read_supervision(root, DS, "ablations")
+    assert ablations.height == len(ABLATIONS) * cells
+    assert ablations["supervision"].unique(maintain_order=True).to_list() == list(ABLATIONS)
     assert_frame_equal(
-        variants.filter(pl.col("variant") == "full_dars").drop("variant"),
+        ablations.filter(pl.col("supervision") == "full_dars").drop("supervision"),
         read_supervision(root, DS, "dars"),
     )
     draws = read_supervision(root, DS, "single_shot_draws")
@@ -134,7 +134,7 @@ def test_table_shapes(sim_run):
     recovery = read_supervision(root, DS, "recovery")
     assert recovery["supervision"].to_list() == [
         "single_shot",
-        *VARIANTS,
+        *ABLATIONS,
         *(f"dars_k{k}_m{m}" for k, m in protocols),
     ]
     assert recovery["recovery"].is_between(0, 1).all()
@@ -167,7 +167,7 @@ def test_summary_rows_and_rich_table(sim_run):
     assert values["n_models"] == N_MODELS
     assert values["n_observations"] == used.height
     assert values["n_queries_dropped"] == 0
-    assert {f"recovery:{v}" for v in ("single_shot", *VARIANTS)} <= set(values)
+    assert {f"recovery:{v}" for v in ("single_shot", *ABLATIONS)} <= set(values)
     console = Console(record=True, width=120)
     console.print(_summary_table(summary))
     text = console.export_text()

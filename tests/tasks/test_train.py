@@ -40,22 +40,22 @@ def store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("family", ["knn", "mirt"])
-@pytest.mark.parametrize("mode", ["single_shot", "dars", "without_risk"])
-def test_train_router_writes_router_and_routes(store, family, mode):
+@pytest.mark.parametrize("supervision", ["single_shot", "dars", "without_risk"])
+def test_train_router_writes_router_and_routes(store, family, supervision):
     exp, root = store
-    report = train_router(exp, DATASET, family, mode)
+    report = train_router(exp, DATASET, family, supervision)
 
     layout = RunLayout(root)
-    out = layout.model_dir(DATASET, family, mode)
+    out = layout.model_dir(DATASET, family, supervision)
     assert report["dir"] == str(out)
-    n_draws = DRAWS if mode == "single_shot" else 1
+    n_draws = DRAWS if supervision == "single_shot" else 1
     assert report["n_draws"] == n_draws and report["n_train"] == N_TRAIN
     assert report["n_test"] == N_TEST
     assert (out / "router.json").is_file()
     test_ids = [it.query_id for it in load_benchmark_splits(exp.benchmark(DATASET), 0)["test"]]
     assert len(test_ids) == N_TEST
 
-    routes = pl.read_parquet(layout.routes_file(DATASET, family, mode))
+    routes = pl.read_parquet(layout.routes_file(DATASET, family, supervision))
     assert routes.schema == pl.Schema(
         {"draw": pl.Int32, "query_id": pl.String, "model": pl.String, "model_index": pl.Int32}
     )
@@ -68,7 +68,7 @@ def test_train_router_writes_router_and_routes(store, family, mode):
     # The saved router (draw 0 for single_shot) reproduces its routes.
     router = load_router(out)
     assert list(router.models_) == pool
-    assert router.has_sigma_ == (mode == "dars")
+    assert router.has_sigma_ == (supervision == "dars")
     _, _, ids, X_test, _ = embed_queries(exp, DATASET)
     assert ids == test_ids
     draw0 = routes.filter(pl.col("draw") == 0)["model_index"].to_numpy()
@@ -78,8 +78,8 @@ def test_train_router_writes_router_and_routes(store, family, mode):
 def test_single_shot_draws_differ_and_dars_differs_from_single_shot(store):
     exp, root = store
     layout = RunLayout(root)
-    for mode in ("single_shot", "dars"):
-        train_router(exp, DATASET, "knn", mode)
+    for supervision in ("single_shot", "dars"):
+        train_router(exp, DATASET, "knn", supervision)
     ss = pl.read_parquet(layout.routes_file(DATASET, "knn", "single_shot"))
     # Draws are trained on different labels: with 5 draws some test route must change.
     per_query = ss.group_by("query_id").agg(pl.col("model_index").n_unique())
@@ -113,7 +113,7 @@ def test_rerun_encodes_nothing_and_cache_lives_at_the_layout_path(store, monkeyp
     assert cache.last_encoded == 0
 
 
-def test_bad_family_or_mode_lists_the_valid_ones(store):
+def test_bad_family_or_supervision_lists_the_valid_ones(store):
     exp, root = store
     with pytest.raises(ValueError, match="valid: .*knn"):
         train_router(exp, DATASET, "nope", "dars")
@@ -125,15 +125,15 @@ def test_bad_family_or_mode_lists_the_valid_ones(store):
 # λ-sweep routes (lam_routes.parquet, the Pareto experiment's input)
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("family", ["knn", "mirt", "rm_softmax"])
-@pytest.mark.parametrize("mode", ["single_shot", "dars"])
-def test_train_router_writes_lam_routes_for_every_lam(store, family, mode):
+@pytest.mark.parametrize("supervision", ["single_shot", "dars"])
+def test_train_router_writes_lam_routes_for_every_lam(store, family, supervision):
     exp, root = store
     grid = exp.evaluation.lam_grid
     assert exp.lam in grid
-    report = train_router(exp, DATASET, family, mode)
+    report = train_router(exp, DATASET, family, supervision)
     assert report["lam_route_s"] >= 0
     layout = RunLayout(root)
-    lam_routes = pl.read_parquet(layout.lam_routes_file(DATASET, family, mode))
+    lam_routes = pl.read_parquet(layout.lam_routes_file(DATASET, family, supervision))
     assert lam_routes.schema == pl.Schema(
         {
             "lam": pl.Float64,
@@ -143,16 +143,16 @@ def test_train_router_writes_lam_routes_for_every_lam(store, family, mode):
             "model_index": pl.Int32,
         }
     )
-    n_draws = DRAWS if mode == "single_shot" else 1
+    n_draws = DRAWS if supervision == "single_shot" else 1
     assert lam_routes.height == len(grid) * n_draws * N_TEST
     assert lam_routes["lam"].to_list() == np.repeat(grid, n_draws * N_TEST).tolist()
 
     # At the experiment's λ the sweep repeats routes.parquet exactly.
-    routes = pl.read_parquet(layout.routes_file(DATASET, family, mode))
+    routes = pl.read_parquet(layout.routes_file(DATASET, family, supervision))
     assert lam_routes.filter(pl.col("lam") == exp.lam).drop("lam").equals(routes)
 
     # The saved router (draw 0) routes every λ as the sweep says (slow path: route per λ).
-    router = load_router(layout.model_dir(DATASET, family, mode))
+    router = load_router(layout.model_dir(DATASET, family, supervision))
     _, _, _, X_test, _ = embed_queries(exp, DATASET)
     for lam in grid:
         got = lam_routes.filter((pl.col("lam") == lam) & (pl.col("draw") == 0))
@@ -166,7 +166,7 @@ def test_train_router_writes_lam_routes_for_every_lam(store, family, mode):
         assert changes["model_index"].max() > 1
 
 
-def test_ablation_modes_write_no_lam_routes_and_clear_stale_ones(store):
+def test_ablation_supervisions_write_no_lam_routes_and_clear_stale_ones(store):
     exp, root = store
     path = RunLayout(root).lam_routes_file(DATASET, "knn", "without_risk")
     path.parent.mkdir(parents=True, exist_ok=True)

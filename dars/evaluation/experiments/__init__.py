@@ -7,7 +7,8 @@ experiment         what                                                        r
 =================  ==========================================================  ==================
 main               every family × {single-shot, DARS, ablations} on both test  main
                    views, best fixed / random / oracle (Tables 1 and 4)
-ablation           the six supervision variants of one family (Table 2)        ablation
+ablation           single-shot and the six ablation supervisions of one        ablation
+                   family (Table 2)
 diagnostics        label instability, variance split, single-shot router       diagnostics,
                    utility distribution, label recovery (Fig 2)                single_shot_dist…,
                                                                                recovery

@@ -1,11 +1,12 @@
-"""The ablation experiment (the paper's Table 2): one router family over supervision variants.
+"""The ablation experiment (the paper's Table 2): one router family over the Table-2 supervisions.
 
-Result ``ablation``: one row per (dataset, view, variant) for the family
-``exp.evaluation.ablation_family``, variants in Table-2 order (:data:`ABLATION_VARIANTS`): the
-router trained on that variant's supervision, scored like ``main``
+Result ``ablation``: one row per (dataset, view, supervision) for the family
+``exp.evaluation.ablation_family``, supervisions in Table-2 order (:data:`TABLE2_SUPERVISIONS`:
+single_shot and the six ablations): the router trained on that supervision, scored like ``main``
 (:func:`~dars.evaluation.metrics.score_routes`). ``full_dars`` equals ``dars`` and is not
 trained by default, so its own routes are used only when someone trained them, else the
-``dars`` routes; the JSON twin records which mode served each (dataset, variant).
+``dars`` routes; the JSON twin's ``trained_supervisions`` records which trained supervision
+served each (dataset, supervision) row.
 """
 
 from __future__ import annotations
@@ -35,20 +36,20 @@ from dars.evaluation.metrics import (
 )
 from dars.evaluation.paper import paper_columns, paper_figures
 from dars.routers.training import check_families
-from dars.supervision.ablations import VARIANTS
+from dars.supervision.ablations import ABLATIONS
 
 if TYPE_CHECKING:
     from dars.config import Experiment
 
-__all__ = ["ABLATION_COLUMNS", "ABLATION_VARIANTS", "SPEC", "ablation", "ablation_table"]
+__all__ = ["ABLATION_COLUMNS", "TABLE2_SUPERVISIONS", "SPEC", "ablation", "ablation_table"]
 
 #: Table-2 rows, in the paper's order.
-ABLATION_VARIANTS: tuple[str, ...] = ("single_shot", *VARIANTS)
+TABLE2_SUPERVISIONS: tuple[str, ...] = ("single_shot", *ABLATIONS)
 ABLATION_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
     "family": pl.String,
-    "variant": pl.String,
+    "supervision": pl.String,
     **{k: v for k, v in ROUTE_SCORE_COLUMNS.items() if k != "view"},
 }
 
@@ -61,37 +62,40 @@ def ablation(
     n_boot: int,
     seed: int,
 ) -> pl.DataFrame:
-    """The ablation of one router family over supervision variants.
+    """The ablation of one router family over the Table-2 supervisions.
 
-    ``view_utils``: ``{dataset: view_utilities rows}``; ``routes``: ``{(dataset, variant):
-    routes.parquet rows}`` of ``family`` trained on that variant's supervision (variants from
-    :data:`ABLATION_VARIANTS`; ``single_shot`` routes hold every draw). Every (dataset, variant)
-    pair must be given.
+    ``view_utils``: ``{dataset: view_utilities rows}``; ``routes``: ``{(dataset, supervision):
+    routes.parquet rows}`` of ``family`` trained on that supervision (supervisions from
+    :data:`TABLE2_SUPERVISIONS`; ``single_shot`` routes hold every draw). Every (dataset,
+    supervision) pair must be given.
 
-    One row per (dataset, view, variant) with :data:`ABLATION_COLUMNS`, ordered by dataset (as
-    in ``view_utils``), variant (Table-2 order), view (rewrite, then decode). U/Q/C as in
-    ``main``: for ``single_shot`` the mean over the ``n_draws`` draws and ``U_std`` their std;
-    for the other variants the router's value and ``U_low``/``U_high`` = bootstrap CI over test
-    queries (``n_boot`` resamples seeded with ``seed``).
+    One row per (dataset, view, supervision) with :data:`ABLATION_COLUMNS`, ordered by dataset
+    (as in ``view_utils``), supervision (Table-2 order), view (rewrite, then decode). U/Q/C as
+    in ``main``: for ``single_shot`` the mean over the ``n_draws`` draws and ``U_std`` their
+    std; for the other supervisions the router's value and ``U_low``/``U_high`` = bootstrap CI
+    over test queries (``n_boot`` resamples seeded with ``seed``).
     """
-    missing = [f"{ds}/{v}" for ds in view_utils for v in ABLATION_VARIANTS if (ds, v) not in routes]
+    missing = [
+        f"{ds}/{s}" for ds in view_utils for s in TABLE2_SUPERVISIONS if (ds, s) not in routes
+    ]
     if missing:
         raise ValueError(f"ablation of {family!r}: no routes for {', '.join(missing)}")
     view_rank = {v: i for i, v in enumerate(("test_rewrite", "test_decode"))}
     rows: list[dict[str, Any]] = []
     for dataset, vu in view_utils.items():
-        for variant in ABLATION_VARIANTS:
+        for supervision in TABLE2_SUPERVISIONS:
             scored = score_routes(
-                routes[(dataset, variant)],
+                routes[(dataset, supervision)],
                 vu,
                 dataset=dataset,
-                single_shot=variant == "single_shot",
+                single_shot=supervision == "single_shot",
                 n_boot=n_boot,
                 seed=seed,
             )
             ordered = sorted(scored.iter_rows(named=True), key=lambda r: view_rank[r["view"]])
             rows += [
-                {"dataset": dataset, "family": family, "variant": variant, **r} for r in ordered
+                {"dataset": dataset, "family": family, "supervision": supervision, **r}
+                for r in ordered
             ]
     return pl.DataFrame(rows, schema=ABLATION_COLUMNS)
 
@@ -99,59 +103,61 @@ def ablation(
 def ablation_table(ablation: pl.DataFrame, datasets: Sequence[str] | None = None) -> pl.DataFrame:
     """The paper's Table 2 from ``ablation`` rows of one family.
 
-    One row per variant present, in Table-2 order; column ``variant``, then ``<dataset>_rew``
-    and ``<dataset>_dec`` (test utility U in the rewrite / decode view; single-shot: mean over
-    draws) for each dataset of ``datasets`` (default: those of the frame, sorted), then
-    ``average`` = unweighted mean of those columns (null when one of them is missing).
+    One row per supervision present, in Table-2 order; column ``supervision``, then
+    ``<dataset>_rew`` and ``<dataset>_dec`` (test utility U in the rewrite / decode view;
+    single-shot: mean over draws) for each dataset of ``datasets`` (default: those of the frame,
+    sorted), then ``average`` = unweighted mean of those columns (null when one of them is missing).
     """
-    need = ("dataset", "view", "family", "variant", "U")
+    need = ("dataset", "view", "family", "supervision", "U")
     absent = [c for c in need if c not in ablation.columns]
     if absent:
         raise ValueError(f"ablation frame lacks column(s) {absent}; it has {ablation.columns}")
     families = ablation["family"].unique().to_list()
     if len(families) > 1:
         raise ValueError(f"ablation frame holds several families {sorted(families)}; pass one")
-    unknown = sorted(set(ablation["variant"].to_list()) - set(ABLATION_VARIANTS))
+    unknown = sorted(set(ablation["supervision"].to_list()) - set(TABLE2_SUPERVISIONS))
     if unknown:
-        raise ValueError(f"unknown variant(s) {unknown}; valid: {', '.join(ABLATION_VARIANTS)}")
+        raise ValueError(
+            f"unknown supervision(s) {unknown}; valid: {', '.join(TABLE2_SUPERVISIONS)}"
+        )
     bad_views = sorted(set(ablation["view"].to_list()) - set(VIEWS))
     if bad_views:
         raise ValueError(f"unknown view(s) {bad_views}; valid: {', '.join(VIEWS)}")
-    dup = ablation.filter(pl.struct("dataset", "view", "variant").is_duplicated())
+    dup = ablation.filter(pl.struct("dataset", "view", "supervision").is_duplicated())
     if dup.height:
         r = dup.row(0, named=True)
         raise ValueError(
             f"ablation frame has several rows for dataset={r['dataset']!r}, view={r['view']!r}, "
-            f"variant={r['variant']!r}"
+            f"supervision={r['supervision']!r}"
         )
     if datasets is None:
         datasets = sorted(ablation["dataset"].unique().to_list())
     columns = view_columns(datasets)
     wide = ablation.with_columns(
         (pl.col("dataset") + "_" + pl.col("view").replace_strict(VIEW_SHORT)).alias("column")
-    ).pivot(on="column", index="variant", values="U", aggregate_function=None)
-    order = {v: i for i, v in enumerate(ABLATION_VARIANTS)}
+    ).pivot(on="column", index="supervision", values="U", aggregate_function=None)
+    order = {s: i for i, s in enumerate(TABLE2_SUPERVISIONS)}
     wide = wide.with_columns(
         [pl.lit(None, dtype=pl.Float64).alias(c) for c in columns if c not in wide.columns]
     )
     any_null = pl.any_horizontal([pl.col(c).is_null() for c in columns])
     return (
-        wide.select("variant", *columns)
+        wide.select("supervision", *columns)
         .with_columns(
             pl.when(any_null).then(None).otherwise(pl.mean_horizontal(columns)).alias("average")
         )
-        .sort(pl.col("variant").replace_strict(order, return_dtype=pl.Int64))
+        .sort(pl.col("supervision").replace_strict(order, return_dtype=pl.Int64))
     )
 
 
-def _trained_mode(
-    routes: Mapping[tuple[str, str, str], pl.DataFrame], dataset: str, family: str, variant: str
+def _trained_supervision(
+    routes: Mapping[tuple[str, str, str], pl.DataFrame], dataset: str, family: str, supervision: str
 ) -> str:
-    """The mode whose routes serve ``variant``: ``full_dars`` falls back to ``dars`` unless its
-    own router was trained."""
-    if variant == "full_dars" and (dataset, family, "full_dars") not in routes:
+    """The supervision whose routes serve the Table-2 row ``supervision``: ``full_dars`` falls
+    back to ``dars`` unless its own router was trained."""
+    if supervision == "full_dars" and (dataset, family, "full_dars") not in routes:
         return "dars"
-    return variant
+    return supervision
 
 
 def check(exp: Experiment) -> None:
@@ -160,34 +166,35 @@ def check(exp: Experiment) -> None:
 
 
 def compute(inputs: Inputs, exp: Experiment) -> dict[str, Any]:
-    """Table 2 for ``exp.evaluation.ablation_family`` on every benchmark; a variant without
+    """Table 2 for ``exp.evaluation.ablation_family`` on every benchmark; a supervision without
     routes raises :class:`MissingInputError` naming the ``dars train`` command that trains it."""
     check(exp)
     family = exp.evaluation.ablation_family
     n_boot = exp.evaluation.n_boot
     view_utils = inputs[VIEW_UTILITIES]
     routes = inputs[ROUTES]
-    modes = {
-        (ds, v): _trained_mode(routes, ds, family, v)
+    # (dataset, Table-2 row) → the supervision of the router whose routes serve that row.
+    trained = {
+        (ds, s): _trained_supervision(routes, ds, family, s)
         for ds in view_utils
-        for v in ABLATION_VARIANTS
+        for s in TABLE2_SUPERVISIONS
     }
-    missing = {k: mode for k, mode in modes.items() if (k[0], family, mode) not in routes}
+    missing = {k: t for k, t in trained.items() if (k[0], family, t) not in routes}
     if missing:
         command = f"dars train --family {family} " + " ".join(
-            f"--mode {m}" for m in dict.fromkeys(missing.values())
+            f"--supervision {t}" for t in dict.fromkeys(missing.values())
         )
         raise MissingInputError(
             f"ablation of router family {family!r} needs routes that are not trained; train "
             f"them with `{command}`",
-            [(ROUTES, (ds, family, mode)) for (ds, _), mode in missing.items()],
+            [(ROUTES, (ds, family, t)) for (ds, _), t in missing.items()],
         )
-    chosen = {k: routes[(k[0], family, mode)] for k, mode in modes.items()}
+    chosen = {k: routes[(k[0], family, t)] for k, t in trained.items()}
     frame = ablation(view_utils, chosen, family=family, n_boot=n_boot, seed=exp.seed)
     extras = {
         "family": family,
         "n_boot": n_boot,
-        "trained_modes": {f"{ds}/{v}": mode for (ds, v), mode in modes.items()},
+        "trained_supervisions": {f"{ds}/{s}": t for (ds, s), t in trained.items()},
     }
     return {"ablation": (frame, extras)}
 
@@ -203,11 +210,11 @@ def _paper_table(datasets: Sequence[str], mapping: Mapping[str, str | None]) -> 
     ]
     cols.append(("avg (paper's 6 columns)", idx["avg"]))
     rows = [
-        {"variant": v, **{name: fmt(float(t2[v][i])) for name, i in cols}}
-        for v in ABLATION_VARIANTS
-        if v in t2
+        {"supervision": s, **{name: fmt(float(t2[s][i])) for name, i in cols}}
+        for s in TABLE2_SUPERVISIONS
+        if s in t2
     ]
-    return text_table(rows, ["variant", *[name for name, _ in cols]])
+    return text_table(rows, ["supervision", *[name for name, _ in cols]])
 
 
 def section(doc: Document, run: ReportRun) -> None:
@@ -216,7 +223,7 @@ def section(doc: Document, run: ReportRun) -> None:
     if ablation is None:
         return
     doc.p(
-        "Test utility U of one router family trained on each supervision variant: single-shot "
+        "Test utility U of one router family trained on each Table-2 supervision: single-shot "
         "labels; `input_only` (one decode per rewrite); `output_only` (the decodes of one "
         "formulation); `without_risk` (β = 0); `rewrite_risk` (σ across rewrite means); "
         "`decoding_risk` (mean within-rewrite σ); `full_dars` (all K×M, σ over all). `average` "
@@ -228,7 +235,7 @@ def section(doc: Document, run: ReportRun) -> None:
         doc.h(3, f"Table 2: supervision ablation — {fam}")
         doc.table(
             sub.select(
-                "variant",
+                "supervision",
                 *[pl.col(c).map_elements(fmt, return_dtype=pl.String) for c in sub.columns[1:]],
             )
         )
@@ -245,8 +252,8 @@ def view(tables: Mapping[str, pl.DataFrame]) -> list[View]:
 SPEC = register_experiment(
     ExperimentSpec(
         name="ablation",
-        help="The six supervision variants of `evaluation.ablation_family` (default mirt) with "
-        "an average column (Table 2) → results/ablation.",
+        help="Single-shot and the six ablation supervisions of `evaluation.ablation_family` "
+        "(default mirt) with an average column (Table 2) → results/ablation.",
         title="Ablation",
         order=20,
         inputs=(VIEW_UTILITIES, ROUTES),

@@ -33,12 +33,12 @@ order):
 view_utilities     ``{dataset: view_utilities rows}``: the test observations of the pool
                    models scored per (view, query, model) at the experiment's λ, cost on one
                    scale over all of the dataset's observations (:mod:`dars.evaluation.metrics`)
-routes             ``{(dataset, family, mode): routes rows}`` of every router trained to the end
-                   (one row per (draw, query_id): ``model``, ``model_index``); (family, mode)
-                   sorted within a dataset
-lam_routes         ``{(dataset, family, mode): λ-sweep routes rows or None}`` of every router of
-                   a λ-sweep mode (single_shot, dars) trained to the end; None: the router was
-                   trained before the train stage wrote λ-sweep routes
+routes             ``{(dataset, family, supervision): routes rows}`` of every router trained to
+                   the end (one row per (draw, query_id): ``model``, ``model_index``);
+                   (family, supervision) sorted within a dataset
+lam_routes         ``{(dataset, family, supervision): λ-sweep routes rows or None}`` of every
+                   router of a λ-sweep supervision (single_shot, dars) trained to the end; None:
+                   the router was trained before the train stage wrote λ-sweep routes
 supervision        ``{dataset: rows}`` of one supervision table (``supervision("dars")``);
                    optional tables leave out the datasets without one
 embeddings         ``{dataset: QueryEmbeddings}``: train and test query embeddings
@@ -162,8 +162,8 @@ class QueryEmbeddings(NamedTuple):
 class InputError(Exception):
     """A stored input of an experiment is missing or stale. The message says what and the
     command that fixes it; ``where`` lists the (input, key) pairs concerned — key ``(dataset,
-    family, mode)`` for routes, ``dataset`` for supervision, None for a whole store — so the
-    task layer can name their files."""
+    family, supervision)`` for routes, ``dataset`` for supervision, None for a whole store — so
+    the task layer can name their files."""
 
     def __init__(self, message: str, where: Sequence[tuple[Input, Any]] = ()) -> None:
         super().__init__(message)

@@ -126,20 +126,18 @@ def single_shot_distribution(
 
 def compute(inputs: Inputs, _exp: Experiment) -> dict[str, Any]:
     """Figure 2 and label recovery for every benchmark. Every dataset needs single-shot routes
-    of at least one family (:class:`MissingInputError` naming ``dars train --mode
+    of at least one family (:class:`MissingInputError` naming ``dars train --supervision
     single_shot`` otherwise)."""
     tables = inputs[DIAGNOSTICS]
     recovered = inputs[RECOVERY]
     all_routes = inputs[ROUTES]
     routes: dict[tuple[str, str], pl.DataFrame] = {}
     for ds in tables:
-        single = {
-            f: r for (d, f, mode), r in all_routes.items() if d == ds and mode == "single_shot"
-        }
+        single = {f: r for (d, f, s), r in all_routes.items() if d == ds and s == "single_shot"}
         if not single:
             raise MissingInputError(
                 f"no single-shot routes for dataset {ds!r}; train them with "
-                "`dars train --mode single_shot`",
+                "`dars train --supervision single_shot`",
                 [(ROUTES, None)],
             )
         routes.update({(ds, f): r for f, r in single.items()})
@@ -200,7 +198,7 @@ def recovery_table(recovery: pl.DataFrame, datasets: Sequence[str] = ()) -> pl.D
     """Label recovery against the simulator's ground truth, as display strings: one row per
     (dataset, supervision) of the ``recovery`` result, in its row order within a dataset
     (datasets in ``datasets`` order first), with the k×m sub-protocol ("—": the full protocol
-    or a variant), the recovery rate and its 95% CI, the mean regret and the counts."""
+    or an ablation), the recovery rate and its 95% CI, the mean regret and the counts."""
     rank = {d: i for i, d in enumerate(datasets)}
     ordered = recovery.with_row_index("_i").sort(
         pl.col("dataset").replace_strict(rank, default=len(rank), return_dtype=pl.Int64),
@@ -278,7 +276,7 @@ def section(doc: Document, run: ReportRun) -> None:
     if rec is not None:
         doc.p(
             "Share of training queries whose label is a truly best model under the simulator's "
-            "ground-truth utility (single-shot: mean over draws), per supervision variant and "
+            "ground-truth utility (single-shot: mean over draws), per supervision and "
             "k×m sub-protocol; regret is the mean true-utility gap between the best model and "
             "the label."
         )

@@ -1,9 +1,9 @@
 """The main experiment (the paper's Tables 1 and 4): every trained router on the two test views.
 
-Result ``main``: one row per (dataset, view, family, mode) with U, Q, C — for ``single_shot``
-the mean and std over the S draws (the paper's Table 4), otherwise the router's value with a
-bootstrap CI over test queries — plus the reference rows ``best_fixed`` (its model in
-``best_model``), ``oracle`` and ``random`` (family = mode = the reference's name).
+Result ``main``: one row per (dataset, view, family, supervision) with U, Q, C — for
+``single_shot`` the mean and std over the S draws (the paper's Table 4), otherwise the router's
+value with a bootstrap CI over test queries — plus the reference rows ``best_fixed`` (its model in
+``best_model``), ``oracle`` and ``random`` (family = supervision = the reference's name).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ MAIN_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
     "family": pl.String,
-    "mode": pl.String,
+    "supervision": pl.String,
     **{k: v for k, v in ROUTE_SCORE_COLUMNS.items() if k != "view"},
     "best_model": pl.String,
 }
@@ -70,7 +70,7 @@ def _reference(dataset: str, vu: pl.DataFrame) -> list[dict[str, Any]]:
                     "dataset": dataset,
                     "view": r["view"],
                     "family": name,
-                    "mode": name,
+                    "supervision": name,
                     "n_draws": 1,
                     "U": r[f"{prefix}_U"],
                     "U_std": None,
@@ -94,26 +94,32 @@ def main_rows(
     """The ``main`` table (see the module docstring).
 
     ``view_utils``: ``{dataset: view_utilities rows}``; ``routes``: ``{(dataset, family,
-    mode): routes rows}`` of the trained routers. Rows: per dataset (in ``view_utils`` order)
-    the reference rows, then the routers of that dataset in ``routes`` order, each scored by
+    supervision): routes rows}`` of the trained routers. Rows: per dataset (in ``view_utils``
+    order) the reference rows, then the routers of that dataset in ``routes`` order, each scored by
     :func:`~dars.evaluation.metrics.score_routes` (``n_boot`` resamples, seed ``seed``).
     """
     rows: list[dict[str, Any]] = []
     for dataset, vu in view_utils.items():
         rows += _reference(dataset, vu)
-        for (ds, family, mode), frame in routes.items():
+        for (ds, family, supervision), frame in routes.items():
             if ds != dataset:
                 continue
             scored = score_routes(
                 frame,
                 vu,
                 dataset=dataset,
-                single_shot=mode == "single_shot",
+                single_shot=supervision == "single_shot",
                 n_boot=n_boot,
                 seed=seed,
             )
             rows += [
-                {"dataset": dataset, **r, "family": family, "mode": mode, "best_model": None}
+                {
+                    "dataset": dataset,
+                    **r,
+                    "family": family,
+                    "supervision": supervision,
+                    "best_model": None,
+                }
                 for r in scored.iter_rows(named=True)
             ]
     return pl.DataFrame(rows, schema=MAIN_COLUMNS)
@@ -136,7 +142,7 @@ def _column(dataset: str, view: str) -> str:
 
 def _routed_families(main: pl.DataFrame) -> list[str]:
     return order_families(
-        main.filter(pl.col("mode").is_in(["single_shot", "dars"]))["family"].to_list()
+        main.filter(pl.col("supervision").is_in(["single_shot", "dars"]))["family"].to_list()
     )
 
 
@@ -150,43 +156,43 @@ def main_table(main: pl.DataFrame, datasets: Sequence[str]) -> pl.DataFrame:
     """
     cols = view_columns(datasets)
     cell = {
-        (r["family"], r["mode"], _column(r["dataset"], r["view"])): r
+        (r["family"], r["supervision"], _column(r["dataset"], r["view"])): r
         for r in main.iter_rows(named=True)
     }
     rows: list[dict[str, str]] = []
     for fam in _routed_families(main):
-        for mode, label in (("single_shot", "single-shot"), ("dars", "DARS")):
-            row = {"router": fam, "supervision": label}
+        for supervision, label in (("single_shot", "single-shot"), ("dars", "DARS")):
+            row = {"family": fam, "supervision": label}
             for c in cols:
-                r = cell.get((fam, mode, c))
+                r = cell.get((fam, supervision, c))
                 if r is not None:
-                    row[c] = pm(r["U"], r["U_std"]) if mode == "single_shot" else fmt(r["U"])
+                    row[c] = pm(r["U"], r["U_std"]) if supervision == "single_shot" else fmt(r["U"])
             rows.append(row)
     for ref in _REFERENCES:
-        row = {"router": _REFERENCE_LABELS[ref], "supervision": DASH}
+        row = {"family": _REFERENCE_LABELS[ref], "supervision": DASH}
         for c in cols:
             r = cell.get((ref, ref, c))
             if r is not None:
                 row[c] = fmt(r["U"])
         rows.append(row)
-    return text_table(rows, ["router", "supervision", *cols])
+    return text_table(rows, ["family", "supervision", *cols])
 
 
 def single_shot_comparison(main: pl.DataFrame) -> pl.DataFrame:
     """DARS against the single-shot routers of the same family, from the ``main`` result.
 
-    One row per (dataset, view, family) having both modes: ``single_mean`` / ``single_std``
-    (over the draws), ``dars`` (U of the DARS router), ``delta`` = dars − single_mean and
-    ``above_1sd`` = delta > single_std.
+    One row per (dataset, view, family) having both the single_shot and the dars supervision:
+    ``single_mean`` / ``single_std`` (over the draws), ``dars`` (U of the DARS router), ``delta`` =
+    dars − single_mean and ``above_1sd`` = delta > single_std.
     """
-    single = main.filter(pl.col("mode") == "single_shot").select(
+    single = main.filter(pl.col("supervision") == "single_shot").select(
         "dataset",
         "view",
         "family",
         pl.col("U").alias("single_mean"),
         pl.col("U_std").alias("single_std"),
     )
-    dars = main.filter(pl.col("mode") == "dars").select(
+    dars = main.filter(pl.col("supervision") == "dars").select(
         "dataset", "view", "family", pl.col("U").alias("dars")
     )
     return (
@@ -220,10 +226,10 @@ def paper_main_table(
     rows = []
     for fam in fams:
         for key, label in (("single", "single-shot (mean)"), ("dars", "DARS")):
-            row = {"router": fam, "supervision": label}
+            row = {"family": fam, "supervision": label}
             row.update({name: fmt(float(t1[fam][key][i])) for name, i in cols})
             rows.append(row)
-    return text_table(rows, ["router", "supervision", *[name for name, _ in cols]])
+    return text_table(rows, ["family", "supervision", *[name for name, _ in cols]])
 
 
 def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
@@ -234,20 +240,20 @@ def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
     mean quality Q and mean normalised cost C. The best fixed row names the model per view.
     """
     sub = main.filter(pl.col("dataset") == dataset)
-    cell = {(r["family"], r["mode"], r["view"]): r for r in sub.iter_rows(named=True)}
-    cols = ["router", "supervision"]
+    cell = {(r["family"], r["supervision"], r["view"]): r for r in sub.iter_rows(named=True)}
+    cols = ["family", "supervision"]
     for short in VIEW_SHORT.values():
         cols += [f"{short} U", f"{short} ± std / 95% CI", f"{short} Q", f"{short} C"]
-    keys = [(f, m) for f in _routed_families(sub) for m in ("single_shot", "dars")]
+    keys = [(f, s) for f in _routed_families(sub) for s in ("single_shot", "dars")]
     keys += [(ref, ref) for ref in _REFERENCES]
     rows = []
-    for fam, mode in keys:
-        present = [cell.get((fam, mode, v)) for v in VIEW_SHORT]
+    for fam, supervision in keys:
+        present = [cell.get((fam, supervision, v)) for v in VIEW_SHORT]
         if not any(present):
             continue
-        if mode in _REFERENCES:
+        if supervision in _REFERENCES:
             label = DASH
-            if mode == "best_fixed":
+            if supervision == "best_fixed":
                 label = (
                     ", ".join(
                         f"{VIEW_SHORT[v]}: {r['best_model']}"
@@ -256,9 +262,12 @@ def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
                     )
                     or DASH
                 )
-            row = {"router": _REFERENCE_LABELS[mode], "supervision": label}
+            row = {"family": _REFERENCE_LABELS[supervision], "supervision": label}
         else:
-            row = {"router": fam, "supervision": "single-shot" if mode == "single_shot" else "DARS"}
+            row = {
+                "family": fam,
+                "supervision": "single-shot" if supervision == "single_shot" else "DARS",
+            }
         for short, r in zip(VIEW_SHORT.values(), present, strict=True):
             if r is None:
                 continue
@@ -280,7 +289,7 @@ def section(doc: Document, run: ReportRun) -> None:
     """Table 1 with the DARS vs single-shot summary, the paper's Table 1, Table 4 per dataset."""
     main = run.main
     lam = fmt((run.context or {}).get("lam"))
-    draws = main.filter(pl.col("mode") == "single_shot")["n_draws"].drop_nulls()
+    draws = main.filter(pl.col("supervision") == "single_shot")["n_draws"].drop_nulls()
     n_draws = fmt(int(draws.max())) if draws.len() else DASH
     doc.p(
         f"U is the mean test utility q − λ·c (λ = {lam}, c the normalised cost) over test queries "

@@ -2,12 +2,12 @@
 
 A router trained at one λ ranks models by u = q − λc − βσ; routing the same fitted router at
 other λ traces how much quality it buys for how much cost. The train stage writes those routes
-(``lam_routes.parquet``, one per (dataset, family, mode) for the single_shot and dars modes, at
-every λ of ``exp.evaluation.lam_grid``), so no refit happens here.
+(``lam_routes.parquet``, one per (dataset, family, supervision) for the single_shot and dars
+supervisions, at every λ of ``exp.evaluation.lam_grid``), so no refit happens here.
 
-* :func:`pareto_points` — one row per (dataset, view, family, mode, lam): mean test quality Q
-  and normalised cost C of the routes, plus one point per fixed model (result ``pareto``);
-* :func:`budget_frontier` — the best quality each (family, mode) reaches under a mean cost
+* :func:`pareto_points` — one row per (dataset, view, family, supervision, lam): mean test
+  quality Q and normalised cost C of the routes, plus one point per fixed model (result ``pareto``);
+* :func:`budget_frontier` — the best quality each (family, supervision) reaches under a mean cost
   budget (result ``pareto_budget``).
 """
 
@@ -34,7 +34,7 @@ from dars.evaluation.experiments.base import (
 )
 from dars.evaluation.metrics import VIEW_SHORT, VIEW_UTIL_COLUMNS, order_families, router_utilities
 from dars.evaluation.refit import check_sweep_families, sweep_families
-from dars.routers.training import LAM_SWEEP_MODES
+from dars.routers.training import LAM_SWEEP_SUPERVISIONS
 from dars.utility import utility_expr
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ __all__ = [
     "pareto_points",
 ]
 
-#: family and mode of the fixed-model points.
+#: family and supervision of the fixed-model points.
 FIXED = "fixed"
 
 #: Columns of result ``pareto`` (see :func:`pareto_points`).
@@ -59,7 +59,7 @@ PARETO_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
     "family": pl.String,
-    "mode": pl.String,
+    "supervision": pl.String,
     "lam": pl.Float64,
     "model": pl.String,
     "n_draws": pl.Int64,
@@ -79,7 +79,7 @@ BUDGET_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
     "family": pl.String,
-    "mode": pl.String,
+    "supervision": pl.String,
     "budget": pl.Float64,
     "lam": pl.Float64,
     "model": pl.String,
@@ -87,8 +87,8 @@ BUDGET_COLUMNS = {
     "C": pl.Float64,
 }
 
-_KEYS = ["dataset", "view", "family", "mode"]
-_ROUTE_COLUMNS = ("dataset", "family", "mode", "lam", "draw", "query_id", "model")
+_KEYS = ["dataset", "view", "family", "supervision"]
+_ROUTE_COLUMNS = ("dataset", "family", "supervision", "lam", "draw", "query_id", "model")
 
 
 def _require(frame: pl.DataFrame, cols: Sequence[str], what: str) -> None:
@@ -118,7 +118,7 @@ def _fixed_points(view_util: pl.DataFrame) -> pl.DataFrame:
         "dataset",
         "view",
         pl.lit(FIXED).alias("family"),
-        pl.lit(FIXED).alias("mode"),
+        pl.lit(FIXED).alias("supervision"),
         pl.lit(None, pl.Float64).alias("lam"),
         pl.col("model").cast(pl.String),
         pl.lit(1, pl.Int64).alias("n_draws"),
@@ -134,25 +134,25 @@ def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataF
     """Cost–quality points of routers over a λ sweep and of every fixed model.
 
     ``lam_routes``: rows of ``lam_routes.parquet`` files stacked with the columns ``dataset``,
-    ``family`` and ``mode`` (``single_shot`` or ``dars``) added — one row per (dataset, family,
-    mode, lam, draw, query_id) with the routed ``model`` (``model_index`` is ignored).
-    ``view_util``: :func:`~dars.evaluation.metrics.view_utilities` rows (at any λ: only the
-    λ-free ``q`` and ``c`` are used).
+    ``family`` and ``supervision`` (``single_shot`` or ``dars``) added — one row per (dataset,
+    family, supervision, lam, draw, query_id) with the routed ``model`` (``model_index`` is
+    ignored). ``view_util``: :func:`~dars.evaluation.metrics.view_utilities` rows (at any λ: only
+    the λ-free ``q`` and ``c`` are used).
 
-    Returns :data:`PARETO_COLUMNS`, sorted by (dataset, view, family, mode, lam):
+    Returns :data:`PARETO_COLUMNS`, sorted by (dataset, view, family, supervision, lam):
 
-    * one row per (dataset, view, family, mode, lam) of the routes: per draw, Q and C are the
-      means over the view's test queries of the routed model's ``q`` and normalised cost ``c``,
+    * one row per (dataset, view, family, supervision, lam) of the routes: per draw, Q and C are
+      the means over the view's test queries of the routed model's ``q`` and normalised cost ``c``,
       and U = Q − lam·C (the mean test utility at that λ); the row holds the mean over the
       ``n_draws`` draws. ``Q_std``/``C_std``: sample std over the draws (ddof = 1; 0 for one
       draw) for ``single_shot``, null for ``dars`` (one router, which must have one draw);
       ``model`` is null;
-    * one row per (dataset, view, model) for the datasets of ``lam_routes``: family = mode =
-      ``"fixed"``, ``model`` its name, ``lam``, ``U`` and the stds null, ``n_draws`` 1, Q and C
-      of sending every test query of the view to that model.
+    * one row per (dataset, view, model) for the datasets of ``lam_routes``: family = supervision =
+      ``"fixed"``, ``model`` its name, ``lam``, ``U`` and the stds null, ``n_draws`` 1, Q and C of
+      sending every test query of the view to that model.
 
-    Raises ``ValueError`` for a missing column, an unknown mode, a null/negative/non-finite λ,
-    a ``dars`` router with several draws, and everything
+    Raises ``ValueError`` for a missing column, an unknown supervision, a
+    null/negative/non-finite λ, a ``dars`` router with several draws, and everything
     :func:`~dars.evaluation.metrics.router_utilities` rejects (a query routed twice or not at
     all in some (lam, draw), a routed cell without test observations).
     """
@@ -160,10 +160,12 @@ def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataF
     _require(view_util, VIEW_UTIL_COLUMNS, "view_util")
     if lam_routes.height == 0:
         raise ValueError("lam_routes is empty")
-    modes = sorted(lam_routes["mode"].unique().to_list(), key=str)
-    bad = [m for m in modes if m not in LAM_SWEEP_MODES]
+    supervisions = sorted(lam_routes["supervision"].unique().to_list(), key=str)
+    bad = [s for s in supervisions if s not in LAM_SWEEP_SUPERVISIONS]
     if bad:
-        raise ValueError(f"lam_routes has mode(s) {bad}; expected only {list(LAM_SWEEP_MODES)}")
+        raise ValueError(
+            f"lam_routes has supervision(s) {bad}; expected only {list(LAM_SWEEP_SUPERVISIONS)}"
+        )
     lam = lam_routes["lam"].cast(pl.Float64)
     if lam.null_count() or not bool(np.all(np.isfinite(lam.to_numpy()))) or lam.min() < 0:
         raise ValueError(f"lam_routes: lam must be finite and >= 0, got {lam.unique().to_list()}")
@@ -173,15 +175,17 @@ def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataF
         U=utility_expr("Q", "C", lam=pl.col("lam"))
     )
     keys = [*_KEYS, "lam"]
-    several = per_draw.filter(pl.col("mode") == "dars").group_by(keys).agg(pl.len().alias("n"))
+    several = (
+        per_draw.filter(pl.col("supervision") == "dars").group_by(keys).agg(pl.len().alias("n"))
+    )
     several = several.filter(pl.col("n") > 1)
     if several.height:
         r = several.sort(keys).row(0, named=True)
         raise ValueError(
-            f"lam_routes: mode 'dars' has {r['n']} draws for (dataset={r['dataset']!r}, "
+            f"lam_routes: supervision 'dars' has {r['n']} draws for (dataset={r['dataset']!r}, "
             f"family={r['family']!r}, lam={r['lam']}); a dars router is one draw"
         )
-    single = pl.col("mode") == "single_shot"
+    single = pl.col("supervision") == "single_shot"
     sweep = (
         per_draw.group_by(keys)
         .agg(
@@ -211,19 +215,21 @@ def pareto_points(lam_routes: pl.DataFrame, view_util: pl.DataFrame) -> pl.DataF
 def budget_frontier(pareto: pl.DataFrame, budgets: Sequence[float]) -> pl.DataFrame:
     """Best quality under a mean-cost budget, per curve of :func:`pareto_points`.
 
-    ``pareto``: rows with at least ``dataset, view, family, mode, lam, model, Q, C``.
+    ``pareto``: rows with at least ``dataset, view, family, supervision, lam, model, Q, C``.
     ``budgets``: mean normalised-cost budgets (finite, >= 0; duplicates dropped).
 
-    One row per (dataset, view, family, mode) of ``pareto`` and budget B, sorted by those keys
-    then B; columns :data:`BUDGET_COLUMNS`. Among the curve's points with C <= B (up to
-    :data:`BUDGET_TOL` of float rounding) it holds the one
-    with the highest Q (ties: lower C, then lower λ, then model name) — its ``lam`` (null for
-    fixed points), ``model`` (the fixed model for mode ``fixed``, else null), ``Q`` and ``C``;
-    for mode ``fixed`` the curve is the set of fixed models, so the row is the best single model
-    within the budget. When no point fits, ``lam``, ``model``, ``Q`` and ``C`` are null. Q is
-    non-decreasing in B for every curve (a larger budget only adds candidates).
+    One row per (dataset, view, family, supervision) of ``pareto`` and budget B, sorted by those
+    keys then B; columns :data:`BUDGET_COLUMNS`. Among the curve's points with C <= B (up to
+    :data:`BUDGET_TOL` of float rounding) it holds the one with the highest Q (ties: lower C, then
+    lower λ, then model name) — its ``lam`` (null for fixed points), ``model`` (the fixed model for
+    supervision ``fixed``, else null), ``Q`` and ``C``; for supervision ``fixed`` the curve is the
+    set of fixed models, so the row is the best single model within the budget. When no point fits,
+    ``lam``, ``model``, ``Q`` and ``C`` are null. Q is non-decreasing in B for every curve (a larger
+    budget only adds candidates).
     """
-    _require(pareto, ("dataset", "view", "family", "mode", "lam", "model", "Q", "C"), "pareto")
+    _require(
+        pareto, ("dataset", "view", "family", "supervision", "lam", "model", "Q", "C"), "pareto"
+    )
     b = [float(x) for x in budgets]
     if not b:
         raise ValueError("budgets is empty: give at least one mean-cost budget")
@@ -255,23 +261,23 @@ def _sweep_routes(
     lam_routes: Mapping[tuple[str, str, str], pl.DataFrame | None],
     dataset: str,
     family: str,
-    mode: str,
+    supervision: str,
     lam_grid: Sequence[float],
 ) -> pl.DataFrame:
-    """One trained router's λ-sweep routes with dataset/family/mode columns; errors say what is
-    missing or stale and that ``dars train`` writes it."""
-    key = (dataset, family, mode)
-    retrain = f"`dars train --family {family} --mode {mode}`"
+    """One trained router's λ-sweep routes with dataset/family/supervision columns; errors say
+    what is missing or stale and that ``dars train`` writes it."""
+    key = (dataset, family, supervision)
+    retrain = f"`dars train --family {family} --supervision {supervision}`"
     if key not in lam_routes:
         raise MissingInputError(
-            f"no complete {family}/{mode} router for dataset {dataset!r}: its routes are "
+            f"no complete {family}/{supervision} router for dataset {dataset!r}: its routes are "
             f"missing (training has not run, or was interrupted); run {retrain}",
             [(ROUTES, key)],
         )
     frame = lam_routes[key]
     if frame is None:
         raise MissingInputError(
-            f"the λ-sweep routes of the {family}/{mode} router of dataset {dataset!r} are "
+            f"the λ-sweep routes of the {family}/{supervision} router of dataset {dataset!r} are "
             f"missing: it was trained before the train stage wrote them; rerun {retrain}",
             [(LAM_ROUTES, key)],
         )
@@ -279,18 +285,20 @@ def _sweep_routes(
     want = sorted(float(x) for x in lam_grid)
     if len(have) != len(want) or not np.allclose(have, want, rtol=0, atol=1e-12):
         raise StaleInputError(
-            f"the {family}/{mode} router of dataset {dataset!r} holds routes at lam {have} but "
-            f"evaluation.lam_grid is {want}; rerun {retrain} after changing the grid",
+            f"the {family}/{supervision} router of dataset {dataset!r} holds routes at lam "
+            f"{have} but evaluation.lam_grid is {want}; rerun {retrain} after changing the grid",
             [(LAM_ROUTES, key)],
         )
     return frame.with_columns(
-        pl.lit(dataset).alias("dataset"), pl.lit(family).alias("family"), pl.lit(mode).alias("mode")
+        pl.lit(dataset).alias("dataset"),
+        pl.lit(family).alias("family"),
+        pl.lit(supervision).alias("supervision"),
     )
 
 
 def compute(inputs: Inputs, exp: Experiment) -> dict[str, Any]:
     """The frontiers of every benchmark for the sweep families (``exp.evaluation
-    .sweep_families``, else ``exp.routers``; each needs its single_shot and dars routers
+    .sweep_families``, else ``exp.families``; each needs its single_shot and dars routers
     trained with λ-sweep routes) and the budget table at ``exp.evaluation.budgets``. Test views
     are scored as in the main experiment."""
     families = sweep_families(exp)
@@ -300,9 +308,9 @@ def compute(inputs: Inputs, exp: Experiment) -> dict[str, Any]:
     for dataset, vu in inputs[VIEW_UTILITIES].items():
         routes = pl.concat(
             [
-                _sweep_routes(lam_routes, dataset, family, mode, grid)
+                _sweep_routes(lam_routes, dataset, family, supervision, grid)
                 for family in families
-                for mode in LAM_SWEEP_MODES
+                for supervision in LAM_SWEEP_SUPERVISIONS
             ]
         )
         parts.append(pareto_points(routes, vu))
@@ -316,8 +324,8 @@ def compute(inputs: Inputs, exp: Experiment) -> dict[str, Any]:
 
 def budget_table(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
     """The budget-constrained frontier for one dataset from the ``pareto_budget`` result: one
-    row per (view, family, mode), one column per mean-cost budget, cells the best mean quality
-    Q reachable with mean normalised cost C ≤ budget ("—": no λ meets the budget); for the
+    row per (view, family, supervision), one column per mean-cost budget, cells the best mean
+    quality Q reachable with mean normalised cost C ≤ budget ("—": no λ meets the budget); for the
     fixed-model rows the cell names the model when the result has a ``model`` column."""
     sub = frame.filter(pl.col("dataset") == dataset)
     budgets = sorted(set(sub["budget"].to_list()))
@@ -326,31 +334,31 @@ def budget_table(frame: pl.DataFrame, dataset: str) -> pl.DataFrame:
         text = fmt(r["Q"])
         if r["Q"] is not None and r.get("model"):
             text += f" ({r['model']})"  # fixed rows: which model is best within the budget
-        cell[(r["view"], r["family"], r["mode"], r["budget"])] = text
-    mode_order = {"single_shot": 0, "dars": 1, "fixed": 2}
+        cell[(r["view"], r["family"], r["supervision"], r["budget"])] = text
+    supervision_order = {"single_shot": 0, "dars": 1, "fixed": 2}
     views = list(VIEW_SHORT)
     fam_rank = {f: i for i, f in enumerate(order_families(sub["family"].drop_nulls().to_list()))}
     keys = sorted(
-        {(r["view"], r["family"], r["mode"]) for r in sub.iter_rows(named=True)},
+        {(r["view"], r["family"], r["supervision"]) for r in sub.iter_rows(named=True)},
         key=lambda k: (
             views.index(k[0]) if k[0] in views else len(views),
-            mode_order.get(k[2], len(mode_order)),
+            supervision_order.get(k[2], len(supervision_order)),
             fam_rank.get(k[1], len(fam_rank)),
             str(k[1]),
         ),
     )
     label = {b: f"C≤{b:g}" for b in budgets}
     rows = []
-    for view, fam, mode in keys:
+    for view, fam, supervision in keys:
         row = {
             "view": VIEW_SHORT.get(view, view),
-            "router": fam if fam is not None else DASH,
-            "supervision": mode,
+            "family": fam if fam is not None else DASH,
+            "supervision": supervision,
         }
         for b in budgets:
-            row[label[b]] = cell.get((view, fam, mode, b), DASH)
+            row[label[b]] = cell.get((view, fam, supervision, b), DASH)
         rows.append(row)
-    return text_table(rows, ["view", "router", "supervision", *label.values()])
+    return text_table(rows, ["view", "family", "supervision", *label.values()])
 
 
 def section(doc: Document, run: ReportRun) -> None:
@@ -387,15 +395,17 @@ def view(tables: Mapping[str, pl.DataFrame]) -> list[View]:
     in each test view (the per-family numbers are in the report)."""
     budget = tables["pareto_budget"]
     labels = {"single_shot": "1-shot", "dars": "DARS", FIXED: FIXED}
-    best = budget.group_by("dataset", "view", "mode", "budget").agg(pl.col("Q").max())
+    best = budget.group_by("dataset", "view", "supervision", "budget").agg(pl.col("Q").max())
     out = []
     for dataset in budget["dataset"].unique(maintain_order=True).to_list():
         sub = best.filter(pl.col("dataset") == dataset)
-        cell = {(r["view"], r["mode"], r["budget"]): r["Q"] for r in sub.iter_rows(named=True)}
+        cell = {
+            (r["view"], r["supervision"], r["budget"]): r["Q"] for r in sub.iter_rows(named=True)
+        }
         columns = {
-            f"{short}\n{label}": (view_name, mode)
+            f"{short}\n{label}": (view_name, supervision)
             for view_name, short in VIEW_SHORT.items()
-            for mode, label in labels.items()
+            for supervision, label in labels.items()
         }
         rows = [
             {"C ≤": b, **{c: cell.get((v, m, b)) for c, (v, m) in columns.items()}}

@@ -2,10 +2,10 @@
 
 The supervise stage's ``subgrid`` table holds full DARS computed on seeded k-rewrites ×
 m-decodes sub-grids of the training grid. For every sweep family and every (k, m) protocol the
-router is fitted in memory on that protocol's targets (q = μ, c = c̄, σ = q_std, like train
-mode ``dars``) and routes the test queries at (λ, β) of the experiment. When every protocol
-covers the same training queries, one ``Router.fit_many`` call per family fits all protocols
-(protocols as draws of ``BatchedTargets``); otherwise each is fitted alone.
+router is fitted in memory on that protocol's targets (q = μ, c = c̄, σ = q_std, like the ``dars``
+supervision) and routes the test queries at (λ, β) of the experiment. When every protocol covers the
+same training queries, one ``Router.fit_many`` call per family fits all protocols (protocols as
+draws of ``BatchedTargets``); otherwise each is fitted alone.
 
 Result ``sample_efficiency``: one row per (dataset, family, k, m, view) with ``n_obs = k·m``
 and U, its bootstrap CI, Q and C (:func:`~dars.evaluation.refit.score_route_sets`).

@@ -9,15 +9,15 @@ import polars as pl
 import pytest
 
 from dars.config import Evaluation
-from dars.evaluation.experiments.ablation import ABLATION_VARIANTS, SPEC, ablation_table
+from dars.evaluation.experiments.ablation import SPEC, TABLE2_SUPERVISIONS, ablation_table
 from dars.evaluation.experiments.base import ROUTES, VIEW_UTILITIES, MissingInputError
 from tests.evaluation.hand_example import DS, TRAINED, U, experiment, routes, view_util
 
 
 def _ablation_rows(values: dict[tuple[str, str], tuple[float, float]]) -> pl.DataFrame:
     rows = [
-        {"dataset": ds, "view": view, "family": "mirt", "variant": variant, "U": u}
-        for (ds, variant), pair in values.items()
+        {"dataset": ds, "view": view, "family": "mirt", "supervision": supervision, "U": u}
+        for (ds, supervision), pair in values.items()
         for view, u in zip(("test_rewrite", "test_decode"), pair, strict=True)
     ]
     return pl.DataFrame(rows)
@@ -26,7 +26,9 @@ def _ablation_rows(values: dict[tuple[str, str], tuple[float, float]]) -> pl.Dat
 def _inputs(trained: dict[str, list[tuple[str, str]]] = TRAINED) -> dict:
     return {
         VIEW_UTILITIES: {DS: view_util()},
-        ROUTES: {(DS, "mirt", mode): routes(draws) for mode, draws in trained.items()},
+        ROUTES: {
+            (DS, "mirt", supervision): routes(draws) for supervision, draws in trained.items()
+        },
     }
 
 
@@ -40,7 +42,7 @@ def _exp(n_boot: int = 50, family: str = "mirt"):
 # Table 2
 # ------------------------------------------------------------------------------------------------
 def test_ablation_table_layout_and_hand_average():
-    # Variants given out of order and datasets unsorted: the table fixes both orders.
+    # Supervisions given out of order and datasets unsorted: the table fixes both orders.
     frame = _ablation_rows(
         {
             ("zeta", "full_dars"): (0.4, 0.6),
@@ -50,8 +52,15 @@ def test_ablation_table_layout_and_hand_average():
         }
     )
     table = ablation_table(frame)
-    assert table.columns == ["variant", "alpha_rew", "alpha_dec", "zeta_rew", "zeta_dec", "average"]
-    assert table["variant"].to_list() == ["single_shot", "full_dars"]
+    assert table.columns == [
+        "supervision",
+        "alpha_rew",
+        "alpha_dec",
+        "zeta_rew",
+        "zeta_dec",
+        "average",
+    ]
+    assert table["supervision"].to_list() == ["single_shot", "full_dars"]
     assert table.row(0) == pytest.approx(("single_shot", 0.5, 0.7, 0.1, 0.3, 0.4))
     assert table.row(1) == pytest.approx(("full_dars", 0.2, 0.2, 0.4, 0.6, 0.35))
 
@@ -68,8 +77,8 @@ def test_ablation_table_rejects_bad_frames():
     frame = _ablation_rows({("d", "input_only"): (0.2, 0.4)})
     with pytest.raises(ValueError, match="several families"):
         ablation_table(pl.concat([frame, frame.with_columns(family=pl.lit("knn"))]))
-    with pytest.raises(ValueError, match="unknown variant.*'dars'"):
-        ablation_table(frame.with_columns(variant=pl.lit("dars")))
+    with pytest.raises(ValueError, match="unknown supervision.*'dars'"):
+        ablation_table(frame.with_columns(supervision=pl.lit("dars")))
     with pytest.raises(ValueError, match="several rows for dataset='d'"):
         ablation_table(pl.concat([frame, frame]))
 
@@ -80,21 +89,22 @@ def test_ablation_table_rejects_bad_frames():
 def test_compute_hand_example():
     out, extras = SPEC.compute(_inputs(), _exp())["ablation"]
     assert out.columns == [
-        "dataset", "view", "family", "variant", "n_draws", "U", "U_std", "U_low", "U_high", "Q", "C"
+        "dataset", "view", "family", "supervision",
+        "n_draws", "U", "U_std", "U_low", "U_high", "Q", "C",
     ]  # fmt: skip
     assert out.schema == pl.Schema(SPEC.tables["ablation"])
-    assert out["variant"].to_list() == [v for v in ABLATION_VARIANTS for _ in range(2)]
-    assert out["view"].to_list() == ["test_rewrite", "test_decode"] * len(ABLATION_VARIANTS)
+    assert out["supervision"].to_list() == [v for v in TABLE2_SUPERVISIONS for _ in range(2)]
+    assert out["view"].to_list() == ["test_rewrite", "test_decode"] * len(TABLE2_SUPERVISIONS)
     assert set(out["family"]) == {"mirt"}
-    got = {(r["variant"], r["view"]): r for r in out.iter_rows(named=True)}
+    got = {(r["supervision"], r["view"]): r for r in out.iter_rows(named=True)}
     # full_dars is not trained here: its row comes from the dars routes.
-    expect_routes = {v: TRAINED.get(v, TRAINED["dars"])[0] for v in ABLATION_VARIANTS}
-    for variant in ABLATION_VARIANTS[1:]:
-        u_rew, u_dec = U[expect_routes[variant]]
-        assert got[(variant, "test_rewrite")]["U"] == pytest.approx(u_rew)
-        assert got[(variant, "test_decode")]["U"] == pytest.approx(u_dec)
+    expect_routes = {v: TRAINED.get(v, TRAINED["dars"])[0] for v in TABLE2_SUPERVISIONS}
+    for supervision in TABLE2_SUPERVISIONS[1:]:
+        u_rew, u_dec = U[expect_routes[supervision]]
+        assert got[(supervision, "test_rewrite")]["U"] == pytest.approx(u_rew)
+        assert got[(supervision, "test_decode")]["U"] == pytest.approx(u_dec)
         for view in ("test_rewrite", "test_decode"):
-            r = got[(variant, view)]
+            r = got[(supervision, view)]
             assert r["n_draws"] == 1 and r["U_std"] is None
             assert r["U_low"] <= r["U"] <= r["U_high"]
     # single shot: draws (a, b) and (a, a) → mean and sample std over the two draws.
@@ -104,11 +114,11 @@ def test_compute_hand_example():
     assert ss["U_std"] == pytest.approx(abs(0.975 - 0.5) / math.sqrt(2))
     assert got[("single_shot", "test_decode")]["U"] == pytest.approx((0.475 + 0.25) / 2)
     assert extras["family"] == "mirt" and extras["n_boot"] == 50
-    assert extras["trained_modes"][f"{DS}/full_dars"] == "dars"
-    assert extras["trained_modes"][f"{DS}/input_only"] == "input_only"
+    assert extras["trained_supervisions"][f"{DS}/full_dars"] == "dars"
+    assert extras["trained_supervisions"][f"{DS}/input_only"] == "input_only"
 
     table = ablation_table(out)
-    assert table.filter(variant="output_only").row(0) == pytest.approx(
+    assert table.filter(supervision="output_only").row(0) == pytest.approx(
         ("output_only", 0.45, 0.7, (0.45 + 0.7) / 2)
     )
     [view] = SPEC.view({"ablation": out})
@@ -119,8 +129,8 @@ def test_compute_uses_full_dars_routes_when_trained():
     out, extras = SPEC.compute(_inputs({**TRAINED, "full_dars": [("b", "b")]}), _exp(20))[
         "ablation"
     ]
-    assert out.filter(variant="full_dars")["U"].to_list() == pytest.approx(list(U[("b", "b")]))
-    assert extras["trained_modes"][f"{DS}/full_dars"] == "full_dars"
+    assert out.filter(supervision="full_dars")["U"].to_list() == pytest.approx(list(U[("b", "b")]))
+    assert extras["trained_supervisions"][f"{DS}/full_dars"] == "full_dars"
 
 
 def test_compute_names_missing_routes_and_the_train_command():
@@ -129,7 +139,7 @@ def test_compute_names_missing_routes_and_the_train_command():
         SPEC.compute(_inputs(trained), _exp())
     msg = str(err.value)
     assert "ablation of router family 'mirt' needs routes that are not trained" in msg
-    assert "`dars train --family mirt --mode output_only --mode dars`" in msg
+    assert "`dars train --family mirt --supervision output_only --supervision dars`" in msg
     assert err.value.where == (
         (ROUTES, (DS, "mirt", "output_only")),
         (ROUTES, (DS, "mirt", "dars")),

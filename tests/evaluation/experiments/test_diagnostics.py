@@ -81,6 +81,6 @@ def test_compute_writes_recovery_with_its_datasets():
 
 def test_compute_names_missing_single_shot_routes():
     with pytest.raises(
-        MissingInputError, match="single-shot routes.*'demo_mc'.*--mode single_shot"
+        MissingInputError, match="single-shot routes.*'demo_mc'.*--supervision single_shot"
     ):
         SPEC.compute(_inputs({}, {("mirt", "dars"): [("a", "b")]}), experiment())

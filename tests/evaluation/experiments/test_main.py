@@ -36,7 +36,7 @@ def _main() -> pl.DataFrame:
 def test_main_rows_references_then_routers_in_input_order():
     main = _main()
     assert main.schema == pl.Schema(MAIN_COLUMNS)
-    assert main.select("family", "mode", "view").rows() == [
+    assert main.select("family", "supervision", "view").rows() == [
         ("best_fixed", "best_fixed", "test_decode"),
         ("oracle", "oracle", "test_decode"),
         ("random", "random", "test_decode"),
@@ -68,7 +68,7 @@ def test_main_rows_references_then_routers_in_input_order():
 def test_view_is_table_1_with_means_only_and_two_line_headers():
     [view] = SPEC.view({"main": _main()})
     frame = view.frame
-    assert frame.columns == ["router", "labels", "demo\nmc\nrew", "demo\nmc\ndec"]
+    assert frame.columns == ["family", "labels", "demo\nmc\nrew", "demo\nmc\ndec"]
     rows = {(r[0], r[1]): r[2:] for r in frame.rows()}
     assert rows[("knn", "DARS")] == ("0.975", "0.475")
     assert rows[("mirt", "1-shot")] == ("0.738", "0.362")  # no "± std" in the terminal
@@ -78,7 +78,7 @@ def test_view_is_table_1_with_means_only_and_two_line_headers():
 
 def test_table_4_shows_spread_quality_cost_and_best_models():
     detail = main_detail_table(_main(), DS)
-    rows = {r["router"]: r for r in detail.iter_rows(named=True)}
+    rows = {r["family"]: r for r in detail.iter_rows(named=True)}
     assert rows["best fixed"]["supervision"] == "rew: a, dec: b"
     assert rows["knn"]["rew ± std / 95% CI"].startswith("[")
     assert rows["mirt"]["rew ± std / 95% CI"] == "± 0.336"

@@ -82,13 +82,13 @@ def _routes(routes: dict = ROUTES, family: str = "knn") -> pl.DataFrame:
         {
             "dataset": "d",
             "family": family,
-            "mode": mode,
+            "supervision": supervision,
             "lam": lam,
             "draw": draw,
             "query_id": qid,
             "model": m,
         }
-        for (mode, lam, draw), models in routes.items()
+        for (supervision, lam, draw), models in routes.items()
         for qid, m in zip(("q1", "q2", "q3"), models, strict=True)
     ]
     return pl.DataFrame(rows, schema_overrides={"draw": pl.Int32})
@@ -108,27 +108,27 @@ def _point(frame: pl.DataFrame, **key) -> dict:
 def test_pareto_points_hand_computed():
     p = pareto_points(_routes(), _view_util())
     assert p.schema == pl.Schema(PARETO_COLUMNS)
-    assert p.height == 4 + 3  # (2 modes × 2 λ) + 3 fixed models
+    assert p.height == 4 + 3  # (2 supervisions × 2 λ) + 3 fixed models
 
-    d0 = _point(p, mode="dars", lam=0.0)
+    d0 = _point(p, supervision="dars", lam=0.0)
     assert (d0["n_draws"], d0["Q"], d0["C"], d0["U"]) == (1, 1.0, pytest.approx(0.4), 1.0)
     assert d0["Q_std"] is None and d0["C_std"] is None and d0["model"] is None
-    d1 = _point(p, mode="dars", lam=1.0)
+    d1 = _point(p, supervision="dars", lam=1.0)
     assert d1["Q"] == pytest.approx(5 / 6) and d1["C"] == pytest.approx(0.4 / 3)
     assert d1["U"] == pytest.approx(5 / 6 - 0.4 / 3)
 
-    s0 = _point(p, mode="single_shot", lam=0.0)
+    s0 = _point(p, supervision="single_shot", lam=0.0)
     assert s0["n_draws"] == 2
     assert s0["Q"] == pytest.approx(7 / 12) and s0["C"] == pytest.approx(0.5)
     assert s0["U"] == pytest.approx(7 / 12)
     assert s0["Q_std"] == pytest.approx(0.5 / math.sqrt(2))
     assert s0["C_std"] == pytest.approx(1 / math.sqrt(2))
-    s1 = _point(p, mode="single_shot", lam=1.0)
+    s1 = _point(p, supervision="single_shot", lam=1.0)
     assert s1["Q"] == pytest.approx(5 / 6) and s1["C"] == pytest.approx(0.2)
     assert s1["U"] == pytest.approx(5 / 6 - 0.2)
     assert (s1["Q_std"], s1["C_std"]) == (0.0, 0.0)
 
-    fixed = p.filter(pl.col("mode") == "fixed")
+    fixed = p.filter(pl.col("supervision") == "fixed")
     assert fixed["family"].to_list() == ["fixed"] * 3
     assert fixed["model"].to_list() == ["A", "B", "C"]
     assert fixed["Q"].to_list() == pytest.approx([1 / 3, 5 / 6, 5 / 6])
@@ -144,21 +144,21 @@ def test_pareto_points_scores_each_view_and_agrees_with_router_utilities():
     vu = pl.concat([_view_util(), dec])
     p = pareto_points(_routes(), vu)
     assert sorted(p["view"].unique().to_list()) == ["test_decode", "test_rewrite"]
-    for (mode, lam, draw), models in ROUTES.items():
-        if mode != "dars":
+    for (supervision, lam, draw), models in ROUTES.items():
+        if supervision != "dars":
             continue
-        one = _routes({(mode, lam, draw): models}).drop("family", "mode", "lam")
+        one = _routes({(supervision, lam, draw): models}).drop("family", "supervision", "lam")
         for r in router_utilities(one, vu).iter_rows(named=True):
-            got = _point(p, view=r["view"], mode="dars", lam=lam)
+            got = _point(p, view=r["view"], supervision="dars", lam=lam)
             assert got["Q"] == pytest.approx(r["Q"]) and got["C"] == pytest.approx(r["C"])
             assert got["U"] == pytest.approx(r["Q"] - lam * r["C"])
 
 
 def test_pareto_points_errors():
-    with pytest.raises(ValueError, match="mode"):
-        pareto_points(_routes().with_columns(mode=pl.lit("without_risk")), _view_util())
+    with pytest.raises(ValueError, match="supervision"):
+        pareto_points(_routes().with_columns(supervision=pl.lit("without_risk")), _view_util())
     two = {**ROUTES, ("dars", 0.0, 1): ["A", "A", "A"]}
-    with pytest.raises(ValueError, match="mode 'dars' has 2 draws"):
+    with pytest.raises(ValueError, match="supervision 'dars' has 2 draws"):
         pareto_points(_routes(two), _view_util())
     with pytest.raises(ValueError, match="lam must be finite and >= 0"):
         pareto_points(_routes().with_columns(lam=pl.lit(-1.0)), _view_util())
@@ -184,8 +184,8 @@ def test_budget_frontier_hand_computed():
     assert f.schema == pl.Schema(BUDGET_COLUMNS)
     assert f.height == 3 * 5  # (fixed, dars, single_shot) × distinct budgets
 
-    def col(mode, name):
-        return f.filter(pl.col("mode") == mode).sort("budget")[name].to_list()
+    def col(supervision, name):
+        return f.filter(pl.col("supervision") == supervision).sort("budget")[name].to_list()
 
     assert col("dars", "budget") == [0.0, 0.1, 0.2, 0.5, 1.0]
     assert col("dars", "lam") == [None, None, 1.0, 0.0, 0.0]
@@ -197,7 +197,7 @@ def test_budget_frontier_hand_computed():
     assert col("fixed", "model") == ["A", "A", "B", "B", "B"]
     assert col("fixed", "lam") == [None] * 5
     assert col("fixed", "C") == pytest.approx([0.0, 0.0, 0.2, 0.2, 0.2])
-    assert f.filter(pl.col("mode") != "fixed")["model"].null_count() == 10
+    assert f.filter(pl.col("supervision") != "fixed")["model"].null_count() == 10
 
 
 def test_budget_frontier_errors():
@@ -212,9 +212,11 @@ def test_budget_frontier_errors():
 
 def _slow_frontier(points: list[dict], budgets: list[float]) -> dict:
     out = {}
-    for key in {(r["family"], r["mode"]) for r in points}:
+    for key in {(r["family"], r["supervision"]) for r in points}:
         for b in budgets:
-            fits = [r for r in points if (r["family"], r["mode"]) == key and r["C"] <= b + 1e-9]
+            fits = [
+                r for r in points if (r["family"], r["supervision"]) == key and r["C"] <= b + 1e-9
+            ]
             out[(*key, b)] = max((r["Q"] for r in fits), default=None)
     return out
 
@@ -238,23 +240,23 @@ def test_budget_frontier_matches_slow_reference_and_is_monotone(points, budgets)
             "dataset": "d",
             "view": "test_rewrite",
             "family": fam,
-            "mode": mode,
-            "lam": None if mode == "fixed" else float(i),
-            "model": f"m{i}" if mode == "fixed" else None,
+            "supervision": supervision,
+            "lam": None if supervision == "fixed" else float(i),
+            "model": f"m{i}" if supervision == "fixed" else None,
             "Q": q,
             "C": c,
         }
-        for i, ((fam, mode), q, c) in enumerate(points)
+        for i, ((fam, supervision), q, c) in enumerate(points)
     ]
     frame = pl.DataFrame(rows, schema={k: PARETO_COLUMNS[k] for k in rows[0]})
     f = budget_frontier(frame, budgets)
     slow = _slow_frontier(rows, budgets)
     assert f.height == len(slow)
     for r in f.iter_rows(named=True):
-        assert r["Q"] == slow[(r["family"], r["mode"], r["budget"])]
+        assert r["Q"] == slow[(r["family"], r["supervision"], r["budget"])]
         if r["Q"] is not None:
             assert r["C"] <= r["budget"] + 1e-9
-    for _, curve in f.group_by("family", "mode"):
+    for _, curve in f.group_by("family", "supervision"):
         q = curve.sort("budget")["Q"].fill_null(-1.0).to_numpy()
         assert np.all(np.diff(q) >= 0)
 
@@ -303,8 +305,8 @@ def store(tmp_path_factory):
         ).with_columns(pl.col("model").replace_strict(names))
         write_observations(root, observation_rows(frame, split="test", view=view), shard=0)
     supervise_dataset(exp, DATASET, n_boot=20)
-    for mode in ("single_shot", "dars"):
-        train_router(exp, DATASET, "knn", mode)
+    for supervision in ("single_shot", "dars"):
+        train_router(exp, DATASET, "knn", supervision)
     return exp, root
 
 
@@ -314,24 +316,24 @@ def test_pareto_writes_both_results(store):
     assert p.equals(read_result(root, "pareto"))
     n_models = len(exp.pool.names)
     assert p.height == 2 * (2 * len(GRID) + n_models)
-    sweep = p.filter(pl.col("mode") != "fixed")
+    sweep = p.filter(pl.col("supervision") != "fixed")
     assert sweep["family"].unique().to_list() == ["knn"]
     assert sorted(sweep["lam"].unique().to_list()) == GRID
-    assert set(sweep.filter(pl.col("mode") == "single_shot")["n_draws"]) == {DRAWS}
+    assert set(sweep.filter(pl.col("supervision") == "single_shot")["n_draws"]) == {DRAWS}
     assert ((sweep["U"] - (sweep["Q"] - sweep["lam"] * sweep["C"])).abs() < 1e-12).all()
     assert ((p["C"] >= 0) & (p["C"] <= 1) & (p["Q"] >= 0) & (p["Q"] <= 1)).all()
 
     # The λ = exp.lam points are the main experiment's numbers, from routes.parquet.
     ev = exp.evaluation.model_copy(update={"n_boot": 20})
     main = run_experiment(exp.model_copy(update={"evaluation": ev}), "main")["main"]
-    for mode in ("single_shot", "dars"):
+    for supervision in ("single_shot", "dars"):
         for view in ("test_rewrite", "test_decode"):
-            m = _point(main, family="knn", mode=mode, view=view)
-            q = _point(p, family="knn", mode=mode, view=view, lam=exp.lam)
+            m = _point(main, family="knn", supervision=supervision, view=view)
+            q = _point(p, family="knn", supervision=supervision, view=view, lam=exp.lam)
             assert q["U"] == pytest.approx(m["U"]) and q["Q"] == pytest.approx(m["Q"])
             assert q["C"] == pytest.approx(m["C"])
-            best = _point(main, mode="best_fixed", view=view)
-            fx = _point(p, mode="fixed", view=view, model=best["best_model"])
+            best = _point(main, supervision="best_fixed", view=view)
+            fx = _point(p, supervision="fixed", view=view, model=best["best_model"])
             assert (fx["Q"], fx["C"]) == (pytest.approx(best["Q"]), pytest.approx(best["C"]))
 
     b = read_result(root, "pareto_budget")
@@ -342,7 +344,7 @@ def test_pareto_writes_both_results(store):
     assert view.title == f"pareto — {DATASET}: best quality Q with mean cost ≤ C"
     assert view.frame.columns[:4] == ["C ≤", "rew\n1-shot", "rew\nDARS", "rew\nfixed"]
     assert view.frame["C ≤"].to_list() == [0.1, 0.5, 1.0]
-    fixed_dec = b.filter(mode="fixed", view="test_decode").sort("budget")["Q"].to_list()
+    fixed_dec = b.filter(supervision="fixed", view="test_decode").sort("budget")["Q"].to_list()
     assert view.frame["dec\nfixed"].to_list() == fixed_dec
 
 

@@ -149,7 +149,7 @@ def store(tmp_path_factory):
     exp = exp.model_copy(
         update={
             "encoder": "tfidf",
-            "routers": FAMILIES,
+            "families": FAMILIES,
             "evaluation": Evaluation(beta_grid=BETAS, n_boot=50),
         }
     )
