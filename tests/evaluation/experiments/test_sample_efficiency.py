@@ -244,8 +244,8 @@ def test_missing_inputs_name_the_file_and_the_command(store, tmp_path):
         run_experiment(moved, "sample_efficiency")
     assert not result_exists(copy, "sample_efficiency") or result_exists(root, "sample_efficiency")
 
-    for part in RunLayout(copy).observations_dir().glob("dataset=*/split=test"):
-        shutil.rmtree(part)
+    for model in exp.pool.names:  # storage owns the paths: remove every test partition
+        shutil.rmtree(RunLayout(copy).observation_partition(DATASET, "test", model))
     with pytest.raises(FileNotFoundError, match=r"demo_mc.*observations.*`dars collect`"):
         run_experiment(moved, "beta")
 
