@@ -21,7 +21,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
@@ -78,6 +79,24 @@ class Registry(Generic[T]):
             if old is not None and old is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered by {_where(old)}")
             self._entries[name] = obj
+
+    @contextmanager
+    def scratch(self) -> Iterator[Registry[T]]:
+        """A block whose registrations are forgotten on exit (tests register toy plugins).
+        Built-ins and entry points loaded meanwhile stay: their modules are imported once and
+        would not register again."""
+        lazy = set(self._sources())  # first, so package built-ins are registered before the copy
+        with self._lock:
+            before = dict(self._entries)
+        try:
+            yield self
+        finally:
+            with self._lock:
+                for name in list(self._entries):
+                    if name in before:
+                        self._entries[name] = before[name]
+                    elif name not in lazy:
+                        del self._entries[name]
 
     # -- lookup ------------------------------------------------------------------------------
     def _sources(self) -> dict[str, Callable[[], Any]]:

@@ -15,7 +15,6 @@ def scratch_registries(monkeypatch):
     registries work on a copy of their entries (built-ins loaded first, so the copy holds them)."""
     import dars.benchmarks as B  # here, not at the top: the environment is set before dars loads
 
-    for reg in (B.TASK_TYPES, B.BENCHMARKS):
-        reg.items()
-        monkeypatch.setattr(reg, "_entries", dict(reg._entries))
     monkeypatch.setattr("dars.benchmarks.base._DEFAULT_INSTANCES", {})
+    with B.TASK_TYPES.scratch(), B.BENCHMARKS.scratch():
+        yield

@@ -124,3 +124,12 @@ def test_entry_points_are_found_lazily(tmp_path, monkeypatch):
     assert reg.names() == ["plugged"]
     assert "ep_mod_test_registry" not in sys.modules
     assert reg.get("plugged").__name__ == "Plugged"
+
+
+def test_scratch_forgets_what_was_registered_inside_and_keeps_the_rest():
+    reg: Registry[type[Base]] = Registry("widget", Base)
+    kept = reg.register("kept")(type("Kept", (Base,), {}))
+    with reg.scratch():
+        reg.register("toy")(type("Toy", (Base,), {}))
+        assert reg.names() == ["kept", "toy"]
+    assert reg.names() == ["kept"] and reg.get("kept") is kept

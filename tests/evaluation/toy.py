@@ -74,10 +74,7 @@ def toy_spec(name: str = "toy") -> ExperimentSpec:
 @contextmanager
 def registered(*specs: ExperimentSpec) -> Iterator[None]:
     """``specs`` registered for the duration of the block."""
-    try:
+    with EXPERIMENTS.scratch():
         for spec in specs:
             register_experiment(spec)
         yield
-    finally:
-        for spec in specs:
-            EXPERIMENTS._entries.pop(spec.name, None)

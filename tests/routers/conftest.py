@@ -37,10 +37,7 @@ def fitted_single(task, single_shot):
 
 @pytest.fixture
 def scratch_registry():
-    """Families a test registers are forgotten after it (the registry has no public removal: a
-    plugin stays for the process, as it should outside tests). Built-in families loaded during
-    the test stay: their modules are imported once and would not register again."""
-    before = set(ROUTERS._entries)
-    yield ROUTERS
-    for name in set(ROUTERS._entries) - before - set(ROUTERS._sources()):
-        del ROUTERS._entries[name]
+    """Families a test registers are forgotten after it (outside tests a plugin stays for the
+    process); built-in families loaded during the test stay."""
+    with ROUTERS.scratch():
+        yield ROUTERS
