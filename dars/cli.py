@@ -22,6 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from dars.env import apply_offline_defaults
@@ -94,7 +95,7 @@ def _load(config: Path, root: str | None) -> Any:
     try:
         return load_experiment(config, root=root)
     except ConfigError as exc:
-        console.print(f"[red]config error[/red]\n{exc}")
+        _error(str(exc), "config error")
         raise typer.Exit(2) from None
 
 
@@ -112,6 +113,14 @@ def _frame_table(df: Any, title: str | None = None, floats: str = "{:.4f}") -> T
     return table
 
 
+def _error(message: str, title: str | None = None) -> None:
+    """Print an error: the title in red, the message as plain text — never through Rich markup,
+    which would eat bracketed names such as ``gpt-4o[json-schema]``."""
+    if title:
+        console.print(Text(title, style="red"))
+    console.print(Text(message, style=None if title else "red"))
+
+
 def _or_exit(
     fn: Any, *args: Any, errors: tuple[type[Exception], ...] = (FileNotFoundError,), **kw: Any
 ) -> Any:
@@ -119,7 +128,7 @@ def _or_exit(
     try:
         return fn(*args, **kw)
     except errors as exc:
-        console.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         raise typer.Exit(1) from None
 
 
@@ -195,7 +204,8 @@ class _CollectBar:
 
         self.exp, self.root, self.processes = exp, root, processes
         est = estimate_budget(exp)
-        self.total = int(est.filter(est["model"] != exp.rewriter.name)["calls"].sum())
+        decodes = est if exp.rewriter is None else est.filter(est["model"] != exp.rewriter.name)
+        self.total = int(decodes["calls"].sum())
         self._stop = threading.Event()
         self.progress = Progress(
             TextColumn("[bold]decode calls"),
@@ -319,7 +329,7 @@ def collect(
     try:
         result = _run_collect(exp, workers, processes)
     except RuntimeError as exc:
-        console.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         _print_status(exp)
         raise typer.Exit(1) from None
     dec = result["decode"]
@@ -363,7 +373,7 @@ def rerun(
     try:
         _run_collect(exp, workers, processes)
     except RuntimeError as exc:
-        console.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         _print_status(exp)
         raise typer.Exit(1) from None
     _print_status(exp)
@@ -379,20 +389,60 @@ def import_cmd(
         list[str] | None,
         typer.Option("--map", help="Column mapping FILE_COL=OUR_COL (OUR_COL empty = drop)."),
     ] = None,
+    rename_values: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--rename-values",
+            help="New name for a dataset or model value: COLUMN:OLD=NEW (repeatable), e.g. "
+            "model:gpt-4o[json-schema]=gpt-4o-json.",
+        ),
+    ] = None,
+    slug_names: Annotated[
+        bool,
+        typer.Option(
+            "--slug-names",
+            help="Give every dataset/model value that is not path-safe a slug "
+            "(college_mathematics/few -> college_mathematics-few); originals are recorded.",
+        ),
+    ] = False,
+    test_fraction: Annotated[
+        float | None,
+        typer.Option(help="Without a split column or --split: share of queries sent to test."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --test-fraction split.")] = 0,
     config: Annotated[
         Path | None, typer.Option("--config", "-c", help="Take model prices from this pool.")
     ] = None,
+    config_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--config-out",
+            help="Write an experiment YAML for the imported datasets (source: store), ready for "
+            "`dars run`.",
+        ),
+    ] = None,
 ) -> None:
-    """Import your own scored generations into the observation store (validated first)."""
+    """Import your own scored generations into the store (validated first; nothing is written
+    if any row is bad). With a `question` column the queries are stored too, so the dataset can
+    be supervised, trained, evaluated and reported on from the store alone."""
+    from dars.benchmarks import TASK_TYPES
     from dars.storage import StorageError, import_generations
 
     mapping: dict[str, str | None] = {}
     for m in map_ or []:
         if "=" not in m:
-            console.print(f"[red]--map {m!r}: expected FILE_COL=OUR_COL[/red]")
+            _error(f"--map {m!r}: expected FILE_COL=OUR_COL")
             raise typer.Exit(2)
         src, dst = m.split("=", 1)
         mapping[src] = dst or None
+    renames: dict[str, dict[str, str]] = {}
+    for r in rename_values or []:
+        col, sep, rest = r.partition(":")
+        old, eq, new = rest.rpartition("=")
+        if not sep or not eq or not old or not new:
+            _error(f"--rename-values {r!r}: expected COLUMN:OLD=NEW (COLUMN: dataset or model)")
+            raise typer.Exit(2)
+        renames.setdefault(col, {})[old] = new
     prices = None
     if config is not None:
         exp = _load(config, root)
@@ -402,15 +452,77 @@ def import_cmd(
         }
     try:
         res = import_generations(
-            path, root, mapping or None, dataset=dataset, split=split, prices=prices
+            path,
+            root,
+            mapping or None,
+            dataset=dataset,
+            split=split,
+            prices=prices,
+            rename_values=renames or None,
+            slug_names=slug_names,
+            test_fraction=test_fraction,
+            seed=seed,
+            task_types=TASK_TYPES.names(),
         )
     except StorageError as exc:
-        console.print(f"[red]import failed, nothing written[/red]\n{exc}")
+        _error(str(exc), "import failed, nothing written")
         raise typer.Exit(1) from None
     console.print(
         f"imported {res.rows} rows from {path} into {root} (run_id {res.run_id}): "
-        f"{res.counts.written_ok} written, {res.counts.skipped_ok} already stored"
+        f"{res.counts.written_ok} written, {res.counts.skipped_ok} already stored",
+        soft_wrap=True,
     )
+    for col, names in res.renamed.items():
+        for old, new in names.items():
+            console.print(Text(f"  {col} {old!r} stored as {new!r}"))
+    table = Table("dataset", "models", "train / test queries", "decodes per pair", "queries")
+    for d, info in res.datasets.items():
+        q = info["queries"]
+        lo, hi = info["decodes_per_pair"]
+        table.add_row(
+            Text(d),
+            Text(", ".join(info["models"])),
+            f"{q.get('train', 0)} / {q.get('test', 0)}",
+            f"{lo}" if lo == hi else f"{lo}–{hi} (uneven: every decode is used)",
+            "stored" if info["queries_stored"] else "none (add a question column)",
+        )
+    console.print(table)
+    if config_out is not None:
+        _write_store_config(root, config_out, res)
+
+
+def _write_store_config(root: str, out: Path, res: Any) -> None:
+    """Write an experiment YAML for the datasets of ``root`` that have imported queries."""
+    import yaml
+
+    from dars.config import ConfigError, store_experiment
+    from dars.storage import scan_observations
+    from dars.storage.queries import queries_exist
+
+    pairs = scan_observations(root).select("dataset", "model").unique().collect()
+    models: dict[str, list[str]] = {}
+    for d, m in pairs.sort("dataset", "model").iter_rows():
+        models.setdefault(d, []).append(m)
+    no_queries = sorted(d for d in models if not queries_exist(root, d))
+    for d in no_queries:
+        models.pop(d)
+        _error(f"  {d}: left out of {out}: no queries stored (import a question column)")
+    labels = {col: {new: old for old, new in names.items()} for col, names in res.renamed.items()}
+    try:
+        exp, left_out = store_experiment(root, models, name=Path(root).name, labels=labels)
+    except ConfigError as exc:
+        _error(str(exc), f"no config written to {out}")
+        raise typer.Exit(1) from None
+    for d, why in left_out.items():
+        _error(f"  {d}: left out of {out}: {why}")
+    data = exp.model_dump(mode="json", exclude_defaults=True)
+    data["root"] = exp.root  # always explicit, even when it equals the default
+    out.write_text(
+        "# Written by `dars import --config-out`: the imported datasets of this run, read from\n"
+        "# the store (source: store); the pool's models are never called (no litellm route).\n"
+        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    )
+    console.print(f"config for the imported datasets: {out}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -619,7 +731,7 @@ def run(
         with _CollectBar(exp, exp.root, processes):
             out = pipeline_flow(exp, None, workers, processes)
     except RuntimeError as exc:
-        console.print(f"[red]{exc}[/red]")
+        _error(str(exc))
         _print_status(exp)
         raise typer.Exit(1) from None
     _print_status(exp)

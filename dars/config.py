@@ -11,10 +11,18 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
@@ -40,14 +48,18 @@ class ModelSpec(_Strict):
     """One LLM in the pool (or the rewriter).
 
     ``name`` is the short id used in partition paths and tables; ``litellm_model`` is what litellm
-    is called with (``openrouter/qwen/qwen3-32b``, ``dars-sim/strong``, ``openai/gpt-4o`` …).
+    is called with (``openrouter/qwen/qwen3-32b``, ``dars-sim/strong``, ``openai/gpt-4o`` …);
+    None for a model whose observations were imported (``dars import``) and that is never called.
+    ``label`` is how reports show the model when it differs from ``name`` (e.g. an imported
+    name that was not path-safe, ``gpt-4o[json-schema]`` stored as ``gpt-4o-json-schema``).
     Prices are USD per one million tokens and, when set, override litellm's cost map.
     ``api_key_env`` names the environment variable holding the key: the key itself never appears
     in a config, a log or a file we write.
     """
 
     name: str
-    litellm_model: str
+    litellm_model: str | None = None
+    label: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
     input_price_per_m: float | None = Field(default=None, ge=0)
@@ -101,7 +113,7 @@ class Pool(_Strict):
     @property
     def simulated(self) -> bool:
         """True when every model is served by the simulated provider (``dars-sim/<id>``)."""
-        return all(m.litellm_model.startswith(SIM_PREFIX) for m in self.models)
+        return all((m.litellm_model or "").startswith(SIM_PREFIX) for m in self.models)
 
     def get(self, name: str) -> ModelSpec:
         for m in self.models:
@@ -133,23 +145,57 @@ class Protocol(_Strict):
 
 
 class BenchmarkSpec(_Strict):
-    """A benchmark entry: a registered name plus where its data comes from and how it is split."""
+    """A dataset of the experiment and where its queries and observations come from.
 
+    ``source: benchmark`` (default): ``name`` is a registered benchmark; its items are loaded
+    (``path``, ``options``) and split (``n_train``, ``n_test``), and the collect stage asks the
+    pool. ``source: store``: ``name`` is a dataset imported into the run's store with
+    ``dars import`` (any path-safe name); its queries, their split and the observations come
+    from the store — nothing is collected, and every stored decode and formulation of a train
+    (query, model) pair is used. ``models``: the pool models this dataset is routed among
+    (default: the whole pool), for data sets where not every model answered. ``label``: how
+    reports show the dataset when it differs from ``name``.
+    """
+
+    # ``source`` comes first: the name's check depends on it.
+    source: Literal["benchmark", "store"] = "benchmark"
     name: str
+    label: str | None = None
     path: str | None = None  # local file (jsonl/parquet/json) instead of the hub or the cache
     n_train: int = Field(default=200, ge=1)
     n_test: int | None = Field(default=None, ge=1)  # None = all remaining items
     options: dict[str, Any] = Field(default_factory=dict)
+    models: list[str] | None = Field(default=None, min_length=2)
 
     @field_validator("name")
     @classmethod
-    def _registered(cls, v: str) -> str:
+    def _known_name(cls, v: str, info: ValidationInfo) -> str:
+        if info.data.get("source") == "store":
+            if not _NAME_RE.match(v):
+                raise ValueError(
+                    f"dataset name {v!r} must match {_NAME_RE.pattern} (it is a partition value "
+                    "of the store)"
+                )
+            return v
         from dars.benchmarks import available
 
         names = available()
         if v not in names:
-            raise ValueError(f"unknown benchmark {v!r}; allowed values: {', '.join(names)}")
+            raise ValueError(
+                f"unknown benchmark {v!r}; allowed values: {', '.join(names)} (for a dataset "
+                "imported with `dars import`, add `source: store`)"
+            )
         return v
+
+    @model_validator(mode="after")
+    def _store_fields(self) -> BenchmarkSpec:
+        given = sorted({"path", "n_train", "n_test", "options"} & self.model_fields_set)
+        if self.source == "store" and given:
+            raise ValueError(
+                f"{given} do not apply to source 'store': the imported queries and their split "
+                "come from the store (dars import --test-fraction sets the split)"
+            )
+        return self
 
 
 class Evaluation(_Strict):
@@ -193,7 +239,9 @@ class Experiment(_Strict):
     name: str = "experiment"
     benchmarks: list[BenchmarkSpec] = Field(min_length=1)
     pool: Pool
-    rewriter: ModelSpec
+    # Asked for the rewrites of the collected benchmarks; not needed when every dataset comes
+    # from the store.
+    rewriter: ModelSpec | None = None
     protocol: Protocol = Field(default_factory=Protocol)
     seed: int = 0
     lam: float = Field(default=DEFAULT_LAM, ge=0)  # cost weight λ
@@ -225,7 +273,39 @@ class Experiment(_Strict):
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise ValueError(f"benchmark listed twice: {sorted(dup)}")
+        pool = set(self.pool.names)
+        for b in self.benchmarks:
+            unknown = [m for m in b.models or () if m not in pool]
+            if unknown:
+                raise ValueError(
+                    f"benchmark {b.name!r}: models {unknown} are not in the pool {self.pool.names}"
+                )
+        if self.collected:
+            if self.rewriter is None:
+                raise ValueError(
+                    "rewriter: field required (benchmarks with source 'benchmark' are collected, "
+                    "and their rewrites come from the rewriter)"
+                )
+            rewriter = [self.rewriter] if self.rewriter.litellm_model is None else []
+            who = [m.name for m in [*self.pool.models, *rewriter] if m.litellm_model is None]
+            if who:
+                raise ValueError(
+                    f"models {who} have no litellm_model, but benchmarks "
+                    f"{[b.name for b in self.collected]} are collected from the pool; give each a "
+                    "litellm route, or use only imported datasets (source: store)"
+                )
         return self
+
+    @property
+    def collected(self) -> list[BenchmarkSpec]:
+        """The benchmarks the collect stage asks the pool about (source ``benchmark``)."""
+        return [b for b in self.benchmarks if b.source == "benchmark"]
+
+    def models_for(self, dataset: str) -> list[str]:
+        """The pool models ``dataset`` is routed among, in pool order (its ``models``, else the
+        whole pool)."""
+        chosen = self.benchmark(dataset).models
+        return [m for m in self.pool.names if chosen is None or m in chosen]
 
     def benchmark(self, name: str) -> BenchmarkSpec:
         for b in self.benchmarks:
@@ -307,3 +387,55 @@ def resolve_experiment(config: str | Path | Experiment, root: str | None = None)
             else config.model_copy(update={"root": str(root)})
         )
     return load_experiment(config, root=root)
+
+
+def store_experiment(
+    root: str | Path,
+    models_by_dataset: dict[str, list[str]],
+    *,
+    name: str = "imported",
+    labels: dict[str, dict[str, str]] | None = None,
+) -> tuple[Experiment, dict[str, str]]:
+    """An experiment over datasets imported into the store at ``root`` (``dars import
+    --config-out``): one ``source: store`` benchmark per dataset routed among the models it has
+    (``models`` set when that is not the whole pool), a pool of every such model (imported, so
+    never called: no litellm route, no prices), and the original names as labels
+    (``labels``: {"dataset" | "model": {stored name: original}}).
+
+    A dataset with fewer than two models cannot be routed: it is left out, and the second value
+    returned says why ({dataset: reason}).
+    """
+    labels = labels or {}
+    kept = {d: sorted(set(ms)) for d, ms in models_by_dataset.items() if len(set(ms)) >= 2}
+    left_out = {
+        d: f"only {len(set(ms))} model(s) ({', '.join(sorted(set(ms)))}): routing needs two"
+        for d, ms in models_by_dataset.items()
+        if d not in kept
+    }
+    if not kept:
+        raise ConfigError(
+            "no imported dataset has at least two models: "
+            + "; ".join(f"{d}: {why}" for d, why in left_out.items())
+        )
+    pool = sorted({m for ms in kept.values() for m in ms})
+    model_labels, dataset_labels = labels.get("model", {}), labels.get("dataset", {})
+    data: dict[str, Any] = {
+        "name": name,
+        "root": str(root),
+        "benchmarks": [
+            {
+                "name": d,
+                "source": "store",
+                **({"label": dataset_labels[d]} if d in dataset_labels else {}),
+                **({"models": ms} if ms != pool else {}),
+            }
+            for d, ms in kept.items()
+        ],
+        "pool": {
+            "models": [
+                {"name": m, **({"label": model_labels[m]} if m in model_labels else {})}
+                for m in pool
+            ]
+        },
+    }
+    return experiment_from_dict(data, source="dars import --config-out"), left_out

@@ -75,16 +75,19 @@ def _cells(experiment: Experiment, split: str) -> list[tuple[str, int, int]]:
 def _queries(
     experiment: Experiment, splits: Mapping[str, Mapping[str, Sequence[Item]]]
 ) -> pl.DataFrame:
-    """One row per (dataset, split, query): query_id, position in the split, shard."""
-    wanted = [b.name for b in experiment.benchmarks]
+    """One row per (dataset, split, query) of the collected benchmarks (imported datasets have
+    nothing to collect): query_id, position in the split, shard."""
+    wanted = [b.name for b in experiment.collected]
+    imported = {b.name for b in experiment.benchmarks} - set(wanted)
     missing = [d for d in wanted if d not in splits]
-    extra = [d for d in splits if d not in wanted]
+    extra = [d for d in splits if d not in wanted and d not in imported]
     if missing or extra:
         raise ValueError(
             f"split items do not match the experiment's benchmarks {wanted}: "
             f"missing {missing}, not in experiment {extra}"
         )
-    frames = []
+    schema = {"dataset": pl.String, "split": pl.String, "query_id": pl.String, "pos": pl.Int64}
+    frames = [pl.DataFrame(schema=schema)]  # no collected benchmark: nothing is planned
     for d in wanted:
         by_split = splits[d]
         unknown = [s for s in by_split if s not in SPLIT_ORDER]
@@ -107,12 +110,7 @@ def _queries(
                         "query_id": ids,
                         "pos": list(range(len(ids))),
                     },
-                    schema={
-                        "dataset": pl.String,
-                        "split": pl.String,
-                        "query_id": pl.String,
-                        "pos": pl.Int64,
-                    },
+                    schema=schema,
                 )
             )
     return pl.concat(frames).with_columns(
@@ -161,7 +159,7 @@ def build_plan(
             .join(models, how="cross")
             .join(cell_df, how="cross")
         )
-    dataset_pos = {b.name: i for i, b in enumerate(experiment.benchmarks)}
+    dataset_pos = {b.name: i for i, b in enumerate(experiment.collected)}
     return (
         pl.concat(frames)
         .with_columns(

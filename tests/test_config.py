@@ -93,3 +93,54 @@ def test_out_of_range_value_and_missing_file(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_experiment(bad)
+
+
+# ------------------------------------------------------------------------------------------------
+# imported datasets (source: store)
+# ------------------------------------------------------------------------------------------------
+def _store_exp(**over):
+    from dars.config import experiment_from_dict
+
+    data = {
+        "benchmarks": [{"name": "mine", "source": "store"}],
+        "pool": {"models": [{"name": "a"}, {"name": "b"}, {"name": "c"}]},
+        **over,
+    }
+    return experiment_from_dict(data)
+
+
+def test_imported_datasets_need_no_rewriter_nor_routes():
+    exp = _store_exp()
+    assert exp.rewriter is None and exp.collected == [] and not exp.pool.simulated
+    assert exp.models_for("mine") == ["a", "b", "c"]
+    exp = _store_exp(benchmarks=[{"name": "mine", "source": "store", "models": ["c", "a"]}])
+    assert exp.models_for("mine") == ["a", "c"]  # pool order
+
+
+def test_imported_dataset_errors_name_the_field():
+    from dars.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"models \['z'\] are not in the pool"):
+        _store_exp(benchmarks=[{"name": "mine", "source": "store", "models": ["a", "z"]}])
+    with pytest.raises(ConfigError, match="must match"):
+        _store_exp(benchmarks=[{"name": "my/set", "source": "store"}])
+    with pytest.raises(ConfigError, match="rewriter: field required"):
+        _store_exp(benchmarks=[{"name": "demo_mc"}])
+    with pytest.raises(ConfigError, match=r"models \['a', 'b', 'c', 'rw'\] have no litellm_model"):
+        _store_exp(benchmarks=[{"name": "demo_mc"}], rewriter={"name": "rw"})
+
+
+def test_store_experiment_routes_each_dataset_among_its_models(tmp_path):
+    from dars.config import ConfigError, store_experiment
+
+    exp, left_out = store_experiment(
+        tmp_path,
+        {"full": ["a", "b", "c"], "part": ["a", "c"], "solo": ["b"]},
+        labels={"model": {"a": "A[1]"}, "dataset": {"part": "par/t"}},
+    )
+    assert [b.name for b in exp.benchmarks] == ["full", "part"]
+    assert exp.benchmark("full").models is None and exp.benchmark("part").models == ["a", "c"]
+    assert exp.benchmark("part").label == "par/t" and exp.pool.models[0].label == "A[1]"
+    assert "solo" in left_out and "routing needs two" in left_out["solo"]
+    with pytest.raises(ConfigError, match="no imported dataset has at least two models"):
+        store_experiment(tmp_path, {"solo": ["b"]})

@@ -56,7 +56,7 @@ def _rescore(
     items: Mapping[str, Sequence[Item]],
     benchmarks: Mapping[str, Benchmark],
 ) -> pl.Series:
-    """New score per ok row (null when the item or scorer is unknown). Identical
+    """New score per ok row (null when the item, its scorer or the response is unknown). Identical
     (dataset, query_id, response) triples are scored once."""
     by_id = {ds: {it.query_id: it for it in its} for ds, its in items.items()}
     cache: dict[tuple[str, str, str], float] = {}
@@ -64,7 +64,9 @@ def _rescore(
     for ds, qid, response in ok.select("dataset", "query_id", "response").iter_rows():
         item = by_id.get(ds, {}).get(qid)
         bench = benchmarks.get(ds)
-        if item is None or bench is None:
+        # Nothing to rescore without the item, a scorer (a registered task type) or a response
+        # (imported generations may come with scores only).
+        if item is None or bench is None or item.task_type not in TASK_TYPES or response is None:
             values.append(None)
             continue
         key = (ds, qid, response or "")

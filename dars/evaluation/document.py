@@ -117,7 +117,11 @@ class Document:
         self.blocks.append(Code(text, lang))
 
     def table(self, frame: pl.DataFrame, caption: str = "") -> None:
-        self.blocks.append(Table(frame, caption))
+        """Add a table of display strings; a missing value (null) shows as a dash (a view a
+        dataset does not have, e.g. imported decode-only data has no rewrite view)."""
+        self.blocks.append(
+            Table(frame.with_columns(pl.all().cast(pl.String).fill_null(DASH)), caption)
+        )
 
     def figure(self, name: str, fig: Any, caption: str) -> None:
         """Add matplotlib figure ``fig`` as PNG file ``<name>.png``."""

@@ -176,6 +176,23 @@ def view_utilities(
     )
 
 
+def complete_views(view_util: pl.DataFrame, models: Sequence[str]) -> tuple[pl.DataFrame, int]:
+    """The view utilities of the test queries every model of ``models`` answered in that view.
+
+    ``view_util``: :func:`view_utilities` rows (one per (dataset, view, query_id, model)). A
+    query some model never answered in a view (a mixed pool: not every model on every query)
+    cannot be scored fairly — a router routing to that model has no utility there and the
+    reference policies need every model — so it is left out of that view. Returns the kept rows
+    and the number of (dataset, view, query) triples left out.
+    """
+    per_query = view_util.group_by("dataset", "view", "query_id").agg(
+        pl.col("model").filter(pl.col("model").is_in(list(models))).n_unique().alias("_n")
+    )
+    keep = per_query.filter(pl.col("_n") == len(models)).drop("_n")
+    kept = view_util.join(keep, on=["dataset", "view", "query_id"], how="semi")
+    return kept, per_query.height - keep.height
+
+
 def routed_cells(
     routes: pl.DataFrame | pl.LazyFrame,
     view_util: pl.DataFrame,
@@ -239,7 +256,9 @@ def routed_cells(
             f"({_key_text(row, ['dataset', *extra, 'draw'])}); "
             f"{skipped.height} (draw, view, query) pair(s) missing"
         )
-    joined = routes.join(views, on="dataset", how="inner").join(
+    # Only the queries a view scores count: a test query the view left out (e.g. one that some
+    # model of a mixed pool never answered, see complete_views) is routed but not scored.
+    joined = routes.join(expected, on=["dataset", "query_id"], how="inner").join(
         util, on=list(_VIEW_CELL), how="left"
     )
     missing = joined.filter(pl.col("u").is_null())

@@ -95,7 +95,7 @@ def sweep_inputs(
             rows,
             sweep_data(
                 dataset,
-                exp.pool.names,
+                exp.models_for(dataset),
                 inputs[EMBEDDINGS][dataset],
                 inputs[VIEW_UTILITIES][dataset],
             ),

@@ -108,15 +108,26 @@ def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None
         train = f"{proto.get('train_rewrites')} rewrites × {proto.get('train_decodes')} decodes"
         if proto.get("train_include_original"):
             train += " (plus the original query)"
+        imported = [b["name"] for b in ctx.get("benchmarks", []) if b.get("source") == "store"]
+        if imported:
+            train += (
+                f"; imported datasets ({', '.join(imported)}): every stored formulation and decode"
+            )
+        collected_any = len(imported) < len(ctx.get("benchmarks", []))
         rows = [
             ("experiment", f"`{ctx.get('experiment')}`"),
             (
                 "pool",
                 "simulated (litellm provider `dars-sim`, known ground truth)"
                 if ctx.get("simulated")
-                else "real LLMs through litellm",
+                else "real LLMs through litellm"
+                if collected_any
+                else "imported generations (`dars import`): read from the store, never called",
             ),
-            ("rewriter", f"`{ctx.get('rewriter')}`"),
+            (
+                "rewriter",
+                f"`{ctx.get('rewriter')}`" if ctx.get("rewriter") else "— (nothing collected)",
+            ),
             ("training protocol (K × M per query and model)", train),
             (
                 "test views",
@@ -134,7 +145,10 @@ def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None
         pool = ctx.get("pool", {})
         doc.table(
             text_table(
-                [{"model": m, "litellm route": f"`{route}`"} for m, route in pool.items()],
+                [
+                    {"model": m, "litellm route": f"`{route}`" if route else "— (imported)"}
+                    for m, route in pool.items()
+                ],
                 ["model", "litellm route"],
             ),
             caption=f"Pool ({len(pool)} models).",
@@ -145,8 +159,12 @@ def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None
             [
                 {
                     "benchmark": d,
-                    "n_train": fmt(sizes.get(d, {}).get("n_train")),
-                    "n_test": fmt(sizes.get(d, {}).get("n_test")),
+                    "n_train": "imported split"
+                    if sizes.get(d, {}).get("source") == "store"
+                    else fmt(sizes.get(d, {}).get("n_train")),
+                    "n_test": "imported split"
+                    if sizes.get(d, {}).get("source") == "store"
+                    else fmt(sizes.get(d, {}).get("n_test")),
                     "paper's counterpart": mapping.get(d) or DASH,
                 }
                 for d in run.datasets

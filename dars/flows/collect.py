@@ -142,7 +142,7 @@ def decode_flow(
             for s in todo
         ]
         summary = _summarise(futures, "decode")
-    for b in exp.benchmarks:
+    for b in exp.collected:
         truth_task(exp, b.name)
     get_run_logger().info(
         "decode: %d partition shards run, %d already complete", len(futures), complete

@@ -26,4 +26,6 @@ def supervise_flow(config: str | Experiment, root: str | None = None) -> pl.Data
     logger = get_run_logger()
     for r in results:
         logger.info("supervision of %s: %d tables written", r.dataset, len(r.files))
+        for warning in r.warnings:
+            logger.warning(warning)
     return pl.concat([r.summary for r in results])

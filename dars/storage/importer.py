@@ -25,7 +25,20 @@ latency_s                     no         0
 response, parsed              no         null
 parse_ok                      no         true
 prompt                        no         its sha256 becomes prompt_sha256 (else '')
+question                      no         the query's text: stored in the dataset's queries table
+                                         (``dars.storage.queries``), so the dataset can be
+                                         supervised, trained and evaluated from the store alone
+context, gold, task_type      no         a passage shown with the question, the reference answer,
+                                         a registered task type (only with ``question``)
 ============================  =========  ========================================================
+
+Names become partition values, so dataset and model values must be path-safe (letters, digits,
+``.``, ``_``, ``-``). ``rename_values`` maps given values to new ones ({"model": {"gpt-4o[x]":
+"gpt-4o-x"}}) and ``slug_names`` turns every other unsafe value into a slug (runs of other
+characters become ``-``: ``college_mathematics/few`` → ``college_mathematics-few``); both are
+recorded in the import's manifest (``imports/<run_id>.json``) with the original values. Without a
+split column or argument, ``test_fraction`` sends a seeded share of each dataset's queries to the
+test split (by a hash of seed and query id, so the split does not depend on row order).
 
 Every row is checked before anything is written; a bad file raises :class:`StorageError` whose
 lines read ``<file>: row <n>, column '<col>': <problem>`` (row = 1-based record number, the CSV
@@ -41,16 +54,18 @@ import datetime as dt
 import gzip
 import hashlib
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from dars.storage.layout import _NAME_RE, SPLITS, StorageError
+from dars.storage.layout import _NAME_RE, SPLITS, RunLayout, StorageError
+from dars.storage.queries import merge_queries, query_conflicts
 from dars.storage.schemas import OBSERVATION_COLUMNS, VIEWS
-from dars.storage.store import WriteCounts, key_shards, write_observations
+from dars.storage.store import WriteCounts, atomic_write_text, key_shards, write_observations
 
 REQUIRED: tuple[str, ...] = ("query_id", "model", "score")
 OPTIONAL: tuple[str, ...] = (
@@ -67,7 +82,13 @@ OPTIONAL: tuple[str, ...] = (
     "parsed",
     "parse_ok",
     "prompt",
+    "question",
+    "context",
+    "gold",
+    "task_type",
 )
+#: Columns that describe the query, not the generation: they go to the queries table.
+QUERY_TEXT_COLS: tuple[str, ...] = ("question", "context", "gold", "task_type")
 _INT_COLS = ("rewrite_id", "decode_id", "prompt_tokens", "completion_tokens")
 _FLOAT_COLS = ("score", "cost_usd", "latency_s")
 _ROW = "__row"
@@ -77,13 +98,19 @@ _MAX_LINES = 30
 @dataclass(frozen=True)
 class ImportResult:
     """What an import did: rows read, the run id stamped on them, the (dataset, split, model)
-    partitions touched and the merge counts (``skipped_ok`` = keys the store already had)."""
+    partitions touched, the merge counts (``skipped_ok`` = keys the store already had), the
+    values renamed ({column: {original: stored}}), one summary per dataset (``datasets``:
+    name → ``{"models": [...], "queries": {split: n}, "decodes_per_pair": [min, max],
+    "queries_stored": bool}``) and the manifest written (``imports/<run_id>.json``)."""
 
     path: Path
     rows: int
     run_id: str
     partitions: tuple[tuple[str, str, str], ...]
     counts: WriteCounts
+    renamed: dict[str, dict[str, str]]
+    datasets: dict[str, dict[str, Any]]
+    manifest: Path
 
 
 class _Errors:
@@ -187,8 +214,9 @@ def _rename(df: pl.DataFrame, mapping: Mapping[str, str | None] | None, errors: 
     unknown = [c for c in renamed if c != _ROW and c not in known]
     if unknown:
         errors.add(
-            f"unknown column(s) {unknown}; rename them with mapping={{'yours': 'ours'}} or drop "
-            f"them with mapping={{'yours': None}}; importable: {', '.join([*REQUIRED, *OPTIONAL])}"
+            f"unknown column(s) {unknown}; rename them with --map YOURS=OURS or drop them with "
+            f"--map YOURS= (Python: mapping={{'yours': 'ours' or None}}); importable: "
+            f"{', '.join([*REQUIRED, *OPTIONAL])}"
         )
     missing = [c for c in REQUIRED if c not in renamed]
     if missing:
@@ -268,7 +296,13 @@ def _check_values(df: pl.DataFrame, errors: _Errors, prices: Mapping[str, Any] |
         errors.rows(df, c(col).is_null() | (c(col).cast(pl.String) == ""), col, "value missing")
     for col in ("dataset", "model"):
         bad = c(col).is_not_null() & ~c(col).str.contains(_NAME_RE.pattern)
-        errors.rows(df, bad, col, f"not usable as a name (must match {_NAME_RE.pattern})")
+        errors.rows(
+            df,
+            bad,
+            col,
+            f"not usable as a name (letters, digits, '.', '_', '-'; it becomes a directory): "
+            f"rename it with --rename-values {col}:OLD=NEW or let --slug-names make one",
+        )
     errors.rows(df, ~c("split").is_in(list(SPLITS)), "split", f"must be one of {list(SPLITS)}")
     errors.rows(df, ~c("score").is_finite(), "score", "must be finite")
     out_of_range = c("score").is_finite() & ((c("score") < 0) | (c("score") > 1))
@@ -288,8 +322,10 @@ def _check_values(df: pl.DataFrame, errors: _Errors, prices: Mapping[str, Any] |
         strict += ["prompt_tokens", "completion_tokens"]
         if has_tokens and prices is None:
             errors.add(
-                "token counts without cost_usd: pass prices={model: (usd_per_1m_in, "
-                "usd_per_1m_out)} or add a cost_usd column"
+                "token counts without cost_usd: take the prices from a config's pool with "
+                "--config (Python: prices={model: (usd_per_1m_in, usd_per_1m_out)}), add a "
+                "cost_usd column, or drop the token columns with --map prompt_tokens= "
+                "--map completion_tokens= (cost-blind data)"
             )
         elif has_tokens:
             no_price = ~c("model").is_in(list(prices or {}))
@@ -387,6 +423,124 @@ def _write_routed(root: str | Path, obs: pl.DataFrame) -> tuple[list, WriteCount
     return parts, total
 
 
+def slug(value: str) -> str:
+    """A path-safe name for ``value``: each run of characters other than letters, digits, ``.``,
+    ``_`` and ``-`` becomes ``-``; leading ``.``, ``_`` and ``-`` are dropped (hive readers skip
+    such names). ``gpt-4o[json-schema]`` → ``gpt-4o-json-schema``."""
+    out = re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip("-").lstrip("._-")
+    return out or "x"
+
+
+def _rename_values(
+    df: pl.DataFrame,
+    rename: Mapping[str, Mapping[str, str]] | None,
+    slug_names: bool,
+    errors: _Errors,
+) -> tuple[pl.DataFrame, dict[str, dict[str, str]]]:
+    """Apply ``rename`` ({column: {given value: new value}}) and, with ``slug_names``, a slug to
+    every other value that is not path-safe, in the dataset and model columns; returns the frame
+    and the renames applied."""
+    rename = dict(rename or {})
+    bad_cols = sorted(set(rename) - {"dataset", "model"})
+    if bad_cols:
+        errors.add(f"--rename-values applies to the dataset and model columns, not {bad_cols}")
+    applied: dict[str, dict[str, str]] = {}
+    for col in ("dataset", "model"):
+        if col not in df.columns:
+            continue
+        values = set(df[col].drop_nulls().unique().to_list())
+        mapping = dict(rename.get(col, {}))
+        absent = sorted(set(mapping) - values)
+        if absent:
+            errors.add(f"--rename-values {col}: value(s) {absent} do not occur in the file")
+        bad = sorted(v for v in mapping.values() if not _NAME_RE.match(v))
+        if bad:
+            errors.add(f"--rename-values {col}: new name(s) {bad} are not path-safe either")
+        if slug_names:
+            for v in sorted(values - set(mapping)):
+                if not _NAME_RE.match(v):
+                    mapping[v] = slug(v)
+        final = {v: mapping.get(v, v) for v in values}
+        by_name: dict[str, list[str]] = {}
+        for original, name in final.items():
+            by_name.setdefault(name, []).append(original)
+        clashes = {n: sorted(o) for n, o in by_name.items() if len(o) > 1}
+        if clashes:
+            errors.add(f"{col}: different values would get the same name: {clashes}")
+        mapping = {k: v for k, v in mapping.items() if k in values and k != v}
+        if mapping:
+            applied[col] = mapping
+            df = df.with_columns(pl.col(col).replace(mapping))
+    return df, applied
+
+
+def _seeded_split(df: pl.DataFrame, test_fraction: float, seed: int) -> pl.DataFrame:
+    """A ``split`` column: each (dataset, query) goes to test when a uniform number drawn from
+    sha256(seed, dataset, query_id) is below ``test_fraction`` (independent of row order)."""
+    pairs = df.select("dataset", "query_id").unique()
+    draws = [
+        int.from_bytes(hashlib.sha256(f"{seed}:{d}:{q}".encode()).digest()[:8], "big") / 2**64
+        for d, q in pairs.iter_rows()
+    ]
+    split = pairs.with_columns(
+        split=pl.Series(["test" if u < test_fraction else "train" for u in draws], dtype=pl.String)
+    )
+    return df.join(split, on=["dataset", "query_id"], how="left", maintain_order="left")
+
+
+def _queries(
+    df: pl.DataFrame, errors: _Errors, task_types: Collection[str] | None
+) -> dict[str, pl.DataFrame]:
+    """One queries frame per dataset (columns of ``dars.storage.queries``) when the file has a
+    ``question`` column; a query must have one text (and context, gold, task type, split) in
+    every row that names it."""
+    c = pl.col
+    given = [col for col in QUERY_TEXT_COLS if col in df.columns]
+    if "question" not in given:
+        if given:
+            errors.add(f"column(s) {given} need a question column (the text of each query)")
+        return {}
+    errors.rows(df, c("question").is_null() | (c("question") == ""), "question", "value missing")
+    if "task_type" in df.columns and task_types is not None:
+        valid = sorted(task_types)
+        errors.rows(
+            df,
+            c("task_type").is_not_null() & ~c("task_type").is_in(valid),
+            "task_type",
+            f"unknown task type; available: {', '.join(valid)}",
+        )
+    cols = ["dataset", "query_id", "split", *QUERY_TEXT_COLS]
+    q = df.with_columns(
+        pl.lit(None, pl.String).alias(col) for col in QUERY_TEXT_COLS if col not in df.columns
+    ).select(*cols, _ROW)
+    per_query = q.group_by("dataset", "query_id").agg(
+        *(c(col).n_unique().alias(col) for col in cols[2:]), c(_ROW).min()
+    )
+    for col in cols[2:]:
+        for r in per_query.filter(c(col) > 1).sort(_ROW).head(3).iter_rows(named=True):
+            errors.add(
+                f"query {r['query_id']!r} of dataset {r['dataset']!r} has {r[col]} different "
+                f"values in column '{col}' (first row {r[_ROW]}): a query has one {col}"
+            )
+    firsts = q.unique(["dataset", "query_id"], keep="first", maintain_order=True).drop(_ROW)
+    return {str(d): part for (d,), part in firsts.group_by(["dataset"], maintain_order=True)}
+
+
+def _summaries(obs: pl.DataFrame, queries: Mapping[str, pl.DataFrame]) -> dict[str, dict]:
+    """Per dataset: models, queries per split, decodes per (query, model, formulation)."""
+    out: dict[str, dict[str, Any]] = {}
+    for (d,), part in obs.group_by(["dataset"], maintain_order=True):
+        per_pair = part.group_by("query_id", "model", "rewrite_id").len()
+        splits = part.group_by("split").agg(pl.col("query_id").n_unique())
+        out[str(d)] = {
+            "models": sorted(part["model"].unique().to_list()),
+            "queries": {s: int(n) for s, n in splits.sort("split").iter_rows()},
+            "decodes_per_pair": [int(per_pair["len"].min()), int(per_pair["len"].max())],
+            "queries_stored": str(d) in queries,
+        }
+    return out
+
+
 def import_generations(
     path: str | Path,
     root: str | Path,
@@ -396,18 +550,29 @@ def import_generations(
     split: str | None = None,
     run_id: str | None = None,
     prices: Mapping[str, tuple[float, float]] | None = None,
+    rename_values: Mapping[str, Mapping[str, str]] | None = None,
+    slug_names: bool = False,
+    test_fraction: float | None = None,
+    seed: int = 0,
+    task_types: Collection[str] | None = None,
 ) -> ImportResult:
-    """Validate a user's table of scored generations and merge it into the observation store.
+    """Validate a user's table of scored generations and merge it into the observation store
+    (and, with a ``question`` column, the dataset's queries into the query store).
 
     ``mapping``: {file column: our column or None}. ``dataset`` / ``split``: values for every
     row when the file has no such column. ``prices``: {model: (USD per 1M input tokens, USD per
     1M output tokens)}, needed only when the file has token counts but no ``cost_usd``.
+    ``rename_values`` / ``slug_names``: new names for dataset and model values (see the module
+    docstring). ``test_fraction`` / ``seed``: a seeded split when the file has no split column
+    and no ``split`` is given. ``task_types``: the valid values of a ``task_type`` column.
     See the module docstring for columns and defaults. Raises :class:`StorageError` (nothing
     written) if any row is bad.
     """
     path = Path(path)
     if not path.is_file():
         raise StorageError(f"{path}: file not found")
+    if test_fraction is not None and not 0 < test_fraction < 1:
+        raise StorageError(f"test fraction must be in (0, 1), got {test_fraction}")
     errors = _Errors(path)
     try:
         raw = _read(path, errors)
@@ -418,12 +583,22 @@ def import_generations(
     df = _rename(raw, mapping, errors)
     df = _parse_numbers(df, errors)
     df = _fill(df, dataset, "dataset", errors)
+    errors.raise_if_any()
+    df, renamed = _rename_values(df, rename_values, slug_names, errors)
+    if "split" not in df.columns and split is None and test_fraction is not None:
+        df = _seeded_split(df, test_fraction, seed)
+    elif test_fraction is not None:
+        errors.add("--test-fraction applies only when there is no split column and no --split")
     df = _fill(df, split, "split", errors)
     errors.raise_if_any()
     _check_values(df, errors, prices)
     errors.raise_if_any()
     df = _complete(df, prices)
     _check_keys(df, errors)
+    queries = _queries(df, errors, task_types)
+    for d, frame in queries.items():
+        for problem in query_conflicts(root, d, frame):
+            errors.add(problem)
     errors.raise_if_any()
 
     run_id = run_id or f"import-{_file_sha(path)[:12]}"
@@ -435,5 +610,32 @@ def import_generations(
         pl.lit(run_id).alias("run_id"),
         pl.lit(dt.datetime.now(dt.UTC)).dt.cast_time_unit("us").alias("created_at"),
     ).select([col.name for col in OBSERVATION_COLUMNS])
+    # Queries first: a store with queries but no observations yet is harmless (a rerun of the
+    # import fills the observations); observations whose queries are missing could not be
+    # trained on.
+    for d, frame in queries.items():
+        merge_queries(root, d, frame)
     parts, counts = _write_routed(root, obs)
-    return ImportResult(path, obs.height, run_id, tuple(parts), counts)
+    datasets = _summaries(obs, queries)
+    manifest = RunLayout(root).import_manifest(run_id)
+    atomic_write_text(
+        json.dumps(
+            {
+                "run_id": run_id,
+                "file": str(path.resolve()),
+                "sha256": _file_sha(path),
+                "imported_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                "rows": obs.height,
+                "mapping": dict(mapping or {}),
+                "renamed_values": renamed,
+                "test_fraction": test_fraction,
+                "seed": seed if test_fraction is not None else None,
+                "datasets": datasets,
+                "written_ok": counts.written_ok,
+                "already_stored": counts.skipped_ok,
+            },
+            indent=1,
+        ),
+        manifest,
+    )
+    return ImportResult(path, obs.height, run_id, tuple(parts), counts, renamed, datasets, manifest)

@@ -16,6 +16,8 @@
       report/<name>.<ext>                           Markdown, HTML and PNG plots
       embeddings/encoder=<e>/dataset=<d>/<split>.parquet
       truth/dataset=<d>/truth.parquet               simulated pools: the simulator's ground truth
+      queries/dataset=<d>/queries.parquet           imported datasets: query text, gold, split
+      imports/<run_id>.json                         what each `dars import` did
       manifest.parquet                              the expected keys of the run (dars.plan)
 
 Partition directories follow the hive convention (``key=value``) so DuckDB, pyarrow.dataset and
@@ -192,6 +194,21 @@ class RunLayout:
             / f"dataset={check_name('dataset', dataset)}"
             / f"{check_split(split)}.parquet"
         )
+
+    def queries_file(self, dataset: str) -> Path:
+        """The queries of an imported dataset (``dars import``): their text, gold and split —
+        ``queries/dataset=<d>/queries.parquet``."""
+        return (
+            self.root / "queries" / f"dataset={check_name('dataset', dataset)}" / "queries.parquet"
+        )
+
+    def imports_dir(self) -> Path:
+        return self.root / "imports"
+
+    def import_manifest(self, run_id: str) -> Path:
+        """What one ``dars import`` did (file, its sha256, mappings, renamed values, counts):
+        ``imports/<run_id>.json``."""
+        return self.imports_dir() / f"{check_name('run_id', run_id)}.json"
 
     def truth_file(self, dataset: str) -> Path:
         """The simulated pool's ground truth for ``dataset`` (written by the collect stage for

@@ -45,7 +45,7 @@ def run_context(exp: Experiment) -> dict[str, Any]:
     λ, β, seed, pool (name → litellm route), rewriter, protocol, benchmarks with their sizes,
     whether the pool is simulated, the whole validated config, and the UTC time the result was
     written."""
-    simulated = all(m.litellm_model.startswith("dars-sim/") for m in exp.pool.models)
+    simulated = exp.pool.simulated
     return {
         "experiment": exp.name,
         "lam": exp.lam,
@@ -53,10 +53,11 @@ def run_context(exp: Experiment) -> dict[str, Any]:
         "seed": exp.seed,
         "single_shot_draws": exp.single_shot_draws,
         "pool": {m.name: m.litellm_model for m in exp.pool.models},
-        "rewriter": exp.rewriter.litellm_model,
+        "rewriter": exp.rewriter.litellm_model if exp.rewriter is not None else None,
         "protocol": exp.protocol.model_dump(),
         "benchmarks": [
-            {"name": b.name, "n_train": b.n_train, "n_test": b.n_test} for b in exp.benchmarks
+            {"name": b.name, "source": b.source, "n_train": b.n_train, "n_test": b.n_test}
+            for b in exp.benchmarks
         ],
         "simulated": simulated,
         # The whole validated config (keys are never in it: ModelSpec holds only the *name* of

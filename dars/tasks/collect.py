@@ -37,12 +37,11 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from dars.benchmarks import get as get_benchmark
 from dars.benchmarks.base import Item
-from dars.benchmarks.loading import items_by_id, load_splits
+from dars.benchmarks.loading import benchmark_for, items_by_id, load_splits
 from dars.benchmarks.prompts import parse_rewrites
 from dars.benchmarks.rewrite_checks import check_rewrites
-from dars.config import Experiment, ModelSpec
+from dars.config import Experiment
 from dars.llm import CallKey, GenParams, LLMCallError, generate
 from dars.llm.loop import run_sync
 from dars.plan import KEY, build_plan, expected_rewrites, status
@@ -252,7 +251,7 @@ async def rewrite_shard(
     t0 = time.monotonic()
     report = ShardReport("rewrite", dataset, split, None, shard)
     splits = load_splits(exp)
-    bench = get_benchmark(dataset, **exp.benchmark(dataset).options)
+    bench = benchmark_for(exp.benchmark(dataset))
     register_items(dataset, [it for items in splits[dataset].values() for it in items])
     plan = expected_rewrites(exp, splits).filter(
         (pl.col("dataset") == dataset) & (pl.col("split") == split) & (pl.col("shard") == shard)
@@ -264,7 +263,8 @@ async def rewrite_shard(
     todo = plan.join(have, on=["dataset", "split", "query_id", "rewrite_id"], how="anti")
     report.already_done = plan.height - todo.height
     by_id = items_by_id(splits[dataset])
-    rewriter: ModelSpec = exp.rewriter
+    rewriter = exp.rewriter
+    assert rewriter is not None  # the config requires one when a benchmark is collected
     params = GenParams(
         max_tokens=1024,
         temperature=exp.protocol.temperature,
@@ -371,7 +371,7 @@ async def decode_shard(
     report = ShardReport("decode", dataset, split, model, shard)
     splits = load_splits(exp)
     spec = exp.pool.get(model)
-    bench = get_benchmark(dataset, **exp.benchmark(dataset).options)
+    bench = benchmark_for(exp.benchmark(dataset))
     register_items(dataset, [it for items in splits[dataset].values() for it in items])
     shard_ids = [it.query_id for it in _shard_queries(exp, splits, dataset, split, shard)]
     if not shard_ids:
@@ -530,6 +530,18 @@ def embedding_similarity(encoder: str) -> Callable[[list[str], list[str]], list[
 # budget estimate
 
 
+#: Columns of :func:`estimate_budget`.
+BUDGET_SCHEMA = {
+    "dataset": pl.String,
+    "split": pl.String,
+    "model": pl.String,
+    "calls": pl.UInt32,
+    "prompt_tokens": pl.Float64,
+    "max_cost_usd": pl.Float64,
+    "typical_cost_usd": pl.Float64,
+}
+
+
 def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
     """Calls still to make and their cost bound, per (dataset, split, model).
 
@@ -539,6 +551,8 @@ def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
     its full ``max_tokens`` (an upper bound) and ``typical_cost_usd`` assuming a quarter of it.
     Rewriter calls are one more row with model = the rewriter's name.
     """
+    if not exp.collected:  # imported datasets only: nothing to call
+        return pl.DataFrame(schema=BUDGET_SCHEMA)
     splits = load_splits(exp)
     plan = build_plan(exp, splits)
     root = exp.root
@@ -551,8 +565,8 @@ def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
         )
         plan = plan.lazy().join(done, on=list(done.collect_schema()), how="anti").collect()
     tokens: dict[tuple[str, str], float] = {}
-    for d, by_split in splits.items():
-        bench = get_benchmark(d, **exp.benchmark(d).options)
+    for spec in exp.collected:
+        d, by_split, bench = spec.name, splits[spec.name], benchmark_for(spec)
         for items in by_split.values():
             for it in items:
                 chars = sum(len(m["content"]) for m in bench.decode_messages(it))
@@ -594,6 +608,7 @@ def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
         )
     )
     rw = exp.rewriter
+    assert rw is not None  # the config requires one when a benchmark is collected
     rw_key = ["dataset", "split", "query_id", "rewrite_id"]
     rw_plan = expected_rewrites(exp, splits).select(rw_key)
     if against_store:
@@ -664,7 +679,7 @@ def store_truth(exp: Experiment, dataset: str, *, world: SimWorld | None = None)
     """Store the simulator's truth of ``dataset`` (:func:`dars.sim.simulated_truth`) when the
     pool is simulated (returns its path); for any other pool remove a truth left by an earlier
     simulated run (returns None)."""
-    if not exp.pool.simulated:
+    if not exp.pool.simulated or exp.benchmark(dataset).source == "store":
         remove_truth(exp.root, dataset)
         return None
     return write_truth(exp.root, dataset, simulated_truth(exp, dataset, world=world))

@@ -16,16 +16,17 @@ filesystem errors only.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 
-from dars.benchmarks import get as get_benchmark
-from dars.benchmarks.loading import items_by_id, load_splits
+from dars.benchmarks.loading import benchmark_for, items_by_id, load_splits
 from dars.config import Experiment
 from dars.evaluation.experiments.base import (
     EXPERIMENTS,
@@ -34,7 +35,7 @@ from dars.evaluation.experiments.base import (
     QueryEmbeddings,
     check_experiments,
 )
-from dars.evaluation.metrics import all_views_cost_bounds, view_utilities
+from dars.evaluation.metrics import all_views_cost_bounds, complete_views, view_utilities
 from dars.routers.training import LAM_SWEEP_SUPERVISIONS
 from dars.storage import OBSERVATION_KEY, RunLayout, scan_observations, scan_rewrites
 from dars.storage.models import complete_routers, read_lam_routes, read_routes
@@ -70,7 +71,7 @@ def load_test_views(exp: Experiment, dataset: str) -> pl.DataFrame:
     """
     root = exp.root
     test = scan_observations(
-        root, dataset=dataset, split="test", model=exp.pool.names, status="ok"
+        root, dataset=dataset, split="test", model=exp.models_for(dataset), status="ok"
     ).collect()
     if test.height == 0:
         raise FileNotFoundError(
@@ -78,7 +79,35 @@ def load_test_views(exp: Experiment, dataset: str) -> pl.DataFrame:
             f"{RunLayout(root).observations_dir()}; run `dars collect` first"
         )
     bounds = all_views_cost_bounds(scan_observations(root, dataset=dataset, status="ok"))
-    return view_utilities(test, lam=exp.lam, cost_bounds=bounds)
+    views, dropped = complete_views(
+        view_utilities(test, lam=exp.lam, cost_bounds=bounds), exp.models_for(dataset)
+    )
+    if dropped:
+        _warn(
+            f"{dataset}: {dropped} (view, test query) pair(s) left out of the test views: some "
+            f"model of {exp.models_for(dataset)} has no ok observation for them"
+        )
+    if views.height == 0:
+        raise FileNotFoundError(
+            f"dataset {dataset!r}: no test query has an ok observation of every model of "
+            f"{exp.models_for(dataset)}; nothing can be scored"
+        )
+    return views
+
+
+_WARNED: set[str] = set()
+
+
+def _warn(message: str) -> None:
+    """A warning in the flow run's log (shown by the CLI), or the module's log outside a run;
+    once per process (every experiment reads the same test views)."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
+    try:
+        get_run_logger().warning(message)
+    except MissingContextError:
+        logging.getLogger(__name__).warning(message)
 
 
 def _view_utilities(exp: Experiment, _: Input) -> dict[str, pl.DataFrame]:
@@ -138,7 +167,7 @@ def _items(exp: Experiment, _: Input) -> dict[str, list[Any]]:
 
 
 def _benchmarks(exp: Experiment, _: Input) -> dict[str, Any]:
-    return {b.name: get_benchmark(b.name, **b.options) for b in exp.benchmarks}
+    return {b.name: benchmark_for(b) for b in exp.benchmarks}
 
 
 #: Input kind → its reader (see the vocabulary in :mod:`dars.evaluation.experiments.base`).

@@ -66,33 +66,32 @@ _OBS_COLUMNS = (
 
 class DatasetSupervision(NamedTuple):
     """What :func:`supervise_dataset` did: the files written (table name → path, in
-    :data:`~dars.supervision.tables.TABLES` order) and the dataset's summary frame."""
+    :data:`~dars.supervision.tables.TABLES` order), the dataset's summary frame and warnings
+    for the user (queries dropped for a missing model, uneven observation counts)."""
 
     dataset: str
     files: dict[str, Path]
     summary: pl.DataFrame
+    warnings: tuple[str, ...] = ()
 
 
 def load_train_observations(exp: Experiment, dataset: str) -> pl.DataFrame:
     """The rows the stage supervises on: ``dataset``'s train-split, view-train, status-ok
-    observations of the pool models inside the protocol's grid (columns ``_OBS_COLUMNS``).
+    observations of its models (columns ``_OBS_COLUMNS``) — inside the protocol's grid for a
+    collected benchmark; every stored one (any formulation, the original included, and every
+    decode) for an imported dataset (``source: store``), whose grid is what was imported.
 
     Raises ``FileNotFoundError`` naming the store location and what it holds for the dataset
     when there is no such row (e.g. the decode stage has not run).
     """
-    models = exp.pool.names
+    models = exp.models_for(dataset)
     p = exp.protocol
     rewrites, n_decodes = train_grid(p.train_rewrites, p.train_decodes, p.train_include_original)
-    obs = (
-        scan_observations(exp.root, dataset=dataset, split="train", model=models, status="ok")
-        .filter(
-            (pl.col("view") == "train")
-            & pl.col("rewrite_id").is_in(rewrites)
-            & (pl.col("decode_id") < n_decodes)
-        )
-        .select(_OBS_COLUMNS)
-        .collect()
-    )
+    in_grid = pl.col("rewrite_id").is_in(rewrites) & (pl.col("decode_id") < n_decodes)
+    if exp.benchmark(dataset).source == "store":
+        in_grid = pl.lit(True)
+    train = scan_observations(exp.root, dataset=dataset, split="train", model=models, status="ok")
+    obs = train.filter((pl.col("view") == "train") & in_grid).select(_OBS_COLUMNS).collect()
     if obs.height == 0:
         layout = RunLayout(exp.root)
         held = (
@@ -106,6 +105,16 @@ def load_train_observations(exp: Experiment, dataset: str) -> pl.DataFrame:
             ", ".join(f"{r['len']} {r['split']}/{r['status']}" for r in held.iter_rows(named=True))
             or "nothing"
         )
+        outside = train.select(pl.len()).collect().item()
+        if outside:
+            raise FileNotFoundError(
+                f"dataset {dataset!r}: the store holds {outside} ok train observations of "
+                f"{models}, but none inside the protocol's train grid (formulations "
+                f"{rewrites}, decodes 0..{n_decodes - 1}); data imported with `dars import` "
+                "answers the original query (rewrite_id -1): declare the dataset "
+                "`source: store` to supervise on every stored observation, or set "
+                "protocol.train_include_original"
+            )
         raise FileNotFoundError(
             f"no ok train observations for dataset {dataset!r} and pool models {models} under "
             f"{layout.observation_split_dir(dataset, 'train')} (the store holds {what} for this "
@@ -119,15 +128,17 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
     """Read ``dataset``'s train observations under ``exp.root``, compute every supervision table
     and write them (see the module docstring)."""
     exp.benchmark(dataset)  # unknown names raise listing the experiment's benchmarks
-    models = exp.pool.names
+    models = exp.models_for(dataset)
     raw = load_train_observations(exp, dataset)
     obs, n_dropped = complete_queries(raw, models)
     if obs.height == 0:
         have = sorted(raw["model"].unique().to_list())
         raise ValueError(
-            f"dataset {dataset!r}: no train query has an ok observation for every pool model; "
-            f"models with observations: {have}, pool: {models}"
+            f"dataset {dataset!r}: no train query has an ok observation for every one of its "
+            f"models; models with observations: {have}, models of the dataset: {models} (route "
+            "among fewer models with the benchmark's `models` field)"
         )
+    warnings = _warnings(dataset, raw, obs, models, n_dropped)
     k_max, m_max = grid_size(obs)
     truth = None
     if exp.pool.simulated:
@@ -157,7 +168,33 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
         for name in TABLES
         if name in tables
     }
-    return DatasetSupervision(dataset, files, tables["summary"])
+    return DatasetSupervision(dataset, files, tables["summary"], warnings)
+
+
+def _warnings(
+    dataset: str, raw: pl.DataFrame, obs: pl.DataFrame, models: list[str], n_dropped: int
+) -> tuple[str, ...]:
+    """What the user should know about the rows supervised: queries dropped because a model
+    never answered them (per model), and uneven observation counts per (query, model)."""
+    out = []
+    if n_dropped:
+        have = raw.group_by("query_id").agg(pl.col("model").unique())
+        lacking = {m: have.filter(~pl.col("model").list.contains(m)).height for m in models}
+        which = ", ".join(f"{m} ({n})" for m, n in lacking.items() if n)
+        out.append(
+            f"{dataset}: {n_dropped} of {have.height} train queries dropped: no ok observation "
+            f"of {which}; every table covers the {have.height - n_dropped} others"
+        )
+    per_cell = obs.group_by("query_id", "model").len()
+    lo, hi = int(per_cell["len"].min()), int(per_cell["len"].max())
+    if lo != hi:
+        uneven = per_cell.filter(pl.col("len") != hi).height
+        out.append(
+            f"{dataset}: uneven observations per (query, model): {lo} to {hi} "
+            f"({uneven} of {per_cell.height} cells below {hi}); every one is used (μ, σ and c̄ "
+            "are means over what each cell has)"
+        )
+    return tuple(out)
 
 
 def supervise(

@@ -126,7 +126,7 @@ def embed_queries(exp: Experiment, dataset: str) -> Embeddings:
     encoder could not load). Texts are :func:`~dars.routers.encoders.item_text`. A rerun encodes
     nothing.
     """
-    splits = load_benchmark_splits(exp.benchmark(dataset), exp.seed)
+    splits = load_benchmark_splits(exp.benchmark(dataset), exp.seed, exp.root)
     texts = {s: [item_text(it) for it in splits[s]] for s in ("train", "test")}
     ids = {s: [it.query_id for it in splits[s]] for s in ("train", "test")}
     for split in ("train", "test"):
@@ -181,7 +181,7 @@ def train_router(exp: Experiment, dataset: str, family: str, supervision: str) -
     exp.benchmark(dataset)  # unknown dataset names raise listing the experiment's benchmarks
     check_families([family])
     check_supervisions([supervision])
-    models = exp.pool.names
+    models = exp.models_for(dataset)
 
     frame = supervision_frame(exp, dataset, supervision)
     train_ids, X_train, test_ids, X_test, encoder_name = embed_queries(exp, dataset)

@@ -59,6 +59,20 @@ def test_without_items_nothing_is_rescored_but_task_type_comes_from_registry():
     assert scoring_validity(unknown).row(0, named=True)["score_type"] is None
 
 
+def test_imported_rows_without_a_response_or_task_type_are_not_rescored():
+    """Imported generations may carry only scores: rescoring "" would score 0 and report a false
+    disagreement, so such rows (and items of no registered task type) are not rescored."""
+    obs = _obs(
+        [
+            ("gpqa", "train", "q1", "m1", -1, 0, None, True, 1.0, "ok"),
+            ("mine", "train", "z", "m1", -1, 0, "Final Answer: 3", True, 1.0, "ok"),
+        ]
+    )
+    untyped = [Item("z", "?", "3", "")]
+    rep = scoring_validity(obs, {"gpqa": MC_ITEMS, "mine": untyped})
+    assert rep["rescored"].to_list() == [0, 0] and rep["rescore_diffs"].to_list() == [0, 0]
+
+
 def test_status_column_optional_and_required_columns_checked():
     obs = _obs([("gpqa", "train", "q1", "m", -1, 0, "Final Answer: A", True, 1.0, "ok")])
     row = scoring_validity(obs.drop("status"), {"gpqa": MC_ITEMS}).row(0, named=True)

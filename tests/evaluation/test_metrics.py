@@ -294,3 +294,23 @@ def test_order_families_follows_the_paper_then_the_alphabet():
         "alpha",
         "zeta",
     ]
+
+
+def test_complete_views_leaves_out_queries_a_model_never_answered():
+    from dars.evaluation.metrics import complete_views
+
+    rows = [
+        ("d", "test_decode", "q1", "a"),
+        ("d", "test_decode", "q1", "b"),
+        ("d", "test_decode", "q2", "a"),  # b never answered q2 in this view
+        ("d", "test_rewrite", "q2", "a"),
+        ("d", "test_rewrite", "q2", "b"),
+    ]
+    vu = pl.DataFrame(rows, schema=["dataset", "view", "query_id", "model"], orient="row")
+    vu = vu.with_columns(n_obs=pl.lit(1), q=pl.lit(1.0), c=pl.lit(0.0), u=pl.lit(1.0))
+    kept, dropped = complete_views(vu, ["a", "b"])
+    assert dropped == 1
+    assert sorted(kept.select("view", "query_id").unique().rows()) == [
+        ("test_decode", "q1"),
+        ("test_rewrite", "q2"),
+    ]

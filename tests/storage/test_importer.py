@@ -272,3 +272,107 @@ def test_unsupported_or_missing_file(tmp_path, root):
     path.write_bytes(b"x")
     assert "unsupported file type" in _fails(path, root)
     assert "file not found" in _fails(tmp_path / "none.csv", root)
+
+
+# ------------------------------------------------------------------------------------------------
+# names, splits and queries (issue 11)
+# ------------------------------------------------------------------------------------------------
+def test_slug():
+    from dars.storage.importer import slug
+
+    assert slug("gpt-4o[json-schema]") == "gpt-4o-json-schema"
+    assert slug("college_mathematics/few") == "college_mathematics-few"
+    assert slug("_hidden model") == "hidden-model" and slug("???") == "x"
+
+
+def _named(tmp_path, rows):
+    return _jsonl(tmp_path, rows, name="named.jsonl")
+
+
+def test_rename_values_and_slugs_are_applied_and_recorded(tmp_path, root):
+    path = _named(
+        tmp_path,
+        [
+            {"query_id": "a", "model": "gpt-4o[js]", "score": 1, "dataset": "math/few"},
+            {"query_id": "a", "model": "llama 3", "score": 0, "dataset": "math/few"},
+        ],
+    )
+    res = import_generations(
+        path, root, split="train", rename_values={"model": {"gpt-4o[js]": "gpt4o"}}, slug_names=True
+    )
+    assert res.renamed == {
+        "dataset": {"math/few": "math-few"},
+        "model": {"gpt-4o[js]": "gpt4o", "llama 3": "llama-3"},
+    }
+    assert sorted(_cols(root, "model")["model"].to_list()) == ["gpt4o", "llama-3"]
+    manifest = json.loads(res.manifest.read_text())
+    assert res.manifest == RunLayout(root).import_manifest(res.run_id)
+    assert manifest["renamed_values"] == res.renamed and manifest["rows"] == 2
+
+
+def test_renames_that_clash_or_miss_are_errors(tmp_path, root):
+    path = _named(
+        tmp_path,
+        [
+            {"query_id": "a", "model": "m/1", "score": 1},
+            {"query_id": "a", "model": "m:1", "score": 0},
+        ],
+    )
+    msg = _fails(path, root, dataset="d", split="train", slug_names=True)
+    assert "model: different values would get the same name: {'m-1': ['m/1', 'm:1']}" in msg
+    msg = _fails(
+        path,
+        root,
+        dataset="d",
+        split="train",
+        rename_values={"model": {"absent": "x", "m/1": "a/b"}},
+    )
+    assert "value(s) ['absent'] do not occur in the file" in msg
+    assert "new name(s) ['a/b'] are not path-safe either" in msg
+
+
+def test_seeded_test_split_by_query(tmp_path, root):
+    rows = [{"query_id": f"q{i}", "model": m, "score": 1} for i in range(40) for m in ("a", "b")]
+    res = import_generations(_named(tmp_path, rows), root, dataset="d", test_fraction=0.25, seed=1)
+    per_query = _cols(root, "query_id", "split").unique()
+    assert per_query.height == 40  # one split per query, both models alike
+    n_test = per_query.filter(pl.col("split") == "test").height
+    assert 4 <= n_test <= 18 and res.datasets["d"]["queries"]["test"] == n_test
+    other = tmp_path / "other-run"
+    msg = _fails(_named(tmp_path, rows), other, dataset="d", split="train", test_fraction=0.25)
+    assert "--test-fraction applies only when there is no split column and no --split" in msg
+
+
+def test_questions_go_to_the_query_store_once_per_query(tmp_path, root):
+    from dars.storage.queries import read_queries
+
+    rows = [
+        {"query_id": "q1", "model": "a", "score": 1, "question": "Q one?", "gold": "1"},
+        {"query_id": "q1", "model": "b", "score": 0, "question": "Q one?", "gold": "1"},
+        {"query_id": "q2", "model": "a", "score": 1, "question": "Q two?", "task_type": "math"},
+    ]
+    res = import_generations(
+        _named(tmp_path, rows), root, dataset="d", split="train", task_types=["math", "mc"]
+    )
+    q = read_queries(root, "d").sort("query_id")
+    assert q.select("query_id", "question", "gold", "task_type").rows() == [
+        ("q1", "Q one?", "1", None),
+        ("q2", "Q two?", None, "math"),
+    ]
+    assert res.datasets["d"]["queries_stored"] and res.datasets["d"]["decodes_per_pair"] == [1, 1]
+
+
+def test_query_texts_must_agree_and_need_a_question(tmp_path, root):
+    rows = [
+        {"query_id": "q1", "model": "a", "score": 1, "question": "Q one?"},
+        {"query_id": "q1", "model": "b", "score": 0, "question": "Q 1?"},
+    ]
+    msg = _fails(_named(tmp_path, rows), root, dataset="d", split="train")
+    assert "query 'q1' of dataset 'd' has 2 different values in column 'question'" in msg
+    rows = [{"query_id": "q1", "model": "a", "score": 1, "gold": "3"}]
+    msg = _fails(_named(tmp_path, rows), root, dataset="d", split="train")
+    assert "column(s) ['gold'] need a question column" in msg
+    rows = [{"query_id": "q1", "model": "a", "score": 1, "question": "Q", "task_type": "essay"}]
+    msg = _fails(_named(tmp_path, rows), root, dataset="d", split="train", task_types=["mc"])
+    assert "unknown task type; available: mc" in msg
+    assert not (root / "observations").exists() and not (root / "queries").exists()
