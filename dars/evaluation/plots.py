@@ -179,13 +179,20 @@ def instability_bars(
     """Fig 2a: bars of outcome instability, winner-flip rate and single-vs-DA disagreement per
     dataset with their 95% CIs as error bars.
 
-    ``diagnostics``: the ``diagnostics`` result (one row per (dataset, metric) with ``value``,
-    ``ci_low``, ``ci_high``). ``paper``: optional rows (dataset, metric, value) — the paper's
-    numbers for the corresponding dataset — drawn as black ticks.
+    ``diagnostics``: rows of the ``diagnostics`` result, one per (dataset, metric), with
+    ``value``, ``ci_low``, ``ci_high`` — one definition's rows (e.g. those with ``is_default``),
+    since the result holds winner flip and disagreement under each definition. ``paper``:
+    optional rows (dataset, metric, value) — the paper's numbers for the corresponding dataset —
+    drawn as black ticks.
     """
     _require(diagnostics, ("dataset", "metric", "value", "ci_low", "ci_high"), "diagnostics")
     frame = diagnostics.filter(pl.col("metric").is_in(INSTABILITY_METRICS))
     _require(frame, ("metric",), "diagnostics (instability metrics)")
+    if frame.select(pl.struct("dataset", "metric").is_duplicated().any()).item():
+        raise ValueError(
+            "diagnostics: more than one row per (dataset, metric); pass the rows of one "
+            "definition (e.g. those with is_default)"
+        )
     ds = _datasets(frame, datasets)
     fig = Figure(figsize=(max(6.0, 2.2 * len(ds) + 2.5), 4.2), layout="constrained")
     ax = fig.subplots()

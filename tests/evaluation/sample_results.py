@@ -208,18 +208,24 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
         "output_variance",
         "input_share",
     )
+    # Winner flip and disagreement under both definitions (paper's the default), as the
+    # supervise stage writes them.
+    definitions = {m: ("paper", "draws") for m in ("winner_flip_rate", "single_vs_da_disagreement")}
     diagnostics = [
         dict(
             dataset=d,
             metric=m,
-            value=0.5 + 0.01 * i,
-            ci_low=0.4 + 0.01 * i,
-            ci_high=0.6 + 0.01 * i,
+            definition=definition,
+            is_default=j == 0,
+            value=0.5 + 0.01 * i + 0.1 * j,
+            ci_low=0.4 + 0.01 * i + 0.1 * j,
+            ci_high=0.6 + 0.01 * i + 0.1 * j,
             n_queries=80,
             n_units=480,
         )
         for d in DATASETS
         for i, m in enumerate(metrics)
+        for j, definition in enumerate(definitions.get(m, (None,)))
     ]
     recovery = [
         dict(
@@ -278,6 +284,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
         for s in ("train", "test")
     ]
     schema_overrides = {
+        "diagnostics": {"definition": pl.String},
         "recovery": {"k": pl.Int32, "m": pl.Int32},
         "pareto": {"lam": pl.Float64, "model": pl.String},
         "pareto_budget": {"lam": pl.Float64, "Q": pl.Float64, "C": pl.Float64},
