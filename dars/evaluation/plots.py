@@ -181,7 +181,8 @@ def instability_bars(
 
     ``diagnostics``: rows of the ``diagnostics`` result, one per (dataset, metric), with
     ``value``, ``ci_low``, ``ci_high`` — one definition's rows (e.g. those with ``is_default``),
-    since the result holds winner flip and disagreement under each definition. ``paper``:
+    since the result holds winner flip and disagreement under each definition (the title names
+    the one drawn, from a ``definition`` column when there is one). ``paper``:
     optional rows (dataset, metric, value) — the paper's numbers for the corresponding dataset —
     drawn as black ticks.
     """
@@ -199,7 +200,14 @@ def instability_bars(
     _grouped_bars(ax, frame, ds, INSTABILITY_METRICS, paper)
     ax.set_ylabel("rate over training queries")
     ax.set_ylim(0, 1.08)
-    ax.set_title("Fig 2a: single-shot label instability (95% CI)")
+    # Name the definition of winner flip and disagreement, so the PNG says it on its own.
+    names = (
+        frame["definition"].drop_nulls().unique().sort().to_list()
+        if "definition" in frame.columns
+        else []
+    )
+    which = f", {'/'.join(names)} definition" if names else ""
+    ax.set_title(f"Fig 2a: single-shot label instability{which} (95% CI)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from dars.supervision.diagnostics import METRICS, SINGLE_SHOT_METRICS
+
 DATASETS = ("demo_mc", "demo_math", "demo_span")
 VIEWS = ("test_rewrite", "test_decode")
 FAMILIES = ("knn", "mirt")
@@ -200,17 +202,9 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         C=_u(rng),
                     )
                 )
-    metrics = (
-        "outcome_instability",
-        "winner_flip_rate",
-        "single_vs_da_disagreement",
-        "input_variance",
-        "output_variance",
-        "input_share",
-    )
     # Winner flip and disagreement under both definitions (paper's the default), as the
     # supervise stage writes them.
-    definitions = {m: ("paper", "draws") for m in ("winner_flip_rate", "single_vs_da_disagreement")}
+    definitions = dict.fromkeys(SINGLE_SHOT_METRICS, ("paper", "draws"))
     diagnostics = [
         dict(
             dataset=d,
@@ -224,7 +218,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
             n_units=480,
         )
         for d in DATASETS
-        for i, m in enumerate(metrics)
+        for i, m in enumerate(METRICS)
         for j, definition in enumerate(definitions.get(m, (None,)))
     ]
     recovery = [

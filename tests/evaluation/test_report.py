@@ -248,8 +248,9 @@ def test_fig2a_draws_the_default_definition(monkeypatch) -> None:
     original = plots.instability_bars
 
     def spy(frame, **kw):
-        drawn.append(frame)
-        return original(frame, **kw)
+        fig = original(frame, **kw)
+        drawn.append((frame, fig.axes[0].get_title()))
+        return fig
 
     monkeypatch.setattr(plots, "instability_bars", spy)
     tables = make_results()
@@ -258,7 +259,9 @@ def test_fig2a_draws_the_default_definition(monkeypatch) -> None:
     )
     for diag, want in ((tables["diagnostics"], "paper"), (as_draws, "draws")):
         md = render_markdown(_build({**tables, "diagnostics": diag}))
-        assert set(drawn[-1]["definition"].drop_nulls().to_list()) == {want}
+        frame, title = drawn[-1]
+        assert set(frame["definition"].drop_nulls().to_list()) == {want}
+        assert title == f"Fig 2a: single-shot label instability, {want} definition (95% CI)"
         assert f"under the `{want}` definition" in md
         assert f"**{want}** (default: Fig 2a" in md
     with pytest.raises(ValueError, match="more than one row per \\(dataset, metric\\)"):

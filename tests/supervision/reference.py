@@ -314,6 +314,36 @@ def ref_variance_components(rows: list[dict]) -> dict[tuple, tuple[float, float,
     return out
 
 
+def _ref_winner(cells: dict[str, dict], models, lam: float) -> str:
+    """The single-shot winner of one observation per model: max q − λ·c_norm."""
+    us = [cells[m]["score"] - lam * cells[m]["c_norm"] for m in models]
+    return models[ref_order(us, [cells[m]["c_norm"] for m in models])[0]]
+
+
+def _ref_rates(
+    winners: dict[tuple, list[str]], agg: dict[tuple, dict], models
+) -> dict[str, dict[str, float]]:
+    """Per dataset, from each query's winners at its observation indices: winner flip (share of
+    queries with at least two indices whose winners differ; NaN when none has two) and
+    disagreement (share of (query, index) winners that differ from the query's label in
+    ``agg``, i.e. max u, ties by lower c_mean then pool order)."""
+    out: dict[str, dict[str, float]] = {}
+    for ds in sorted({d for d, _ in winners}):
+        queries = {k: v for k, v in winners.items() if k[0] == ds}
+        flips = [len(set(v)) > 1 for v in queries.values() if len(v) >= 2]
+        n_diff = n_labels = 0
+        for (d, q), labels in queries.items():
+            stats = [agg[(d, q, m)] for m in models]
+            da = models[ref_order([s["u"] for s in stats], [s["c_mean"] for s in stats])[0]]
+            n_diff += sum(label != da for label in labels)
+            n_labels += len(labels)
+        out[ds] = {
+            "winner_flip_rate": sum(flips) / len(flips) if flips else math.nan,
+            "single_vs_da_disagreement": n_diff / n_labels,
+        }
+    return out
+
+
 def ref_paper_diagnostics(frame: pl.DataFrame, models, lam=LAM) -> dict[str, dict[str, float]]:
     """The paper's (Appendix C.5) winner flip and single-vs-DA disagreement, by plain loops.
 
@@ -326,30 +356,14 @@ def ref_paper_diagnostics(frame: pl.DataFrame, models, lam=LAM) -> dict[str, dic
     ``{"winner_flip_rate", "single_vs_da_disagreement"}``.
     """
     rows = ok_rows(frame)
-    agg = ref_aggregate(rows, lam, 0.0)
     slots: dict[tuple, dict[str, dict]] = defaultdict(dict)
     for r in rows:
         slots[(r["dataset"], r["query_id"], r["rewrite_id"], r["decode_id"])][r["model"]] = r
     winners: dict[tuple, list[str]] = defaultdict(list)
     for (d, q, _, _), cells in sorted(slots.items()):
         if len(cells) == len(models):
-            us = [cells[m]["score"] - lam * cells[m]["c_norm"] for m in models]
-            winners[(d, q)].append(models[ref_order(us, [cells[m]["c_norm"] for m in models])[0]])
-    out: dict[str, dict[str, float]] = {}
-    for ds in sorted({d for d, _ in winners}):
-        queries = {k: v for k, v in winners.items() if k[0] == ds}
-        flips = [len(set(v)) > 1 for v in queries.values() if len(v) >= 2]
-        n_diff = n_slots = 0
-        for (d, q), labels in queries.items():
-            stats = [agg[(d, q, m)] for m in models]
-            da = models[ref_order([s["u"] for s in stats], [s["c_mean"] for s in stats])[0]]
-            n_diff += sum(label != da for label in labels)
-            n_slots += len(labels)
-        out[ds] = {
-            "winner_flip_rate": sum(flips) / len(flips) if flips else math.nan,
-            "single_vs_da_disagreement": n_diff / n_slots,
-        }
-    return out
+            winners[(d, q)].append(_ref_winner(cells, models, lam))
+    return _ref_rates(winners, ref_aggregate(rows, lam, 0.0), models)
 
 
 def ref_draws_diagnostics(
@@ -364,7 +378,6 @@ def ref_draws_diagnostics(
     the DARS label argmax μ − λ·c̄ − β·σ. Returns dataset → the two metrics.
     """
     rows = ok_rows(frame)
-    agg = ref_aggregate(rows, lam, beta)
     obs = {
         (r["dataset"], r["query_id"], r["model"], r["rewrite_id"], r["decode_id"]): r for r in rows
     }
@@ -374,19 +387,5 @@ def ref_draws_diagnostics(
         picked[(d["draw"], d["dataset"], d["query_id"])][d["model"]] = obs[key]
     winners: dict[tuple, list[str]] = defaultdict(list)
     for (_, ds, q), cells in sorted(picked.items()):
-        us = [cells[m]["score"] - lam * cells[m]["c_norm"] for m in models]
-        winners[(ds, q)].append(models[ref_order(us, [cells[m]["c_norm"] for m in models])[0]])
-    out: dict[str, dict[str, float]] = {}
-    for ds in sorted({d for d, _ in winners}):
-        queries = {k: v for k, v in winners.items() if k[0] == ds}
-        n_diff = n_draws = 0
-        for (d, q), labels in queries.items():
-            stats = [agg[(d, q, m)] for m in models]
-            da = models[ref_order([s["u"] for s in stats], [s["c_mean"] for s in stats])[0]]
-            n_diff += sum(label != da for label in labels)
-            n_draws += len(labels)
-        out[ds] = {
-            "winner_flip_rate": statistics.fmean(len(set(v)) > 1 for v in queries.values()),
-            "single_vs_da_disagreement": n_diff / n_draws,
-        }
-    return out
+        winners[(ds, q)].append(_ref_winner(cells, models, lam))
+    return _ref_rates(winners, ref_aggregate(rows, lam, beta), models)
