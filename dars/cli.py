@@ -537,10 +537,23 @@ def _fmt_metric(value: float | None, metric: str) -> str:
     return f"{value:.3f}"
 
 
-def _summary_table(summary: Any, *, title: str = "Supervision summary") -> Table:
+def _summary_table(
+    summary: Any, *, title: str = "Supervision summary", definition: str | None = None
+) -> Table:
     """The supervise stage's summary (one row per (dataset, metric)) with the value and its 95%
-    bootstrap CI ("—" where there is none)."""
-    table = Table(title=title)
+    bootstrap CI ("—" where there is none); ``definition``, when given, is the configured
+    definition of winner flip and disagreement, named in the caption."""
+    caption = None
+    if definition is not None:
+        from dars.supervision.diagnostics import DEFINITIONS
+
+        others = ", ".join(d for d in DEFINITIONS if d != definition)
+        caption = (
+            f"winner flip and single-vs-DA disagreement: {definition} definition "
+            f"(config `diagnostics`); the {others} variant is in each dataset's "
+            "diagnostics.parquet and the report"
+        )
+    table = Table(title=title, caption=caption)
     table.add_column("dataset")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -577,7 +590,7 @@ def supervise(
     from dars.flows.supervise import supervise_flow
 
     summary = _or_exit(supervise_flow, exp)
-    console.print(_summary_table(summary))
+    console.print(_summary_table(summary, definition=exp.diagnostics.definition))
     console.print(f"supervision written under {RunLayout(exp.root).supervision_dir()}")
 
 
@@ -735,7 +748,7 @@ def run(
         _print_status(exp)
         raise typer.Exit(1) from None
     _print_status(exp)
-    console.print(_summary_table(out["supervise"]))
+    console.print(_summary_table(out["supervise"], definition=exp.diagnostics.definition))
     _print_train(out["train"])
     _print_views("main", out["evaluate"]["main"])
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")

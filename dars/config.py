@@ -198,6 +198,32 @@ class BenchmarkSpec(_Strict):
         return self
 
 
+class Diagnostics(_Strict):
+    """How the Figure-2 diagnostics are reported.
+
+    Winner flip and single-vs-DA disagreement have two definitions
+    (:data:`dars.supervision.diagnostics.DEFINITIONS`), and the supervise stage always computes
+    both: ``paper`` (Appendix C.5: one observation slot (rewrite, decode) shared by all models,
+    DA label argmax μ − λc̄) and ``draws`` (S seeded single-shot draws per model, DA label with
+    −βσ). ``definition`` picks the default: the one the supervise summary, the CLI and Fig 2a
+    show and the report marks. In YAML, ``diagnostics: draws`` is short for
+    ``diagnostics: {definition: draws}``.
+    """
+
+    definition: str = "paper"
+
+    @field_validator("definition")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from dars.supervision.diagnostics import DEFINITIONS
+
+        if v not in DEFINITIONS:
+            raise ValueError(
+                f"unknown diagnostics definition {v!r}; allowed values: {', '.join(DEFINITIONS)}"
+            )
+        return v
+
+
 class Evaluation(_Strict):
     """Settings of the evaluation experiments (``dars experiment …``, the report).
 
@@ -266,6 +292,13 @@ class Experiment(_Strict):
     )
     encoder: str = "all-MiniLM-L6-v2"
     evaluation: Evaluation = Field(default_factory=Evaluation)
+    diagnostics: Diagnostics = Field(default_factory=Diagnostics)
+
+    @field_validator("diagnostics", mode="before")
+    @classmethod
+    def _definition_shorthand(cls, v: Any) -> Any:
+        # `diagnostics: draws` reads better in a YAML than a one-key mapping.
+        return {"definition": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _unique_benchmarks(self) -> Experiment:

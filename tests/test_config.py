@@ -95,6 +95,20 @@ def test_out_of_range_value_and_missing_file(tmp_path):
         load_experiment(bad)
 
 
+def test_diagnostics_definition_defaults_to_the_papers_and_is_validated():
+    assert experiment_from_dict(_minimal()).diagnostics.definition == "paper"
+    for given in ("draws", {"definition": "draws"}):
+        exp = experiment_from_dict(_minimal(diagnostics=given))
+        assert exp.diagnostics.definition == "draws"
+    with pytest.raises(ConfigError) as exc:
+        experiment_from_dict(_minimal(diagnostics="slots"), source="cfg.yaml")
+    msg = str(exc.value)
+    assert msg.startswith("cfg.yaml: diagnostics.definition: ")
+    assert "unknown diagnostics definition 'slots'; allowed values: paper, draws" in msg
+    with pytest.raises(ConfigError, match="diagnostics.index: unknown field; allowed fields: "):
+        experiment_from_dict(_minimal(diagnostics={"index": "draws"}))
+
+
 # ------------------------------------------------------------------------------------------------
 # imported datasets (source: store)
 # ------------------------------------------------------------------------------------------------

@@ -179,20 +179,35 @@ def instability_bars(
     """Fig 2a: bars of outcome instability, winner-flip rate and single-vs-DA disagreement per
     dataset with their 95% CIs as error bars.
 
-    ``diagnostics``: the ``diagnostics`` result (one row per (dataset, metric) with ``value``,
-    ``ci_low``, ``ci_high``). ``paper``: optional rows (dataset, metric, value) — the paper's
-    numbers for the corresponding dataset — drawn as black ticks.
+    ``diagnostics``: rows of the ``diagnostics`` result, one per (dataset, metric), with
+    ``value``, ``ci_low``, ``ci_high`` — one definition's rows (e.g. those with ``is_default``),
+    since the result holds winner flip and disagreement under each definition (the title names
+    the one drawn, from a ``definition`` column when there is one). ``paper``:
+    optional rows (dataset, metric, value) — the paper's numbers for the corresponding dataset —
+    drawn as black ticks.
     """
     _require(diagnostics, ("dataset", "metric", "value", "ci_low", "ci_high"), "diagnostics")
     frame = diagnostics.filter(pl.col("metric").is_in(INSTABILITY_METRICS))
     _require(frame, ("metric",), "diagnostics (instability metrics)")
+    if frame.select(pl.struct("dataset", "metric").is_duplicated().any()).item():
+        raise ValueError(
+            "diagnostics: more than one row per (dataset, metric); pass the rows of one "
+            "definition (e.g. those with is_default)"
+        )
     ds = _datasets(frame, datasets)
     fig = Figure(figsize=(max(6.0, 2.2 * len(ds) + 2.5), 4.2), layout="constrained")
     ax = fig.subplots()
     _grouped_bars(ax, frame, ds, INSTABILITY_METRICS, paper)
     ax.set_ylabel("rate over training queries")
     ax.set_ylim(0, 1.08)
-    ax.set_title("Fig 2a: single-shot label instability (95% CI)")
+    # Name the definition of winner flip and disagreement, so the PNG says it on its own.
+    names = (
+        frame["definition"].drop_nulls().unique().sort().to_list()
+        if "definition" in frame.columns
+        else []
+    )
+    which = f", {'/'.join(names)} definition" if names else ""
+    ax.set_title(f"Fig 2a: single-shot label instability{which} (95% CI)")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 

@@ -10,12 +10,32 @@ Metric frames have one row per (dataset, metric) and the columns :data:`METRIC_C
 ``dataset``, ``metric``, ``value``, ``ci_low``, ``ci_high`` (float64; NaN when the denominator is
 0), ``n_queries`` (queries contributing), ``n_units`` (int64, the units the share is over:
 (query, model) cells, queries or (query, index) rows, as each metric says).
+
+Two metrics compare single sampled outcomes across an *observation index*, and there are two
+:data:`DEFINITIONS` of it (both are computed; one is the default the summary shows):
+
+``paper`` (the default; the paper's Appendix C.5)
+    the index is the slot (rewrite_id, decode_id) shared by all models: the single-shot outcome
+    j of every model is its observation at slot j (u = q − λc per slot,
+    :func:`~dars.supervision.single_shot.slot_labels`); the distribution-aware label is
+    argmax μ − λc̄, without a risk term.
+    Only slots where every pool model has an ok observation count: a slot where some model
+    failed is left out, a query with fewer than two complete slots has no winner flip, and one
+    with none has no disagreement either (``n_queries``/``n_units`` say how many remain).
+``draws``
+    the index is one of S seeded single-shot draws, each (query, model) cell drawing one of its
+    observations independently (the single-shot training labels,
+    :func:`~dars.supervision.single_shot.single_shot`); the DA label is the DARS hard label
+    argmax μ − λc̄ − βσ.
+
+:func:`diagnostics` computes the Figure-2 metrics under one definition; :func:`diagnostics_table`
+computes both, in the table the supervise stage writes (:data:`DIAGNOSTICS_SCHEMA`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -46,6 +66,78 @@ METRIC_SCHEMA: dict[str, pl.DataType] = {
     "n_units": pl.Int64(),
 }
 _BLOCK_ELEMENTS = 2_000_000  # bound on one bootstrap block's index matrix (int64: 16 MB)
+
+#: Figure-2 metrics in report order; the single-shot ones depend on the definition.
+METRICS = (
+    "outcome_instability",
+    "winner_flip_rate",
+    "single_vs_da_disagreement",
+    "input_variance",
+    "output_variance",
+    "input_share",
+)
+SINGLE_SHOT_METRICS = ("winner_flip_rate", "single_vs_da_disagreement")
+
+
+class Definition(NamedTuple):
+    """One definition of the single-shot diagnostics (see the module docstring).
+
+    ``index``: what a single-shot outcome is indexed by — ``"slots"`` (the (rewrite_id,
+    decode_id) shared by all models) or ``"draws"`` (S seeded independent draws per cell);
+    ``risk``: whether the distribution-aware label carries the risk term −βσ; ``text``: the
+    definition in one sentence, as the report prints it.
+    """
+
+    name: str
+    index: Literal["slots", "draws"]
+    risk: bool
+    text: str
+
+
+#: The definitions of winner flip and single-vs-DA disagreement, default first.
+DEFINITIONS: dict[str, Definition] = {
+    "paper": Definition(
+        "paper",
+        "slots",
+        False,
+        "as in the paper (Appendix C.5), observation index j is a slot (rewrite k, decode m) "
+        "shared by all models, a slot's single-shot label is argmax q − λc over the models' "
+        "observations at that slot, and the distribution-aware label is argmax μ − λc̄ (no risk "
+        "term); slots where some model failed are left out.",
+    ),
+    "draws": Definition(
+        "draws",
+        "draws",
+        True,
+        "observation index j is one of S seeded single-shot draws in which every (query, model) "
+        "independently draws one of its observations (the single-shot training labels), a "
+        "draw's label is argmax q − λc, and the distribution-aware label is the DARS label "
+        "argmax μ − λc̄ − βσ.",
+    ),
+}
+DEFAULT_DEFINITION = "paper"
+
+#: Columns of :func:`diagnostics_table` (the supervise stage's ``diagnostics`` table).
+DIAGNOSTICS_SCHEMA: dict[str, pl.DataType] = {
+    "dataset": pl.String(),
+    "metric": pl.String(),
+    "definition": pl.String(),
+    "is_default": pl.Boolean(),
+    "value": pl.Float64(),
+    "ci_low": pl.Float64(),
+    "ci_high": pl.Float64(),
+    "n_queries": pl.Int64(),
+    "n_units": pl.Int64(),
+}
+
+
+def check_definition(definition: str) -> Definition:
+    """The :class:`Definition` named ``definition``; ValueError listing the valid names."""
+    if definition not in DEFINITIONS:
+        raise ValueError(
+            f"unknown diagnostics definition {definition!r}; valid: {', '.join(DEFINITIONS)}"
+        )
+    return DEFINITIONS[definition]
 
 
 def _check_ci(ci: float, n_boot: int) -> None:
@@ -288,60 +380,140 @@ def variance_split(
     return pl.concat(parts).sort("dataset", maintain_order=True)
 
 
-def diagnostics(
+def single_shot_diagnostics(
     obs: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
+    definition: str = DEFAULT_DEFINITION,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     draws: int = 100,
     seed: int = 0,
-    index: Literal["draws", "grid"] = "draws",
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    missing: Missing = "error",
+) -> pl.DataFrame:
+    """``winner_flip_rate`` and ``single_vs_da_disagreement`` under one definition (metric
+    frame, see :data:`METRIC_COLUMNS`; rows per dataset in that order).
+
+    ``definition`` names one of :data:`DEFINITIONS`: ``"paper"`` labels every complete slot
+    (:func:`~dars.supervision.single_shot.slot_labels`) and compares with the hard label of
+    :func:`~dars.supervision.ablations.full_dars` at β = 0; ``"draws"`` labels ``draws`` seeded
+    single-shot draws (:func:`~dars.supervision.single_shot.single_shot`) and compares with the
+    full DARS label at ``beta``.
+    """
+    spec = check_definition(definition)
+    if spec.index == "slots":
+        single = slot_labels(obs, models, lam=lam)
+    else:
+        single = single_shot(obs, models, draws=draws, seed=seed, lam=lam, missing=missing).labels
+    da = hard_labels(
+        full_dars(obs, lam=lam, beta=beta if spec.risk else 0.0), models, missing=missing
+    )
+    boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
+    return pl.concat(
+        [winner_flip_rate(single, **boot), single_vs_da_disagreement(single, da, **boot)]
+    )
+
+
+def _in_metric_order(frame: pl.DataFrame, by: Sequence[str] = ()) -> pl.DataFrame:
+    order = {name: i for i, name in enumerate(METRICS)}
+    return (
+        frame.with_columns(_o=pl.col("metric").replace_strict(order, return_dtype=pl.Int32))
+        .sort("dataset", "_o", *by)
+        .drop("_o")
+    )
+
+
+def diagnostics(
+    obs: pl.DataFrame | pl.LazyFrame,
+    models: Sequence[str],
+    *,
+    definition: str = DEFAULT_DEFINITION,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
+    draws: int = 100,
+    seed: int = 0,
     tol: float = 1e-9,
     n_boot: int = 1000,
     ci: float = 0.95,
     missing: Missing = "error",
 ) -> pl.DataFrame:
-    """All Figure-2 diagnostics for an observation frame, as one metric frame.
+    """All Figure-2 diagnostics for an observation frame under one definition, as one metric
+    frame.
 
-    Rows per dataset, in this order: ``outcome_instability``, ``winner_flip_rate``,
+    Rows per dataset, in :data:`METRICS` order: ``outcome_instability``, ``winner_flip_rate``,
     ``single_vs_da_disagreement``, ``input_variance``, ``output_variance``, ``input_share``
-    (columns :data:`METRIC_COLUMNS`). The observation index of the single-shot metrics is the
-    draw (``index="draws"``: ``draws`` seeded single-shot draws, as used for training) or the
-    observation slot (``index="grid"``: the (rewrite_id, decode_id) shared by all models, see
-    :func:`~dars.supervision.single_shot.slot_labels`). DARS labels are the hard labels of
-    :func:`~dars.supervision.ablations.full_dars` with ``lam`` and ``beta``.
+    (columns :data:`METRIC_COLUMNS`). The two single-shot metrics follow ``definition`` (see
+    :func:`single_shot_diagnostics`); the others use every observation.
     """
-    if index == "draws":
-        single = single_shot(obs, models, draws=draws, seed=seed, lam=lam, missing=missing).labels
-    elif index == "grid":
-        single = slot_labels(obs, models, lam=lam)
-    else:
-        raise ValueError(f"index must be 'draws' or 'grid', got {index!r}")
-    dars = hard_labels(full_dars(obs, lam=lam, beta=beta), models, missing=missing)
+    check_definition(definition)
     boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
     parts = [
         outcome_instability(obs, tol=tol, **boot),
-        winner_flip_rate(single, **boot),
-        single_vs_da_disagreement(single, dars, **boot),
+        single_shot_diagnostics(
+            obs, models, definition, lam=lam, beta=beta, draws=draws, missing=missing, **boot
+        ),
         variance_split(obs, **boot),
     ]
-    order = {
-        name: i
-        for i, name in enumerate(
-            (
-                "outcome_instability",
-                "winner_flip_rate",
-                "single_vs_da_disagreement",
-                "input_variance",
-                "output_variance",
-                "input_share",
-            )
+    return _in_metric_order(pl.concat(parts))
+
+
+def diagnostics_table(
+    obs: pl.DataFrame | pl.LazyFrame,
+    models: Sequence[str],
+    *,
+    default: str = DEFAULT_DEFINITION,
+    lam: float = DEFAULT_LAM,
+    beta: float = DEFAULT_BETA,
+    draws: int = 100,
+    seed: int = 0,
+    tol: float = 1e-9,
+    n_boot: int = 1000,
+    ci: float = 0.95,
+    missing: Missing = "error",
+) -> pl.DataFrame:
+    """The Figure-2 diagnostics under every definition (the supervise stage's table).
+
+    Columns :data:`DIAGNOSTICS_SCHEMA`. Per dataset: one row per metric that does not depend
+    on the definition (``definition`` null) and one row per (metric, definition) for
+    :data:`SINGLE_SHOT_METRICS` × :data:`DEFINITIONS`. ``is_default`` marks the rows of
+    ``default``'s set of metrics (the definition-free rows included): filtering on it gives
+    the rows of :func:`diagnostics` with ``definition=default``. Unlike there, a metric without
+    any unit (e.g. no slot where every model has an ok observation) keeps its row, with NaN
+    values and zero counts, so both definitions can always be shown side by side. Sorted by
+    dataset, then metric in :data:`METRICS` order, the default definition first.
+    """
+    check_definition(default)
+    boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
+    names = [default, *(d for d in DEFINITIONS if d != default)]
+    # _d: position of the row's definition in `names`, -1 for the definition-free metrics.
+    parts = [
+        outcome_instability(obs, tol=tol, **boot).with_columns(_d=pl.lit(-1, pl.Int32)),
+        variance_split(obs, **boot).with_columns(_d=pl.lit(-1, pl.Int32)),
+    ]
+    for i, name in enumerate(names):
+        rows = single_shot_diagnostics(
+            obs, models, name, lam=lam, beta=beta, draws=draws, missing=missing, **boot
         )
-    }
-    return (
-        pl.concat(parts)
-        .with_columns(_o=pl.col("metric").replace_strict(order, return_dtype=pl.Int32))
-        .sort("dataset", "_o")
-        .drop("_o")
+        parts.append(rows.with_columns(_d=pl.lit(i, pl.Int32)))
+    computed = pl.concat(parts)
+    wanted = [(m, -1) for m in METRICS if m not in SINGLE_SHOT_METRICS] + [
+        (m, i) for m in SINGLE_SHOT_METRICS for i in range(len(names))
+    ]
+    skeleton = computed.select(pl.col("dataset").unique()).join(
+        pl.DataFrame(wanted, schema={"metric": pl.String, "_d": pl.Int32}, orient="row"),
+        how="cross",
+    )
+    nan = float("nan")
+    table = skeleton.join(computed, on=["dataset", "metric", "_d"], how="left").with_columns(
+        pl.col("value", "ci_low", "ci_high").fill_null(nan),
+        pl.col("n_queries", "n_units").fill_null(0),
+        definition=pl.col("_d").replace_strict(
+            dict(enumerate(names)), default=None, return_dtype=pl.String
+        ),
+        is_default=pl.col("_d") <= 0,
+    )
+    return _in_metric_order(table, by=["_d"]).select(
+        [pl.col(c).cast(t) for c, t in DIAGNOSTICS_SCHEMA.items()]
     )

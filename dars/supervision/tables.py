@@ -39,9 +39,13 @@ Tables (one file each; rows are sorted, so a rerun on the same store writes iden
     aggregate columns; one row per (k, m, dataset, query_id, model). The same seeded slots are
     kept for every model of a query, so a cell whose kept slots all failed is absent.
 ``diagnostics``
-    Figure-2 diagnostics (:func:`~dars.supervision.diagnostics.diagnostics`, single-shot index =
-    the S draws): one row per metric with ``value, ci_low, ci_high`` (percentile bootstrap over
-    queries) and counts (:data:`~dars.supervision.diagnostics.METRIC_COLUMNS`).
+    Figure-2 diagnostics under both definitions of the single-shot metrics
+    (:func:`~dars.supervision.diagnostics.diagnostics_table`): one row per metric, and per
+    definition (``paper``: the slots shared by all models against argmax μ − λc̄; ``draws``:
+    the S single-shot draws against the DARS label) for winner flip and single-vs-DA
+    disagreement, with ``value, ci_low, ci_high`` (percentile bootstrap over queries), counts
+    and ``is_default`` marking the configured definition's rows
+    (:data:`~dars.supervision.diagnostics.DIAGNOSTICS_SCHEMA`).
 ``recovery`` (simulated pools only)
     Label recovery (:func:`~dars.supervision.recovery.recovery_table`) of single-shot, every
     ablation and every sub-grid protocol against the simulator's ground truth (see
@@ -60,7 +64,7 @@ import polars as pl
 
 from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
 from dars.supervision.core import CELL_KEY, QUERY_KEY
-from dars.supervision.diagnostics import diagnostics
+from dars.supervision.diagnostics import DEFAULT_DEFINITION, diagnostics_table
 from dars.supervision.labels import hard_labels, listwise_ranking, soft_labels
 from dars.supervision.recovery import recovery_table
 from dars.supervision.single_shot import single_shot
@@ -165,14 +169,17 @@ def supervision_tables(
     protocols: Sequence[tuple[int, int]],
     truth: pl.DataFrame | None = None,
     n_boot: int = 1000,
+    definition: str = DEFAULT_DEFINITION,
 ) -> dict[str, pl.DataFrame]:
     """Every supervision table of one observation frame (pure; no I/O).
 
     ``obs``: ok train observations in which every query has every pool model (see
     :func:`complete_queries`). ``truth``: one row per (dataset, query_id, model) with ``p_true``
     and ``c_true`` (on the ``c_norm`` scale of ``obs``); when given, the ``recovery`` table is
-    added. Returns table name → frame for every name of :data:`TABLES` except ``summary``
-    (and ``recovery`` without truth); the tables are described in the module docstring.
+    added. ``definition``: the default definition of the single-shot diagnostics (both are in
+    the ``diagnostics`` table; the summary shows the default). Returns table name → frame for
+    every name of :data:`TABLES` except ``summary`` (and ``recovery`` without truth); the
+    tables are described in the module docstring.
     """
     names = list(models)
     tables: dict[str, pl.DataFrame] = {}
@@ -197,8 +204,8 @@ def supervision_tables(
             for k, m in protocols
         ]
     )
-    tables["diagnostics"] = diagnostics(
-        obs, names, lam=lam, beta=beta, draws=draws, seed=seed, n_boot=n_boot
+    tables["diagnostics"] = diagnostics_table(
+        obs, names, default=definition, lam=lam, beta=beta, draws=draws, seed=seed, n_boot=n_boot
     )
     if truth is not None:
         tables["recovery"] = recovery_table(
@@ -228,7 +235,8 @@ def summarise(
     """Compact summary of one dataset: one row per metric, columns :data:`SUMMARY_COLUMNS`.
 
     Rows, in order: ``n_queries``, ``n_models``, ``n_observations``, ``n_queries_dropped``
-    (counts; no CI), the diagnostics metrics (value and bootstrap CI), then, when the
+    (counts; no CI), the diagnostics metrics under the default definition (value and
+    bootstrap CI; the ``diagnostics`` table holds the other definition too), then, when the
     ``recovery`` table exists, ``recovery:<supervision>`` for single-shot and each ablation
     (share of queries whose label is a truly best model, with CI; sub-grid protocols are in the
     ``recovery`` table only).
@@ -253,7 +261,7 @@ def summarise(
             schema=schema,
             orient="row",
         ),
-        tables["diagnostics"].select(SUMMARY_COLUMNS),
+        tables["diagnostics"].filter(pl.col("is_default")).select(SUMMARY_COLUMNS),
     ]
     if "recovery" in tables:
         parts.append(

@@ -154,6 +154,7 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
         protocols=subgrid_protocols(k_max, m_max),
         truth=truth,
         n_boot=n_boot,
+        definition=exp.diagnostics.definition,
     )
     tables["summary"] = summarise(
         dataset, tables, n_observations=obs.height, n_queries_dropped=n_dropped

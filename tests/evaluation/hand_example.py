@@ -106,17 +106,21 @@ def routes(draws: list[tuple[str, str]]) -> pl.DataFrame:
 
 
 def diagnostics_rows(dataset: str, value: float) -> pl.DataFrame:
-    """A ``diagnostics`` supervision table: two metrics with CIs."""
+    """A ``diagnostics`` supervision table: outcome instability ``value`` and the winner flip
+    under the paper's definition (``value / 2``, the default) and the draws one (+ 0.1)."""
     return pl.DataFrame(
         {
-            "dataset": [dataset, dataset],
-            "metric": ["outcome_instability", "winner_flip_rate"],
-            "value": [value, value / 2],
-            "ci_low": [value - 0.1, 0.0],
-            "ci_high": [value + 0.1, 1.0],
-            "n_queries": [2, 2],
-            "n_units": [4, 2],
-        }
+            "dataset": [dataset] * 3,
+            "metric": ["outcome_instability", "winner_flip_rate", "winner_flip_rate"],
+            "definition": [None, "paper", "draws"],
+            "is_default": [True, True, False],
+            "value": [value, value / 2, value / 2 + 0.1],
+            "ci_low": [value - 0.1, 0.0, 0.0],
+            "ci_high": [value + 0.1, 1.0, 1.0],
+            "n_queries": [2, 2, 2],
+            "n_units": [4, 2, 2],
+        },
+        schema_overrides={"definition": pl.String},
     )
 
 

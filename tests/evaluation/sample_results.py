@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from dars.supervision.diagnostics import METRICS, SINGLE_SHOT_METRICS
+
 DATASETS = ("demo_mc", "demo_math", "demo_span")
 VIEWS = ("test_rewrite", "test_decode")
 FAMILIES = ("knn", "mirt")
@@ -200,26 +202,24 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
                         C=_u(rng),
                     )
                 )
-    metrics = (
-        "outcome_instability",
-        "winner_flip_rate",
-        "single_vs_da_disagreement",
-        "input_variance",
-        "output_variance",
-        "input_share",
-    )
+    # Winner flip and disagreement under both definitions (paper's the default), as the
+    # supervise stage writes them.
+    definitions = dict.fromkeys(SINGLE_SHOT_METRICS, ("paper", "draws"))
     diagnostics = [
         dict(
             dataset=d,
             metric=m,
-            value=0.5 + 0.01 * i,
-            ci_low=0.4 + 0.01 * i,
-            ci_high=0.6 + 0.01 * i,
+            definition=definition,
+            is_default=j == 0,
+            value=0.5 + 0.01 * i + 0.1 * j,
+            ci_low=0.4 + 0.01 * i + 0.1 * j,
+            ci_high=0.6 + 0.01 * i + 0.1 * j,
             n_queries=80,
             n_units=480,
         )
         for d in DATASETS
-        for i, m in enumerate(metrics)
+        for i, m in enumerate(METRICS)
+        for j, definition in enumerate(definitions.get(m, (None,)))
     ]
     recovery = [
         dict(
@@ -278,6 +278,7 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
         for s in ("train", "test")
     ]
     schema_overrides = {
+        "diagnostics": {"definition": pl.String},
         "recovery": {"k": pl.Int32, "m": pl.Int32},
         "pareto": {"lam": pl.Float64, "model": pl.String},
         "pareto_budget": {"lam": pl.Float64, "Q": pl.Float64, "C": pl.Float64},

@@ -25,6 +25,7 @@ from dars.evaluation.report import (
     section_titles,
 )
 from dars.storage.results import run_context
+from dars.supervision.diagnostics import DEFINITIONS
 from tests.evaluation.sample_results import EXPECTED_FIGURES, make_results
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
@@ -204,21 +205,79 @@ def test_paper_numbers_shown_beside_ours(full) -> None:
     knn_dars = next(r for r in paper if r["family"] == "knn" and r["supervision"] == "DARS")
     assert knn_dars["gpqa_rew (≙ demo_mc)"] == "0.461"  # seed Table 1, knn DARS, GPQA rew
     diag = _md_table_after(md, "### Diagnostics table")
-    mc = {r["metric"]: r for r in diag if r["dataset"] == "demo_mc"}
-    assert mc["outcome_instability"]["paper"] == "0.715 (gpqa)"
-    assert mc["input_variance"]["paper"] == "—"
-    want = (
-        tables["diagnostics"]
-        .filter((pl.col("dataset") == "demo_mc") & (pl.col("metric") == "winner_flip_rate"))
-        .row(0, named=True)
-    )
-    assert mc["winner_flip_rate"]["value"] == f"{want['value']:.3f}"
-    assert mc["winner_flip_rate"]["95% CI"] == f"[{want['ci_low']:.3f}, {want['ci_high']:.3f}]"
+    mc = {(r["metric"], r["definition"]): r for r in diag if r["dataset"] == "demo_mc"}
+    assert mc[("outcome_instability", "—")]["paper"] == "0.715 (gpqa)"
+    assert mc[("input_variance", "—")]["paper"] == "—"
+    assert mc[("winner_flip_rate", "paper (default)")]["paper"] == "0.970 (gpqa)"
+    assert mc[("winner_flip_rate", "draws")]["paper"] == "—"
+    for definition, label in (("paper", "paper (default)"), ("draws", "draws")):
+        want = (
+            tables["diagnostics"]
+            .filter(
+                (pl.col("dataset") == "demo_mc")
+                & (pl.col("metric") == "winner_flip_rate")
+                & (pl.col("definition") == definition)
+            )
+            .row(0, named=True)
+        )
+        got = mc[("winner_flip_rate", label)]
+        assert got["value"] == f"{want['value']:.3f}"
+        assert got["95% CI"] == f"[{want['ci_low']:.3f}, {want['ci_high']:.3f}]"
     t5 = _md_table_after(md, "### Table 5")
     paper_rows = [r for r in t5 if r["source"] == "paper (math500)" and r["split"] == "test"]
     assert paper_rows[0]["sim_mean"] == "0.9248" and paper_rows[0]["records"] == "300"
     ours = next(r for r in t5 if r["source"] == "ours" and r["dataset"] == "demo_math")
     assert ours["sim_mean"] == "0.9123"
+
+
+def test_diagnostics_section_defines_both_definitions_and_marks_the_default(full) -> None:
+    _, _, md, _ = full
+    section = md[md.index("## 4. Diagnostics") : md.index("## 5.")]
+    paper = DEFINITIONS["paper"].text
+    draws = DEFINITIONS["draws"].text
+    assert f"**paper** (default: Fig 2a and the supervise summary use it): {paper}" in section
+    assert f"**draws**: {draws}" in section
+    assert "under the `paper` definition" in section  # Fig 2a's caption
+    rows = _md_table_after(section, "### Diagnostics table")
+    flips = [r["definition"] for r in rows if r["metric"] == "winner_flip_rate"]
+    assert flips == ["paper (default)", "draws"] * 3
+
+
+def test_fig2a_draws_the_default_definition(monkeypatch) -> None:
+    drawn = []
+    original = plots.instability_bars
+
+    def spy(frame, **kw):
+        fig = original(frame, **kw)
+        drawn.append((frame, fig.axes[0].get_title()))
+        return fig
+
+    monkeypatch.setattr(plots, "instability_bars", spy)
+    tables = make_results()
+    as_draws = tables["diagnostics"].with_columns(
+        is_default=pl.col("definition").is_null() | (pl.col("definition") == "draws")
+    )
+    for diag, want in ((tables["diagnostics"], "paper"), (as_draws, "draws")):
+        md = render_markdown(_build({**tables, "diagnostics": diag}))
+        frame, title = drawn[-1]
+        assert set(frame["definition"].drop_nulls().to_list()) == {want}
+        assert title == f"Fig 2a: single-shot label instability, {want} definition (95% CI)"
+        assert f"under the `{want}` definition" in md
+        assert f"**{want}** (default: Fig 2a" in md
+    with pytest.raises(ValueError, match="more than one row per \\(dataset, metric\\)"):
+        original(tables["diagnostics"])
+
+
+def test_diagnostics_of_an_older_version_are_shown_as_draws_with_a_note() -> None:
+    tables = make_results()
+    old = tables["diagnostics"].filter(
+        pl.col("definition").is_null() | (pl.col("definition") == "draws")
+    )
+    md = render_markdown(_build({**tables, "diagnostics": old.drop("definition", "is_default")}))
+    assert "written by an older version of dars, with the `draws` definition only" in md
+    assert "**draws** (default: Fig 2a" in md and "**paper**" not in md
+    rows = _md_table_after(md, "### Diagnostics table")
+    assert {r["definition"] for r in rows} == {"—", "draws (default)"}
 
 
 def test_ablation_table_with_average(full) -> None:

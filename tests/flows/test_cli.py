@@ -94,6 +94,7 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
 
     out = _ok(runner.invoke(app, ["supervise", "-c", str(cfg)]))
     assert "winner_flip_rate" in out
+    assert "paper definition" in out  # the default definition of the diagnostics is named
     assert (root / "supervision" / "dataset=demo_mc" / "dars.parquet").is_file()
 
     out = _ok(

@@ -143,6 +143,51 @@ def hand_frame() -> pl.DataFrame:
     )
 
 
+def paper_example(dataset: str = "d") -> pl.DataFrame:
+    """3 queries × 2 models × 2 rewrites × 2 decodes on which the paper's slot definitions of
+    the diagnostics (Appendix C.5) and the draw-based variants give different values.
+
+    A costs 0.001 and B 0.003 per call, so c_norm is 0 for A and 1 for B: with λ = 0.05 a slot
+    (or draw) has u_A = q_A and u_B = q_B − 0.05. Scores per slot (0,0), (0,1), (1,0), (1,1):
+
+    - q1: A 1 0 1 0, B 1 0 1 0 — both models succeed on the same slots, so every slot's winner is
+      A (no flip), but independent draws pair A's 0 with B's 1 a quarter of the time (flip);
+    - q2: A 1 1 0 0, B 0 0 1 1 — the winner flips under either index;
+    - q3: A 1 1 1 0, B 0.72 everywhere — μ_A − λc̄_A = 0.75 beats 0.67 for B, but A's spread
+      (σ_A = 0.5) costs it βσ = 0.1 under β = 0.2, so the DA label is A without the risk term
+      (the paper's) and B with it (the draws variant).
+    """
+    scores = {
+        ("q1", "A"): [1.0, 0.0, 1.0, 0.0],
+        ("q1", "B"): [1.0, 0.0, 1.0, 0.0],
+        ("q2", "A"): [1.0, 1.0, 0.0, 0.0],
+        ("q2", "B"): [0.0, 0.0, 1.0, 1.0],
+        ("q3", "A"): [1.0, 1.0, 1.0, 0.0],
+        ("q3", "B"): [0.72, 0.72, 0.72, 0.72],
+    }
+    cost = {"A": 0.001, "B": 0.003}
+    slots = [(0, 0), (0, 1), (1, 0), (1, 1)]
+    rows = [
+        (dataset, q, model, r, j, s, cost[model], "ok")
+        for (q, model), values in scores.items()
+        for (r, j), s in zip(slots, values, strict=True)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "dataset": pl.String,
+            "query_id": pl.String,
+            "model": pl.String,
+            "rewrite_id": pl.Int32,
+            "decode_id": pl.Int32,
+            "score": pl.Float64,
+            "cost_usd": pl.Float64,
+            "status": pl.String,
+        },
+        orient="row",
+    )
+
+
 def any_complete_query(frame: pl.DataFrame, models) -> bool:
     """Does some query have an ok observation for every pool model?"""
     ok = frame.filter(pl.col("status") == "ok")
@@ -267,3 +312,80 @@ def ref_variance_components(rows: list[dict]) -> dict[tuple, tuple[float, float,
         within = sum(len(v) * statistics.pvariance(v) for v in by_rw.values()) / len(allv)
         out[key] = (between, within, statistics.pvariance(allv))
     return out
+
+
+def _ref_winner(cells: dict[str, dict], models, lam: float) -> str:
+    """The single-shot winner of one observation per model: max q − λ·c_norm."""
+    us = [cells[m]["score"] - lam * cells[m]["c_norm"] for m in models]
+    return models[ref_order(us, [cells[m]["c_norm"] for m in models])[0]]
+
+
+def _ref_rates(
+    winners: dict[tuple, list[str]], agg: dict[tuple, dict], models
+) -> dict[str, dict[str, float]]:
+    """Per dataset, from each query's winners at its observation indices: winner flip (share of
+    queries with at least two indices whose winners differ; NaN when none has two) and
+    disagreement (share of (query, index) winners that differ from the query's label in
+    ``agg``, i.e. max u, ties by lower c_mean then pool order)."""
+    out: dict[str, dict[str, float]] = {}
+    for ds in sorted({d for d, _ in winners}):
+        queries = {k: v for k, v in winners.items() if k[0] == ds}
+        flips = [len(set(v)) > 1 for v in queries.values() if len(v) >= 2]
+        n_diff = n_labels = 0
+        for (d, q), labels in queries.items():
+            stats = [agg[(d, q, m)] for m in models]
+            da = models[ref_order([s["u"] for s in stats], [s["c_mean"] for s in stats])[0]]
+            n_diff += sum(label != da for label in labels)
+            n_labels += len(labels)
+        out[ds] = {
+            "winner_flip_rate": sum(flips) / len(flips) if flips else math.nan,
+            "single_vs_da_disagreement": n_diff / n_labels,
+        }
+    return out
+
+
+def ref_paper_diagnostics(frame: pl.DataFrame, models, lam=LAM) -> dict[str, dict[str, float]]:
+    """The paper's (Appendix C.5) winner flip and single-vs-DA disagreement, by plain loops.
+
+    Per dataset: the observation index is the slot (rewrite_id, decode_id) shared by all models;
+    only slots where every model has an ok observation count. A slot's winner maximises
+    q − λ·c_norm (ties: lower cost, then pool order). A query flips when its complete slots
+    (at least two) have more than one winner; disagreement is the share of complete (query,
+    slot) pairs whose winner differs from the query's DA label argmax μ − λ·c̄ (no risk term),
+    μ and c̄ over all the ok observations of the (query, model) cell. Returns dataset →
+    ``{"winner_flip_rate", "single_vs_da_disagreement"}``.
+    """
+    rows = ok_rows(frame)
+    slots: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        slots[(r["dataset"], r["query_id"], r["rewrite_id"], r["decode_id"])][r["model"]] = r
+    winners: dict[tuple, list[str]] = defaultdict(list)
+    for (d, q, _, _), cells in sorted(slots.items()):
+        if len(cells) == len(models):
+            winners[(d, q)].append(_ref_winner(cells, models, lam))
+    return _ref_rates(winners, ref_aggregate(rows, lam, 0.0), models)
+
+
+def ref_draws_diagnostics(
+    frame: pl.DataFrame, draws: pl.DataFrame, models, lam=LAM, beta=BETA
+) -> dict[str, dict[str, float]]:
+    """The draw-based winner flip and single-vs-DA disagreement, by plain loops.
+
+    ``draws``: which observation each (draw, query, model) cell drew (the ``rewrite_id`` and
+    ``decode_id`` columns of :attr:`dars.supervision.SingleShot.draws`). A draw's winner
+    maximises q − λ·c_norm of the drawn observations; a query flips when its draws have more
+    than one winner; disagreement is the share of (draw, query) pairs whose winner differs from
+    the DARS label argmax μ − λ·c̄ − β·σ. Returns dataset → the two metrics.
+    """
+    rows = ok_rows(frame)
+    obs = {
+        (r["dataset"], r["query_id"], r["model"], r["rewrite_id"], r["decode_id"]): r for r in rows
+    }
+    picked: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for d in draws.to_dicts():
+        key = (d["dataset"], d["query_id"], d["model"], d["rewrite_id"], d["decode_id"])
+        picked[(d["draw"], d["dataset"], d["query_id"])][d["model"]] = obs[key]
+    winners: dict[tuple, list[str]] = defaultdict(list)
+    for (_, ds, q), cells in sorted(picked.items()):
+        winners[(ds, q)].append(_ref_winner(cells, models, lam))
+    return _ref_rates(winners, ref_aggregate(rows, lam, beta), models)

@@ -180,8 +180,9 @@ def test_diagnostics_writes_results_and_drops_stale_recovery(tmp_path):
     write_supervision(root, DS, "recovery", recovery_rows(DS))
 
     diag = run_experiment(exp, "diagnostics")["diagnostics"]
-    assert diag["dataset"].to_list() == [DS, DS, "demo_span", "demo_span"]
-    assert diag["value"].to_list() == pytest.approx([0.7, 0.35, 0.3, 0.15])
+    assert diag["dataset"].to_list() == [DS] * 3 + ["demo_span"] * 3
+    assert diag["value"].to_list() == pytest.approx([0.7, 0.35, 0.45, 0.3, 0.15, 0.25])
+    assert diag["definition"].to_list() == [None, "paper", "draws"] * 2
     assert read_result(root, "diagnostics").equals(diag)
     dist = read_result(root, "single_shot_distribution")
     assert dist.group_by("dataset", "family").len().sort("dataset", "family").rows() == [

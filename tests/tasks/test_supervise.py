@@ -16,7 +16,14 @@ if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
 from dars.cli import _summary_table  # noqa: E402
-from dars.config import BenchmarkSpec, Experiment, ModelSpec, Pool, Protocol  # noqa: E402
+from dars.config import (  # noqa: E402
+    BenchmarkSpec,
+    Diagnostics,
+    Experiment,
+    ModelSpec,
+    Pool,
+    Protocol,
+)
 from dars.sim import simulated_truth  # noqa: E402
 from dars.storage import RunLayout, write_observations  # noqa: E402
 from dars.storage.supervision_store import (  # noqa: E402
@@ -28,6 +35,9 @@ from dars.storage.supervision_store import (  # noqa: E402
 from dars.storage.truth import read_truth  # noqa: E402
 from dars.supervision import (  # noqa: E402
     ABLATIONS,
+    DEFINITIONS,
+    DIAGNOSTICS_SCHEMA,
+    diagnostics,
     full_dars,
     hard_labels,
     single_shot,
@@ -39,6 +49,11 @@ from dars.supervision.tables import TABLES, subgrid_protocols  # noqa: E402
 from dars.tasks.collect import store_truth  # noqa: E402
 from dars.tasks.supervise import supervise, supervise_dataset  # noqa: E402
 from tests.simstore import observation_rows, sim_experiment, simulate_train  # noqa: E402
+from tests.supervision.reference import (  # noqa: E402
+    paper_example,
+    ref_draws_diagnostics,
+    ref_paper_diagnostics,
+)
 
 DS = "demo_mc"
 N_TRAIN, K, M, S = 12, 3, 3, 20
@@ -121,15 +136,32 @@ def test_table_shapes(sim_run):
     assert (sizes["n_obs"] <= sizes["k"] * sizes["m"]).all()
 
     diag = read_supervision(root, DS, "diagnostics")
-    assert diag["metric"].to_list() == [
-        "outcome_instability",
-        "winner_flip_rate",
-        "single_vs_da_disagreement",
-        "input_variance",
-        "output_variance",
-        "input_share",
+    assert diag.columns == list(DIAGNOSTICS_SCHEMA)
+    assert diag.select("metric", "definition").rows() == [
+        ("outcome_instability", None),
+        ("winner_flip_rate", "paper"),
+        ("winner_flip_rate", "draws"),
+        ("single_vs_da_disagreement", "paper"),
+        ("single_vs_da_disagreement", "draws"),
+        ("input_variance", None),
+        ("output_variance", None),
+        ("input_share", None),
     ]
+    assert diag["is_default"].to_list() == [True, True, False, True, False, True, True, True]
     assert (diag["ci_low"] <= diag["value"]).all() and (diag["value"] <= diag["ci_high"]).all()
+    for definition in DEFINITIONS:
+        expected = diagnostics(
+            used,
+            exp.pool.names,
+            definition=definition,
+            lam=exp.lam,
+            beta=exp.beta,
+            draws=S,
+            seed=exp.seed,
+            n_boot=N_BOOT,
+        )
+        got = diag.filter(pl.col("definition").is_null() | (pl.col("definition") == definition))
+        assert_frame_equal(got.drop("definition", "is_default"), expected)
 
     recovery = read_supervision(root, DS, "recovery")
     assert recovery["supervision"].to_list() == [
@@ -169,9 +201,14 @@ def test_summary_rows_and_rich_table(sim_run):
     assert values["n_queries_dropped"] == 0
     assert {f"recovery:{v}" for v in ("single_shot", *ABLATIONS)} <= set(values)
     console = Console(record=True, width=120)
-    console.print(_summary_table(summary))
+    console.print(_summary_table(summary, definition="paper"))
     text = console.export_text()
     assert "winner_flip_rate" in text and "recovery:full_dars" in text and DS in text
+    flat = " ".join(text.split())
+    assert "paper definition" in flat and "the draws variant" in flat
+    diag = read_supervision(root, DS, "diagnostics").filter("is_default")
+    shown = summary.filter(pl.col("metric").is_in(diag["metric"].to_list()))
+    assert_frame_equal(shown, diag.select(shown.columns))
 
 
 def test_rerun_writes_identical_files(sim_run):
@@ -242,6 +279,60 @@ def test_non_simulated_pool_has_no_recovery_and_drops_incomplete_queries(tmp_pat
     assert not any(m.startswith("recovery:") for m in values)
     dars = read_supervision(root, DS, "dars")
     assert "q0003" not in dars["query_id"].to_list() and dars.height == 7 * 3
+
+
+def test_stage_diagnostics_follow_the_papers_slot_definitions(tmp_path):
+    # The paper's winner flip and single-vs-DA disagreement (Appendix C.5), computed by hand on
+    # a store holding the hand-built matrix, are what the stage reports by default; the
+    # draw-based variants are stored beside them and become the default on request.
+    root = tmp_path / "run"
+    exp = _real_experiment(root).model_copy(
+        update={
+            "pool": Pool(models=[ModelSpec(name=n, litellm_model=f"openai/{n}") for n in "AB"]),
+            "single_shot_draws": 100,
+        }
+    )
+    assert exp.diagnostics.definition == "paper"
+    frame = paper_example(DS)
+    write_observations(root, observation_rows(frame), shard=0)
+    paper = ref_paper_diagnostics(frame, ["A", "B"], lam=exp.lam)[DS]
+    assert paper == {"winner_flip_rate": 2 / 3, "single_vs_da_disagreement": 0.25}
+
+    summary = supervise_dataset(exp, DS, n_boot=50).summary
+    values = dict(zip(summary["metric"], summary["value"], strict=True))
+    for metric in ("winner_flip_rate", "single_vs_da_disagreement"):
+        assert values[metric] == pytest.approx(paper[metric])
+    diag = read_supervision(root, DS, "diagnostics")
+    shots = read_supervision(root, DS, "single_shot_draws")
+    draws = ref_draws_diagnostics(frame, shots, ["A", "B"], lam=exp.lam, beta=exp.beta)[DS]
+    assert draws["winner_flip_rate"] == 1.0 and draws["single_vs_da_disagreement"] > 0.25
+    single = diag.filter(pl.col("definition").is_not_null())
+    assert single.select("metric", "definition", "is_default").rows() == [
+        ("winner_flip_rate", "paper", True),
+        ("winner_flip_rate", "draws", False),
+        ("single_vs_da_disagreement", "paper", True),
+        ("single_vs_da_disagreement", "draws", False),
+    ]
+    assert single["value"].to_list() == pytest.approx(
+        [
+            paper["winner_flip_rate"],
+            draws["winner_flip_rate"],
+            paper["single_vs_da_disagreement"],
+            draws["single_vs_da_disagreement"],
+        ]
+    )
+
+    as_draws = exp.model_copy(update={"diagnostics": Diagnostics(definition="draws")})
+    summary = supervise_dataset(as_draws, DS, n_boot=50).summary
+    values = dict(zip(summary["metric"], summary["value"], strict=True))
+    for metric in ("winner_flip_rate", "single_vs_da_disagreement"):
+        assert values[metric] == pytest.approx(draws[metric])
+    again = read_supervision(root, DS, "diagnostics")
+    assert again.filter(~pl.col("is_default"))["definition"].to_list() == ["paper", "paper"]
+    assert_frame_equal(
+        again.sort("metric", "definition").drop("is_default"),
+        diag.sort("metric", "definition").drop("is_default"),
+    )
 
 
 def test_missing_store_names_the_location_and_the_command(tmp_path):

@@ -4,7 +4,9 @@ Results (long frames; views are ``test_rewrite`` and ``test_decode``):
 
 ``diagnostics``
     the supervise stage's Figure-2 metrics of every dataset, stacked (one row per (dataset,
-    metric));
+    metric), and per definition for winner flip and single-vs-DA disagreement: columns
+    :data:`~dars.supervision.diagnostics.DIAGNOSTICS_SCHEMA`, ``is_default`` marking the
+    configured definition's rows);
 ``single_shot_distribution``
     the test utility of every single-shot draw of every family (Figure 2c);
 ``recovery``
@@ -28,13 +30,14 @@ from dars.evaluation.experiments.base import (
     ExperimentSpec,
     Inputs,
     MissingInputError,
+    StaleInputError,
     View,
     register_experiment,
     supervision,
 )
 from dars.evaluation.metrics import router_utilities
 from dars.evaluation.paper import paper_figures
-from dars.supervision.diagnostics import METRIC_SCHEMA
+from dars.supervision.diagnostics import DEFINITIONS, DIAGNOSTICS_SCHEMA, SINGLE_SHOT_METRICS
 
 if TYPE_CHECKING:
     from dars.config import Experiment
@@ -44,13 +47,16 @@ __all__ = [
     "RECOVERY_COLUMNS",
     "SINGLE_SHOT_DISTRIBUTION_COLUMNS",
     "SPEC",
+    "default_definition",
+    "definition_label",
     "diagnostics_table",
     "recovery_table",
     "single_shot_distribution",
     "stack_supervision",
+    "with_definitions",
 ]
 
-DIAGNOSTICS_COLUMNS = METRIC_SCHEMA
+DIAGNOSTICS_COLUMNS = DIAGNOSTICS_SCHEMA
 SINGLE_SHOT_DISTRIBUTION_COLUMNS = {
     "dataset": pl.String,
     "view": pl.String,
@@ -132,7 +138,14 @@ def compute(inputs: Inputs, _exp: Experiment) -> dict[str, Any]:
     recovered = inputs[RECOVERY]
     all_routes = inputs[ROUTES]
     routes: dict[tuple[str, str], pl.DataFrame] = {}
-    for ds in tables:
+    for ds, table in tables.items():
+        if "definition" not in table.columns:
+            raise StaleInputError(
+                f"the diagnostics table of dataset {ds!r} has one definition of winner flip and "
+                "single-vs-DA disagreement (no `definition` column: written by an older "
+                "version); rerun `dars supervise` to compute both",
+                [(DIAGNOSTICS, ds)],
+            )
         single = {f: r for (d, f, s), r in all_routes.items() if d == ds and s == "single_shot"}
         if not single:
             raise MissingInputError(
@@ -154,21 +167,62 @@ def compute(inputs: Inputs, _exp: Experiment) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------
 # report section and terminal view
 # ------------------------------------------------------------------------------------------------
+def with_definitions(diagnostics: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
+    """``(diagnostics, upgraded)``: a ``diagnostics`` result with the ``definition`` and
+    ``is_default`` columns. A result written before there were two definitions lacks them; its
+    single-shot metrics were the draw-based ones, so they get ``definition = "draws"`` (every
+    row default) and ``upgraded`` is True."""
+    if "definition" in diagnostics.columns and "is_default" in diagnostics.columns:
+        return diagnostics, False
+    single = pl.col("metric").is_in(SINGLE_SHOT_METRICS)
+    upgraded = diagnostics.with_columns(
+        definition=pl.when(single).then(pl.lit("draws")).otherwise(pl.lit(None, pl.String)),
+        is_default=pl.lit(True),
+    )
+    return upgraded.select([c for c in DIAGNOSTICS_COLUMNS if c in upgraded.columns]), True
+
+
+def default_definition(diagnostics: pl.DataFrame) -> str | None:
+    """The definition the ``is_default`` rows of a ``diagnostics`` result use (None when no
+    single-shot metric is present)."""
+    names = (
+        diagnostics.filter(pl.col("is_default") & pl.col("definition").is_not_null())
+        .get_column("definition")
+        .unique(maintain_order=True)
+        .to_list()
+    )
+    return names[0] if names else None
+
+
+def definition_label(definition: str | None, default: str | None) -> str:
+    """How a row's definition is shown: "—" for the metrics without one, the default marked."""
+    if definition is None:
+        return DASH
+    return f"{definition} (default)" if definition == default else definition
+
+
 def diagnostics_table(diagnostics: pl.DataFrame, mapping: Mapping[str, str | None]) -> pl.DataFrame:
-    """The diagnostics of Fig 2 as display strings: one row per (dataset, metric) of the
-    ``diagnostics`` result with value, 95% CI, n_queries, n_units and the paper's value for
-    the dataset of the same task type ("—" where the paper states none)."""
+    """The diagnostics of Fig 2 as display strings: one row per (dataset, metric, definition)
+    of the ``diagnostics`` result, in its order (both definitions of a metric on adjacent rows),
+    with the definition ("—" for the metrics that have none; the default marked), value, 95%
+    CI, n_queries, n_units and the paper's value for the dataset of the same task type ("—"
+    where the paper states none, and on rows of a definition other than the paper's, which its
+    numbers do not measure)."""
+    diagnostics, _ = with_definitions(diagnostics)
+    default = default_definition(diagnostics)
     paper = paper_figures()["diagnostics"]
     rows = []
     for r in diagnostics.iter_rows(named=True):
         p = mapping.get(r["dataset"])
-        pv = paper.get(p, {}).get(r["metric"]) if p else None
+        comparable = r["definition"] in (None, "paper")
+        pv = paper.get(p, {}).get(r["metric"]) if p and comparable else None
         # Variances are small numbers: three decimals would print most of them as 0.0xx.
         digits = 4 if r["metric"] in plots.VARIANCE_METRICS else 3
         rows.append(
             {
                 "dataset": r["dataset"],
                 "metric": r["metric"],
+                "definition": definition_label(r["definition"], default),
                 "value": fmt(r["value"], digits),
                 "95% CI": ci(r["ci_low"], r["ci_high"], digits),
                 "n_queries": fmt(r["n_queries"]),
@@ -177,8 +231,19 @@ def diagnostics_table(diagnostics: pl.DataFrame, mapping: Mapping[str, str | Non
             }
         )
     return text_table(
-        rows, ["dataset", "metric", "value", "95% CI", "n_queries", "n_units", "paper"]
+        rows,
+        ["dataset", "metric", "definition", "value", "95% CI", "n_queries", "n_units", "paper"],
     )
+
+
+def _definitions_text(present: Sequence[str], default: str | None) -> list[str]:
+    """One paragraph per definition present: its name, whether it is the default, its one
+    sentence."""
+    out = []
+    for name in [d for d in DEFINITIONS if d in present]:
+        mark = " (default: Fig 2a and the supervise summary use it)" if name == default else ""
+        out.append(f"**{name}**{mark}: {DEFINITIONS[name].text}")
+    return out
 
 
 def _paper_diagnostics(mapping: Mapping[str, str | None]) -> pl.DataFrame:
@@ -228,35 +293,54 @@ def section(doc: Document, run: ReportRun) -> None:
     """Fig 2a–c with the diagnostics table beside the paper's values, then label recovery."""
     diag = run.result(doc, "diagnostics")
     if diag is not None:
+        diag, upgraded = with_definitions(diag)
+        default = default_definition(diag)
         doc.p(
             "How unstable single sampled outcomes are as training labels, on the training "
             "queries: outcome instability (share of (query, model) cells whose sampled outcomes "
-            "disagree), winner flip rate (share of queries whose best model changes between "
-            "single draws), single-shot vs distribution-aware label disagreement, and the split "
-            "of quality variance into input-side (across rewrites) and output-side (across "
-            "decodes)."
+            "disagree), winner flip rate (share of queries whose best model is not the same at "
+            "every observation index), single-shot vs distribution-aware label disagreement "
+            "(share of (query, index) pairs whose single-shot label differs from the "
+            "distribution-aware one), and the split of quality variance into input-side "
+            "(across rewrites) and output-side (across decodes). Winner flip and disagreement "
+            "depend on what an observation index is; both definitions are shown:"
         )
-        if diag.filter(pl.col("metric").is_in(plots.INSTABILITY_METRICS)).height:
+        present = diag["definition"].drop_nulls().unique().to_list()
+        for text in _definitions_text(present, default):
+            doc.p(text)
+        if upgraded:
+            doc.note(
+                "This `diagnostics` result was written by an older version of dars, with the "
+                "`draws` definition only; rerun `dars supervise` and `dars experiment "
+                "diagnostics` for the paper's definition beside it."
+            )
+        shown = diag.filter(pl.col("is_default"))
+        if shown.filter(pl.col("metric").is_in(plots.INSTABILITY_METRICS)).height:
             doc.figure(
                 "fig2a_instability",
                 plots.instability_bars(
-                    diag, datasets=run.datasets, paper=_paper_diagnostics(run.paper)
+                    shown, datasets=run.datasets, paper=_paper_diagnostics(run.paper)
                 ),
-                "Fig 2a: label-instability metrics per dataset (95% bootstrap CI over queries); "
-                "black ticks: the paper's values for the dataset of the same task type.",
+                "Fig 2a: label-instability metrics per dataset (95% bootstrap CI over queries), "
+                f"winner flip and disagreement under the `{default}` definition; black ticks: "
+                "the paper's values (its own definition) for the dataset of the same task type.",
             )
         else:
             doc.note("No instability metrics in `diagnostics`; Fig 2a not drawn.")
-        if diag.filter(pl.col("metric").is_in(plots.VARIANCE_METRICS)).height:
+        if shown.filter(pl.col("metric").is_in(plots.VARIANCE_METRICS)).height:
             doc.figure(
                 "fig2b_variance",
-                plots.variance_bars(diag, datasets=run.datasets),
+                plots.variance_bars(shown, datasets=run.datasets),
                 "Fig 2b: input-side vs output-side variance of quality per dataset (95% CI).",
             )
         else:
             doc.note("No variance metrics in `diagnostics`; Fig 2b not drawn.")
         doc.h(3, "Diagnostics table (ours vs the paper's)")
-        doc.table(diagnostics_table(diag, run.paper))
+        doc.table(
+            diagnostics_table(diag, run.paper),
+            caption="Winner flip and disagreement under each definition on adjacent rows "
+            "(default marked); the paper's values stand beside its own definition.",
+        )
         doc.p(f"Paper: {paper_figures()['diagnostics']['variance_split']}.")
     dist = run.result(doc, "single_shot_distribution")
     if dist is not None:
@@ -284,10 +368,21 @@ def section(doc: Document, run: ReportRun) -> None:
 
 
 def view(tables: Mapping[str, pl.DataFrame]) -> list[View]:
-    """The diagnostics metrics, one row per metric and one column per dataset."""
+    """The diagnostics metrics, one row per (metric, definition) — "—" for the metrics without
+    one, the default marked — and one column per dataset."""
     diag = tables["diagnostics"]
     if diag.height:
-        diag = diag.pivot(on="dataset", index=["metric"], values="value", sort_columns=False)
+        default = default_definition(diag)
+        label = (
+            pl.when(pl.col("definition").is_null())
+            .then(pl.lit(DASH))
+            .when(pl.col("definition") == default)
+            .then(pl.col("definition") + " (default)")
+            .otherwise(pl.col("definition"))
+        )
+        diag = diag.with_columns(definition=label).pivot(
+            on="dataset", index=["metric", "definition"], values="value", sort_columns=False
+        )
     return [View("diagnostics", diag)]
 
 
