@@ -87,3 +87,11 @@ def test_imported_generations_run_the_whole_dag(tmp_path, prefect_harness, quiet
     report = layout.report_file("index", "md").read_text()
     assert "imported generations" in report and "— (imported)" in report
     assert all(m in report for m in MODELS if m != "gpt-4o[json-schema]")
+    # Diagnostics of imported data: the paper's slot definition (decode index shared by all
+    # models) is the default, the draws variant beside it, both measured on this dataset.
+    diag = pl.read_parquet(layout.results_file("diagnostics")).filter(
+        (pl.col("dataset") == "logical_deduction") & pl.col("definition").is_not_null()
+    )
+    assert set(diag.filter(pl.col("is_default"))["definition"]) == {"paper"}
+    assert set(diag["definition"]) == {"paper", "draws"}
+    assert diag["value"].is_finite().all() and (diag["n_units"] > 0).all()
