@@ -54,7 +54,9 @@ class ModelSpec(_Strict):
     name that was not path-safe, ``gpt-4o[json-schema]`` stored as ``gpt-4o-json-schema``).
     Prices are USD per one million tokens and, when set, override litellm's cost map.
     ``api_key_env`` names the environment variable holding the key: the key itself never appears
-    in a config, a log or a file we write.
+    in a config, a log or a file we write. A model with an ``api_base`` and no ``api_key_env`` is
+    a keyless server (a local llama.cpp, vLLM or Ollama): it is sent a placeholder key, never one
+    from the environment.
     """
 
     name: str

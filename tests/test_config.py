@@ -28,11 +28,28 @@ def test_defaults_follow_the_authors_code():
     assert p.max_tokens_for("drop800") == 512
 
 
+# Pool size of every shipped config: a new config must be added here, so it is loaded by a test.
+SHIPPED_POOL_SIZES = {"demo": 6, "paper": 6, "local": 2}
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")))
 def test_shipped_configs_load(path):
     exp = load_experiment(path)
     assert isinstance(exp, Experiment)
-    assert len(exp.pool.models) == 6
+    assert len(exp.pool.models) == SHIPPED_POOL_SIZES[path.stem]
+
+
+def test_local_pool_is_two_keyless_local_servers():
+    exp = load_experiment(ROOT / "configs" / "local.yaml")
+    assert exp.pool.names == ["smollm2-135m", "gemma3-270m"]
+    for m in exp.pool.models:
+        assert m.litellm_model == f"openai/{m.name}"
+        assert m.api_base is not None and m.api_base.startswith("http://127.0.0.1:")
+        assert m.api_key_env is None and m.max_concurrency == 1
+    # Nominal prices that differ, so the normalised cost is not constant.
+    assert len({m.input_price_per_m for m in exp.pool.models}) == 2
+    assert exp.rewriter.litellm_model == "dars-sim/rewriter" and not exp.pool.simulated
+    assert len({m.api_base for m in exp.pool.models}) == 2
 
 
 def test_paper_pool_is_the_seed_pool():

@@ -18,7 +18,9 @@ goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
 * the cost from the spec's prices per 1M tokens, else litellm's local cost map, else 0 with a
   one-time warning per model;
 * the API key read from the environment variable named by ``spec.api_key_env``, passed to
-  litellm as ``api_key`` and scrubbed from every error message we produce.
+  litellm as ``api_key`` and scrubbed from every error message we produce; a model with an
+  ``api_base`` and no ``api_key_env`` (a local server: llama.cpp, vLLM, Ollama) gets the
+  placeholder :data:`KEYLESS_API_KEY`, never a key litellm would find in the environment.
 
 A final failure raises ``LLMCallError``; ``str(err)`` is the short error string the store records.
 
@@ -70,6 +72,9 @@ log = logging.getLogger(__name__)
 PROVIDERS: Registry[Callable[[], Any]] = Registry(
     "LLM provider", Callable, instances=True, group="dars.llm_providers"
 )
+
+#: The key sent to a model with an ``api_base`` and no ``api_key_env`` (a keyless local server).
+KEYLESS_API_KEY = "no-key"
 
 # Keys litellm must not take from ModelSpec.extra_params: they are set by this module.
 _PROTECTED_KWARGS = frozenset(
@@ -232,6 +237,12 @@ class LLMClient:
             kwargs["api_base"] = spec.api_base
         if api_key:
             kwargs["api_key"] = api_key
+        elif spec.api_base:
+            # A server at an api_base with no api_key_env is a keyless local one (llama.cpp,
+            # vLLM, Ollama), which ignores the key. litellm's OpenAI route refuses to call
+            # without one, and would otherwise fall back to OPENAI_API_KEY, sending the user's
+            # OpenAI key to that server: send a placeholder instead.
+            kwargs["api_key"] = KEYLESS_API_KEY
         if _in_process(spec.litellm_model):
             # Only an in-process provider (the simulator) sees the key; real providers never do.
             kwargs["metadata"] = {"dars_call_key": asdict(key) if key is not None else None}

@@ -220,6 +220,20 @@ def test_missing_key_fails_without_a_request(
     assert server.total_requests == 0
 
 
+def test_keyless_server_gets_a_placeholder_never_the_environment_key(
+    server: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local server (llama.cpp, vLLM, Ollama) configured without api_key_env: litellm's OpenAI
+    # route would refuse to call without a key, or send OPENAI_API_KEY to that server.
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    gen = call(fake_spec(server, api_key_env=None), GenParams(max_tokens=8, max_retries=0))
+    assert gen.text.startswith("echo: ") and gen.attempts == 1
+    assert server.headers[-1]["authorization"] == f"Bearer {client_module.KEYLESS_API_KEY}"
+    monkeypatch.delenv("OPENAI_API_KEY")
+    call(fake_spec(server, api_key_env=None), GenParams(max_tokens=8, max_retries=0))
+    assert server.total_requests == 2
+
+
 def test_concurrency_limit_is_respected(server: FakeOpenAIServer, api_key: str) -> None:
     server.add_rule(Delay(0.15), times=None)
     spec = fake_spec(server, max_concurrency=3)
