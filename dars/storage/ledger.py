@@ -15,7 +15,8 @@ Tables (one row means):
   while in flight: cost 0, the provider may still have billed it; ``reserved_usd`` keeps the
   bound) and ``counted`` (a lost call already added to a stored row's ``attempts``).
 * ``totals``: one row, ``committed_usd`` = the sum of ``spend.cost_usd`` (billed costs plus live
-  reservations), kept in the same transactions so the cap check reads one number.
+  reservations), kept in the same transactions so the cap check reads one number, and
+  ``reached_cap_usd``, the largest cap a reservation was refused under.
 * ``journal``: the write-ahead copy of a completed call's result (a decode's full observation
   row, ok or error, or a rewriter's raw answer), committed in the same transaction as its
   spend row, before the call's concurrency slot is released. ``compacted`` = 1 once the row is
@@ -27,7 +28,10 @@ The spend cap (``Experiment.spend_cap_usd``) is global to the root: over all run
 processes. Before each call the caller reserves the call's maximum cost (prompt-token estimate ×
 input price + ``max_tokens`` × output price, :func:`dars.llm.max_cost_usd`, the same bound the
 CLI prints as "at most"); :meth:`Ledger.reserve` grants it only if ``committed_usd`` + this
-reservation ≤ cap. After the call the reservation is replaced by the actual cost. So the total
+reservation ≤ cap. After the call the reservation is replaced by the actual cost. Once a call
+is refused under a cap, the cap counts as reached: every later reservation under a cap ≤ that
+one is refused too (raise ``spend_cap_usd`` to spend more), so a second collect after the cap
+was reached makes no call, even if the calls in flight then cost less than reserved. So the total
 recorded spend never passes the cap by more than the excess of actual over reserved cost of the
 calls in flight (0 when usage stays within ``max_tokens`` and the prompt estimate); for a model
 without a known price the reservation is 0 and the bound is concurrency × max cost per call.
@@ -86,9 +90,10 @@ CREATE INDEX IF NOT EXISTS spend_lost ON spend(stage, dataset, split, model, sha
     WHERE state = 'lost';
 CREATE TABLE IF NOT EXISTS totals (
     id INTEGER PRIMARY KEY CHECK (id = 0),
-    committed_usd REAL NOT NULL
+    committed_usd REAL NOT NULL,
+    reached_cap_usd REAL
 );
-INSERT OR IGNORE INTO totals VALUES (0, 0.0);
+INSERT OR IGNORE INTO totals VALUES (0, 0.0, NULL);
 CREATE TABLE IF NOT EXISTS journal (
     id INTEGER PRIMARY KEY,
     call_id INTEGER NOT NULL,
@@ -231,23 +236,39 @@ class Ledger:
         cap. Returns the call's ledger id, or None when ``committed + amount > cap`` even after
         expiring the reservations of dead processes (the call must not be made)."""
         amount = max(float(amount_usd), 0.0)
-        got = self._try_reserve(ref, amount, cap_usd, ttl_s)
-        # Refused: a dead process's reservation may be what fills the cap; free those, retry.
-        if got is None and self.expire_stale():
-            got = self._try_reserve(ref, amount, cap_usd, ttl_s)
+        got = self._try_reserve(ref, amount, cap_usd, ttl_s, final=False)
+        if got is None:
+            # A dead process's reservation may be what fills the cap: free those, try again.
+            self.expire_stale()
+            got = self._try_reserve(ref, amount, cap_usd, ttl_s, final=True)
         return got
 
     def _try_reserve(
-        self, ref: CallRef, amount: float, cap_usd: float | None, ttl_s: float
+        self, ref: CallRef, amount: float, cap_usd: float | None, ttl_s: float, *, final: bool
     ) -> int | None:
         with self.transaction() as conn:
             if cap_usd is not None:
-                (committed,) = conn.execute(
-                    "SELECT committed_usd FROM totals WHERE id = 0"
+                committed, reached = conn.execute(
+                    "SELECT committed_usd, reached_cap_usd FROM totals WHERE id = 0"
                 ).fetchone()
+                if reached is not None and cap_usd <= reached:
+                    return None
                 # The tolerance absorbs float rounding of the running sum only.
                 if committed + amount > cap_usd + 1e-12:
-                    return None
+                    refused = True
+                else:
+                    refused = False
+            else:
+                refused = False
+            if refused:
+                # Recorded only once no dead reservation is left to free (see ``reserve``).
+                if final:
+                    conn.execute(
+                        "UPDATE totals SET reached_cap_usd = MAX(COALESCE(reached_cap_usd, 0), ?)"
+                        " WHERE id = 0",
+                        (cap_usd,),
+                    )
+                return None
             cur = conn.execute(
                 "INSERT INTO spend (run_id, stage, dataset, split, query_id, model, rewrite_id,"
                 " decode_id, shard, state, reserved_usd, cost_usd, pid, host, expires_at,"
