@@ -372,6 +372,14 @@ def status_cmd(config: ConfigOpt = Path("configs/demo.yaml"), root: RootOpt = No
     """Per-partition done / failed / missing counts of the observation store."""
     exp = _load(config, root)
     total = _print_status(exp)
+    from dars.storage import ledger
+
+    spent = ledger(exp.root).summary()
+    if spent.calls or spent.lost:
+        console.print(
+            f"spend (ledger): ${spent.billed_usd:.4f} over {spent.calls} calls on this root"
+            + (f"; {spent.lost} calls lost in flight by killed runs" if spent.lost else "")
+        )
     raise typer.Exit(0 if total["failed"] == 0 and total["missing"] == 0 else 1)
 
 
