@@ -175,6 +175,19 @@ def _holder_dead(pid: int, host: str, expires_at: float, now: float) -> bool:
     return expires_at < now or (host == _HOST and not pid_alive(pid))
 
 
+def _live_holder(conn: sqlite3.Connection, key: tuple[str, str, str, str, int]) -> str | None:
+    """The run id holding the lease of ``key`` (stage, dataset, split, model, shard), unless its
+    holder is dead or its lease expired."""
+    row = conn.execute(
+        "SELECT run_id, pid, host, expires_at FROM leases WHERE stage = ? AND dataset = ?"
+        " AND split = ? AND model = ? AND shard = ?",
+        key,
+    ).fetchone()
+    if row is None or _holder_dead(row[1], row[2], row[3], time.time()):
+        return None
+    return str(row[0])
+
+
 class Ledger:
     """The ledger of one run root (see the module docstring). Cheap to create; connections are
     opened lazily, one per (process, thread)."""
@@ -460,39 +473,19 @@ class Ledger:
         """Take the lease of one shard for ``run_id``; returns None when taken (free, expired,
         held by a dead process, or already this run's), else the run id of the live holder."""
         key = (stage, dataset, split, model, shard)
-        now = time.time()
         with self.transaction() as conn:
-            row = conn.execute(
-                "SELECT run_id, pid, host, expires_at FROM leases WHERE stage = ? AND dataset = ?"
-                " AND split = ? AND model = ? AND shard = ?",
-                key,
-            ).fetchone()
-            if (
-                row is not None
-                and row[0] != run_id
-                and not _holder_dead(row[1], row[2], row[3], now)
-            ):
-                return str(row[0])
+            holder = _live_holder(conn, key)
+            if holder is not None and holder != run_id:
+                return holder
             conn.execute(
                 "INSERT OR REPLACE INTO leases VALUES (?,?,?,?,?,?,?,?,?)",
-                (*key, run_id, os.getpid(), _HOST, now + ttl_s),
+                (*key, run_id, os.getpid(), _HOST, time.time() + ttl_s),
             )
         return None
 
     def holder(self, stage: str, dataset: str, split: str, model: str, shard: int) -> str | None:
         """The run id of the live holder of a shard's lease, or None."""
-        row = (
-            self._conn()
-            .execute(
-                "SELECT run_id, pid, host, expires_at FROM leases WHERE stage = ? AND dataset = ?"
-                " AND split = ? AND model = ? AND shard = ?",
-                (stage, dataset, split, model, shard),
-            )
-            .fetchone()
-        )
-        if row is None or _holder_dead(row[1], row[2], row[3], time.time()):
-            return None
-        return str(row[0])
+        return _live_holder(self._conn(), (stage, dataset, split, model, shard))
 
     def renew(
         self,

@@ -37,14 +37,20 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
-from tests.fakeserver import FakeOpenAIServer, last_user_prompt
+from tests.fakeserver import FakeOpenAIServer
 from tests.reliability.figures import Figure
+from tests.tasks.test_collect import (
+    FAKE_KEY,
+    IN_PRICE,
+    KEY_ENV,
+    OUT_PRICE,
+    fake_experiment,
+    fake_responder,
+    write_config,
+)
 
 HELPER = Path(__file__).with_name("money_helper.py")
-KEY_ENV = "DARS_RELIABILITY_MONEY_KEY"
-IN_PRICE, OUT_PRICE = 1.0, 2.0  # USD per 1M tokens, every model
 KEY = ["dataset", "split", "query_id", "model", "rewrite_id", "decode_id"]
 VALUE_COLS = ["view", "response", "parsed", "score", "prompt_tokens", "completion_tokens"]
 VALUE_COLS += ["cost_usd", "status", "prompt_sha256"]
@@ -54,24 +60,12 @@ TOPIC = "money"
 IN_FLIGHT_MAX = 4 * 4
 
 
-def _responder(body: dict[str, Any]) -> str:
-    import re
-
-    prompt = last_user_prompt(body)
-    n = re.search(r"JSON array of exactly (\d+) strings", prompt)
-    if n is None:
-        return "The options were compared.\nFinal Answer: A"
-    q = re.search(r"^Question: (.*)$", prompt, re.MULTILINE)
-    question = q.group(1) if q else "?"
-    return json.dumps([f"Variant {i}: {question}" for i in range(int(n.group(1)))])
-
-
 class CountingServer(FakeOpenAIServer):
     """The fake server, counting requests per (model, prompt), the bill of answered requests,
     and able to SIGKILL a process group when the n-th request arrives (before answering it)."""
 
     def __init__(self, **kw: Any) -> None:
-        super().__init__(responder=_responder, **kw)
+        super().__init__(responder=fake_responder, **kw)
         self.by_model: Counter[tuple[str, str]] = Counter()
         self.billed_usd = 0.0
         self.kill_at: int | None = None
@@ -100,45 +94,19 @@ class CountingServer(FakeOpenAIServer):
 
 
 def _config(path: Path, root: Path, base_url: str, n_items: int) -> Path:
-    def model(name: str) -> dict[str, Any]:
-        return {
-            "name": name,
-            "litellm_model": f"openai/{name}",
-            "api_base": base_url,
-            "api_key_env": KEY_ENV,
-            "input_price_per_m": IN_PRICE,
-            "output_price_per_m": OUT_PRICE,
-            "max_concurrency": 4,
-        }
-
-    data = {
-        "name": "money",
-        "root": str(root),
-        "benchmarks": [
-            {"name": "demo_mc", "n_train": n_items // 2, "options": {"n_items": n_items}}
-        ],
-        "pool": {"models": [model("fake-a"), model("fake-b")]},
-        "rewriter": model("fake-rewriter"),
-        "protocol": {
-            "train_rewrites": 2,
-            "train_decodes": 2,
-            "test_rewrites": 1,
-            "test_rewrite_decodes": 1,
-            "test_decodes": 2,
-            "max_tokens": {"demo_mc": 64},
-        },
-        "request_timeout_s": 10,
-        "max_retries": 1,
-        "shard_size": 3,
-        "encoder": "tfidf",
-    }
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
+    """The fake-server experiment of the collect tests (demo_mc, two priced models and the
+    rewriter, 2×2 train / 1+2 test protocol, shards of 3 queries) with ``n_items`` queries."""
+    exp = fake_experiment(
+        root,
+        base_url,
+        benchmarks=[{"name": "demo_mc", "n_train": n_items // 2, "options": {"n_items": n_items}}],
+    )
+    return write_config(exp, path)
 
 
 def _start(config: Path, root: Path, *args: str) -> subprocess.Popen:
     cmd = [sys.executable, str(HELPER), str(config), str(root), *args]
-    env = {**os.environ, KEY_ENV: "sk-reliability-" + "M" * 16}
+    env = {**os.environ, KEY_ENV: FAKE_KEY}
     # Its own process group: a SIGKILL of the group takes the process-pool workers too.
     return subprocess.Popen(
         cmd,
