@@ -51,6 +51,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -517,8 +518,11 @@ class Ledger:
             )
 
 
-_LEDGERS: dict[str, Ledger] = {}
+_LEDGERS: OrderedDict[str, Ledger] = OrderedDict()
 _LEDGERS_LOCK = threading.Lock()
+# Ledgers kept open per process; an evicted one's connections close when it is collected (a
+# test session opens hundreds of roots, each connection holds three file descriptors).
+_MAX_OPEN = 8
 
 
 def ledger(root: str | Path) -> Ledger:
@@ -528,6 +532,9 @@ def ledger(root: str | Path) -> Ledger:
         led = _LEDGERS.get(key)
         if led is None:
             led = _LEDGERS[key] = Ledger(root)
+            while len(_LEDGERS) > _MAX_OPEN:
+                _LEDGERS.popitem(last=False)
+        _LEDGERS.move_to_end(key)
         return led
 
 
