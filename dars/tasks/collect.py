@@ -42,7 +42,7 @@ from dars.benchmarks.loading import benchmark_for, items_by_id, load_splits
 from dars.benchmarks.prompts import parse_rewrites
 from dars.benchmarks.rewrite_checks import check_rewrites
 from dars.config import Experiment
-from dars.llm import CallKey, GenParams, LLMCallError, generate
+from dars.llm import CallKey, GenParams, LLMCallError, generate, remember_keys
 from dars.llm.loop import run_sync
 from dars.plan import KEY, build_plan, expected_rewrites, status
 from dars.sim import SimWorld, register_items, simulated_truth
@@ -249,6 +249,8 @@ async def rewrite_shard(
     provided) and the rows are stored. Returns a report; queries that failed are counted there.
     """
     t0 = time.monotonic()
+    # Every configured key is scrubbed from this process's texts, whichever model echoes it.
+    remember_keys([*exp.pool.models, exp.rewriter])
     report = ShardReport("rewrite", dataset, split, None, shard)
     splits = load_splits(exp)
     bench = benchmark_for(exp.benchmark(dataset))
@@ -271,6 +273,7 @@ async def rewrite_shard(
         top_p=exp.protocol.top_p,
         timeout_s=exp.request_timeout_s,
         max_retries=exp.max_retries,
+        empty_completion=exp.empty_completion,
     )
     prog = progress()
     needed = todo.group_by("query_id", maintain_order=True).agg(pl.col("rewrite_id"))
@@ -368,6 +371,8 @@ async def decode_shard(
     model's limits in the client; each result (ok or error) becomes one store row.
     """
     t0 = time.monotonic()
+    # Every configured key is scrubbed from this process's texts, whichever model echoes it.
+    remember_keys([*exp.pool.models, exp.rewriter])
     report = ShardReport("decode", dataset, split, model, shard)
     splits = load_splits(exp)
     spec = exp.pool.get(model)
