@@ -100,9 +100,11 @@ def own_prefect_server() -> None:
     """Make the temporary Prefect server this process starts (if it starts one) die with it.
 
     Does nothing when a server for this process was already created, or when ``PREFECT_API_URL``
-    points at a server of the user's (Prefect then starts none).
+    (environment or Prefect profile) points at a server of the user's: Prefect starts none.
     """
-    if os.environ.get("PREFECT_API_URL"):
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():  # env, profile or temporary settings
         return
     from prefect.server.api import server as prefect_server
 

@@ -78,16 +78,17 @@ def test_a_child_does_not_outlive_its_killed_parent(how: str) -> None:
 
 def test_the_temporary_prefect_server_is_ours_unless_the_user_has_one(monkeypatch) -> None:
     from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from dars.procs import own_prefect_server
 
     monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4200/api")
-    own_prefect_server()
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
+        own_prefect_server()
     assert SubprocessASGIServer._instances == {}  # the user's server: Prefect starts none
 
-    monkeypatch.delenv("PREFECT_API_URL")
-    own_prefect_server()
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        own_prefect_server()
     owned = SubprocessASGIServer()  # what Prefect's engine asks for
     assert type(owned).__name__ == "_OwnedServer" and isinstance(owned, SubprocessASGIServer)
     own_prefect_server()  # idempotent: the existing instance stays
