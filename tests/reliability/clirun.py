@@ -17,6 +17,14 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TAG_ENV = "DARS_RELIABILITY_TAG"
+#: The smallest protocol that still has rewrites and decodes in both views.
+TINY_PROTOCOL = {
+    "train_rewrites": 2,
+    "train_decodes": 2,
+    "test_rewrites": 1,
+    "test_rewrite_decodes": 1,
+    "test_decodes": 2,
+}
 
 
 def cli_env(workdir: Path, tag: str, **extra: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tests.reliability.clirun import (
     REPO,
+    TINY_PROTOCOL,
     cli_env,
     dars_command,
     run_dars,
@@ -45,14 +46,7 @@ def _config(workdir: Path) -> Path:
                 {"name": "demo_math", "n_train": 8, "n_test": 4, "options": {"n_items": 12}},
                 {"name": "demo_mc", "n_train": 8, "n_test": 4, "options": {"n_items": 12}},
             ],
-            "protocol": {
-                "train_rewrites": 2,
-                "train_decodes": 2,
-                "test_rewrites": 1,
-                "test_rewrite_decodes": 1,
-                "test_decodes": 2,
-                "max_tokens": {"demo_math": 256, "demo_mc": 128},
-            },
+            "protocol": {**TINY_PROTOCOL, "max_tokens": {"demo_math": 256, "demo_mc": 128}},
             "pool": {"models": [s.model_dump(mode="json") for s in default_sim_specs()[:2]]},
             "rewriter": sim_rewriter_spec().model_dump(mode="json"),
             "shard_size": 4,

@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 
 from tests.fakeserver import FakeOpenAIServer, Reply, Status, last_user_prompt
-from tests.reliability.clirun import cli_env, run_dars, write_config
+from tests.reliability.clirun import TINY_PROTOCOL, cli_env, run_dars, write_config
 from tests.reliability.figures import Figure
 
 TOPIC = "canary key"
@@ -79,20 +79,14 @@ def _config(workdir: Path, base_url: str) -> Path:
             ],
             "pool": {"models": [model("fake-a", POOL_ENV), model("fake-b", POOL_ENV)]},
             "rewriter": model("fake-rewriter", REWRITER_ENV),
-            "protocol": {
-                "train_rewrites": 2,
-                "train_decodes": 2,
-                "test_rewrites": 1,
-                "test_rewrite_decodes": 1,
-                "test_decodes": 2,
-                "max_tokens": {"demo_mc": 64},
-            },
+            "protocol": {**TINY_PROTOCOL, "max_tokens": {"demo_mc": 64}},
             "request_timeout_s": 10,
             "max_retries": 1,
             "single_shot_draws": 5,
             "shard_size": 4,
             "encoder": "tfidf",
-            "families": ["knn"],
+            # what the evaluation experiments compare (as in tests/flows/test_cli.py)
+            "families": ["knn", "avengers_pro", "mirt"],
         },
     )
 

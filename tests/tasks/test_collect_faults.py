@@ -12,23 +12,19 @@ import sys
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:  # ``tests.*`` helpers import as such whatever the rootdir
     sys.path.insert(0, str(_ROOT))
 
-import dars.llm.client as llm_client  # noqa: E402
+import tests.tasks.test_collect as base  # noqa: E402
 from dars.storage import scan_rewrites  # noqa: E402
-from dars.tasks.collect import reset_progress  # noqa: E402
-from tests.fakeserver import FakeOpenAIServer, Reply, Status  # noqa: E402
+from tests.fakeserver import Reply, Status  # noqa: E402
 from tests.tasks.test_collect import (  # noqa: E402
     FAKE_KEY,
-    KEY_ENV,
     assert_each_key_once,
     decode_all,
     fake_experiment,
-    fake_responder,
     is_decode,
     plan_keys,
     rewrite_all,
@@ -36,26 +32,13 @@ from tests.tasks.test_collect import (  # noqa: E402
     total,
 )
 
+# The fixtures of test_collect: the fake key in the environment, a client with millisecond
+# backoff and fresh counters (autouse), and the fake server with its responder.
+_client = base._client
+server = base.server
+
 REWRITER_KEY_ENV = "DARS_TEST_COLLECT_REWRITER_KEY"
 REWRITER_KEY = "rewriter-canary-" + "R" * 20
-
-
-@pytest.fixture(autouse=True)
-def _client(monkeypatch):
-    """The fake key in the environment, a client with millisecond backoff, fresh counters."""
-    monkeypatch.setenv(KEY_ENV, FAKE_KEY)
-    monkeypatch.setattr(
-        llm_client, "_DEFAULT_CLIENT", llm_client.LLMClient(backoff_base_s=0.01, backoff_max_s=0.05)
-    )
-    reset_progress()
-    yield
-    reset_progress()
-
-
-@pytest.fixture
-def server():
-    with FakeOpenAIServer(responder=fake_responder) as srv:
-        yield srv
 
 
 def test_empty_completions_are_stored_as_errors_and_refilled_by_a_rerun(server, tmp_path):
