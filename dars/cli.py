@@ -85,8 +85,13 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect'
 
 
 def _quiet_prefect(verbose: bool) -> None:
+    """Prefect setup of every command that runs a flow: its log level, and a temporary server
+    that dies with this process (a killed CLI leaves no orphan server, issue 12)."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from dars.procs import own_prefect_server
+
+    own_prefect_server()
 
 
 def _load(config: Path, root: str | None) -> Any:

@@ -19,6 +19,7 @@ from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.procs import exit_with_parent
 from dars.tasks.collect import (
     ShardIncomplete,
     decode_shard_task,
@@ -32,10 +33,11 @@ from dars.tasks.collect import (
 
 
 def task_runner(workers: int, processes: bool) -> Any:
-    """Threads (default) or processes for the shard tasks of one flow run."""
-    return (
-        ProcessPoolTaskRunner(max_workers=workers) if processes else ThreadPoolTaskRunner(workers)
-    )
+    """Threads (default) or processes for the shard tasks of one flow run; a process worker
+    exits when the flow's process is gone (killed), instead of living on as an orphan."""
+    if processes:
+        return ProcessPoolTaskRunner(max_workers=workers, initializer=exit_with_parent)
+    return ThreadPoolTaskRunner(workers)
 
 
 @contextlib.contextmanager

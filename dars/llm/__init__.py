@@ -16,7 +16,14 @@ from dars.llm.client import (
     get_litellm,
     max_cost_usd,
 )
-from dars.llm.errors import TRANSIENT_KINDS, LLMCallError, classify_exception, scrub
+from dars.llm.errors import (
+    TRANSIENT_KINDS,
+    EmptyCompletionError,
+    LLMCallError,
+    classify_exception,
+    remember_keys,
+    scrub,
+)
 from dars.llm.limits import ModelLimits, TokenBucket
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
 
@@ -24,6 +31,7 @@ __all__ = [
     "PROVIDERS",
     "TRANSIENT_KINDS",
     "CallKey",
+    "EmptyCompletionError",
     "GenParams",
     "Generation",
     "LLMCallError",
@@ -34,6 +42,7 @@ __all__ = [
     "default_client",
     "estimate_tokens",
     "generate",
+    "remember_keys",
     "get_litellm",
     "max_cost_usd",
     "scrub",

@@ -58,7 +58,7 @@ from dars.benchmarks.loading import benchmark_for, items_by_id, load_splits
 from dars.benchmarks.prompts import parse_rewrites
 from dars.benchmarks.rewrite_checks import check_rewrites
 from dars.config import Experiment
-from dars.llm import CallKey, GenParams, LLMCallError, generate, max_cost_usd
+from dars.llm import CallKey, GenParams, LLMCallError, generate, max_cost_usd, remember_keys
 from dars.llm.loop import run_sync
 from dars.plan import KEY, build_plan, expected_rewrites, status
 from dars.sim import SimWorld, register_items, simulated_truth
@@ -346,6 +346,8 @@ async def rewrite_shard(
     counted there.
     """
     t0 = time.monotonic()
+    # Every configured key is scrubbed from this process's texts, whichever model echoes it.
+    remember_keys([*exp.pool.models, exp.rewriter])
     report = ShardReport("rewrite", dataset, split, None, shard)
     splits = load_splits(exp)
     plan = expected_rewrites(exp, splits).filter(
@@ -395,6 +397,7 @@ async def _rewrite_todo(
         top_p=exp.protocol.top_p,
         timeout_s=exp.request_timeout_s,
         max_retries=exp.max_retries,
+        empty_completion=exp.empty_completion,
     )
     prog = progress()
     ttl = _reservation_ttl_s(exp)
@@ -423,7 +426,10 @@ async def _rewrite_todo(
             try:
                 gen = await generate(rewriter, messages, params, key=key)
             except LLMCallError as err:
-                led.settle(call_id, ok=False, cost_usd=0.0, tokens=0, attempt=err.attempts)
+                # Empty completions the provider answered (and billed) before giving up.
+                led.settle(
+                    call_id, ok=False, cost_usd=err.billed_usd, tokens=0, attempt=err.attempts
+                )
                 settled = True
                 report.failed += n_ids
                 if err.transient:
@@ -435,7 +441,7 @@ async def _rewrite_todo(
             jid = led.settle(
                 call_id,
                 ok=True,
-                cost_usd=gen.cost_usd,
+                cost_usd=gen.billed_usd,
                 tokens=gen.prompt_tokens + gen.completion_tokens,
                 attempt=gen.attempts,
                 journal=(ref, payload),
@@ -533,6 +539,8 @@ async def decode_shard(
     shard leased by another live run is skipped (``report.leased``, ``report.leased_by``).
     """
     t0 = time.monotonic()
+    # Every configured key is scrubbed from this process's texts, whichever model echoes it.
+    remember_keys([*exp.pool.models, exp.rewriter])
     report = ShardReport("decode", dataset, split, model, shard)
     splits = load_splits(exp)
     shard_ids = [it.query_id for it in _shard_queries(exp, splits, dataset, split, shard)]
@@ -653,11 +661,13 @@ async def _decode_todo(
         }
         settled = transient = False
         gen = None
+        billed = 0.0  # what the provider billed, empty attempts included (the ledger's cost)
         try:
             try:
                 gen = await generate(spec, messages, params, key=key)
             except LLMCallError as err:
                 transient = err.transient
+                billed = err.billed_usd
                 row |= {
                     "response": None,
                     "parsed": None,
@@ -672,6 +682,7 @@ async def _decode_todo(
                     "attempts": max(int(err.attempts), 1),
                 }
             else:
+                billed = gen.billed_usd
                 sc = bench.score(gen.text, item)
                 row |= {
                     "response": gen.text,
@@ -693,7 +704,7 @@ async def _decode_todo(
             journal_id = led.settle(
                 call_id,
                 ok=gen is not None,
-                cost_usd=row["cost_usd"],
+                cost_usd=billed,
                 tokens=row["prompt_tokens"] + row["completion_tokens"],
                 attempt=row["attempts"] - len(lost_ids),
                 journal=(ref, _row_to_json(row)),
@@ -706,7 +717,7 @@ async def _decode_todo(
                     led.settle(
                         call_id,
                         ok=True,
-                        cost_usd=gen.cost_usd,
+                        cost_usd=gen.billed_usd,
                         tokens=gen.prompt_tokens + gen.completion_tokens,
                         attempt=gen.attempts,
                     )
