@@ -114,11 +114,13 @@ def _frame_table(df: Any, title: str | None = None, floats: str = "{:.4f}") -> T
 
 
 def _error(message: str, title: str | None = None) -> None:
-    """Print an error: the title in red, the message as plain text — never through Rich markup,
-    which would eat bracketed names such as ``gpt-4o[json-schema]``."""
+    """Print an error as one line per message line, ``title: message`` with the title in red,
+    never wrapped (a path in it stays copyable) and never through Rich markup, which would eat
+    bracketed names such as ``gpt-4o[json-schema]``."""
     if title:
-        console.print(Text(title, style="red"))
-    console.print(Text(message, style=None if title else "red"))
+        console.print(Text.assemble((f"{title}: ", "red"), message), soft_wrap=True)
+    else:
+        console.print(Text(message, style="red"), soft_wrap=True)
 
 
 def _or_exit(
@@ -426,7 +428,14 @@ def import_cmd(
     if any row is bad). With a `question` column the queries are stored too, so the dataset can
     be supervised, trained, evaluated and reported on from the store alone."""
     from dars.benchmarks import TASK_TYPES
+    from dars.config import ConfigError, check_root
     from dars.storage import StorageError, import_generations
+
+    try:
+        check_root(root, "--root")
+    except ConfigError as exc:
+        _error(str(exc), "import failed, nothing written")
+        raise typer.Exit(1) from None
 
     mapping: dict[str, str | None] = {}
     for m in map_ or []:
@@ -465,7 +474,8 @@ def import_cmd(
             task_types=TASK_TYPES.names(),
         )
     except StorageError as exc:
-        _error(str(exc), "import failed, nothing written")
+        msg = str(exc)
+        _error(msg if msg.startswith("import failed") else f"import failed, nothing written: {msg}")
         raise typer.Exit(1) from None
     console.print(
         f"imported {res.rows} rows from {path} into {root} (run_id {res.run_id}): "
