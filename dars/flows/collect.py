@@ -29,6 +29,7 @@ from dars.tasks.collect import (
     rewrite_shard_task,
     truth_task,
 )
+from dars.tasks.failures import CollectionIncomplete
 
 
 def task_runner(workers: int, processes: bool) -> Any:
@@ -73,7 +74,7 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
             reports.append(exc.report.to_dict())
             failures.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
-            failures.append(f"{type(exc).__name__}: {exc}")
+            failures.append(" ".join(f"{type(exc).__name__}: {exc}".split()))
     keys = ("planned", "already_done", "ok", "failed", "not_run")
     totals = {k: sum(int(r.get(k, 0)) for r in reports) for k in keys}
     totals["cost_usd"] = sum(float(r.get("cost_usd", 0.0)) for r in reports)
@@ -159,17 +160,20 @@ def collect_flow(
 ) -> dict[str, Any]:
     """Rewrite then decode (two subflows, visible as such in the Prefect UI).
 
-    Raises ``RuntimeError`` at the end when some shard is incomplete, after every other shard has
-    run, so the flow run is marked failed and ``dars rerun --failed`` knows what to do.
+    Raises :class:`~dars.tasks.failures.CollectionIncomplete` (a ``RuntimeError``, one line per
+    failed shard in ``failures``) at the end when some shard is incomplete, after every other
+    shard has run, so the flow run is marked failed and ``dars rerun --failed`` knows what to
+    do.
     """
     exp = resolve_experiment(config, root)
     rw = rewrite_flow(exp, None, workers, processes)
     dec = decode_flow(exp, None, workers, processes)
     if rw["failures"] or dec["failures"]:
-        raise RuntimeError(
+        raise CollectionIncomplete(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
             f"{len(dec['failures'])} decode shard(s) failed; first: "
-            f"{(rw['failures'] + dec['failures'])[0]}"
+            f"{(rw['failures'] + dec['failures'])[0]}",
+            rw["failures"] + dec["failures"],
         )
     return {"rewrite": rw, "decode": dec}
 

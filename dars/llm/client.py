@@ -276,6 +276,7 @@ class LLMClient:
     ) -> Generation:
         """Call ``spec`` on ``messages``; retry transient failures; raise ``LLMCallError``."""
         litellm = get_litellm()
+        started = time.perf_counter()
         api_key: str | None = None
         if spec.api_key_env:
             api_key = os.environ.get(spec.api_key_env)
@@ -341,7 +342,12 @@ class LLMClient:
             if kind not in TRANSIENT_KINDS or attempt > params.max_retries:
                 # ``from None``: the original exception text may contain the key.
                 raise LLMCallError(
-                    kind, detail, model=spec.name, status_code=status, attempts=attempt
+                    kind,
+                    detail,
+                    model=spec.name,
+                    status_code=status,
+                    attempts=attempt,
+                    elapsed_s=time.perf_counter() - started,
                 ) from None
             delay = self.backoff_s(attempt, retry_after)
             log.debug(

@@ -27,8 +27,9 @@ class LLMCallError(Exception):
     """A call failed for good. ``kind`` is one of the failure classes (``rate_limit``,
     ``server_error``, ``timeout``, ``connection``, ``malformed``, ``bad_request``, ``auth``,
     ``permission``, ``not_found``, ``context_window``, ``content_filter``, ``missing_key``,
-    ``unknown``); ``detail`` has been scrubbed of API keys. ``str(err)`` is the short string to
-    store."""
+    ``unknown``); ``detail`` has been scrubbed of API keys. ``elapsed_s``: the time the call
+    took, every attempt and backoff included (the ``latency_s`` of its error row).
+    ``str(err)`` is the short string to store."""
 
     def __init__(
         self,
@@ -38,8 +39,10 @@ class LLMCallError(Exception):
         model: str,
         status_code: int | None = None,
         attempts: int = 1,
+        elapsed_s: float = 0.0,
     ) -> None:
         self.kind = kind
+        self.elapsed_s = elapsed_s
         self.detail = detail
         self.model = model
         self.status_code = status_code

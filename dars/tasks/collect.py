@@ -27,7 +27,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,6 +56,10 @@ from dars.storage import (
     write_rewrites,
 )
 from dars.storage.truth import remove_truth, write_truth
+from dars.tasks.failures import ExpectedFailure, quiet_expected_failures
+
+# Failed shards are reported in one line each, not by Prefect tracebacks (see the module).
+quiet_expected_failures()
 
 CHECKPOINT_ROWS = 200
 CHECKPOINT_SECONDS = 5.0
@@ -79,16 +83,34 @@ class CollectProgress:
     spend_cap_usd: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     listeners: list[Callable[[CollectProgress], None]] = field(default_factory=list, repr=False)
+    _failed_keys: set[Hashable] = field(default_factory=set, repr=False)
 
     def add(
-        self, *, planned: int = 0, skipped: int = 0, ok: int = 0, failed: int = 0, cost: float = 0.0
+        self,
+        *,
+        planned: int = 0,
+        skipped: int = 0,
+        ok: int = 0,
+        failed: int = 0,
+        cost: float = 0.0,
+        key: Hashable | None = None,
     ) -> None:
+        """Count calls. With ``key`` (the call's observation key), ``failed`` counts keys that
+        END failed: a key counts once however often it fails, and no more once it succeeds (a
+        Prefect retry of its shard); without, every failure counts."""
         with self._lock:
             self.planned += planned
             self.skipped += skipped
             self.ok += ok
-            self.failed += failed
             self.cost_usd += cost
+            if key is None:
+                self.failed += failed
+            elif failed and key not in self._failed_keys:
+                self._failed_keys.add(key)
+                self.failed += 1
+            elif ok and key in self._failed_keys:
+                self._failed_keys.discard(key)
+                self.failed -= 1
         for fn in list(self.listeners):
             fn(self)
 
@@ -129,6 +151,8 @@ class ShardReport:
     # only these make a shard retry worthwhile; an auth or bad-request failure repeats as is.
     transient_failed: int = 0
     not_run: int = 0  # blocked: spend cap reached or a rewrite missing
+    # Failed keys by cause ("server_error 500", "timeout", "auth 401", …): the one-line report.
+    errors: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -137,19 +161,28 @@ class ShardReport:
     def complete(self) -> bool:
         return self.failed == 0 and self.not_run == 0
 
+    def count_error(self, cause: str, n: int = 1) -> None:
+        self.errors[cause] = self.errors.get(cause, 0) + n
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-class ShardIncomplete(RuntimeError):
+def error_cause(err: LLMCallError) -> str:
+    """The failure class of a call and its HTTP status, e.g. "server_error 500", "timeout"."""
+    return f"{err.kind} {err.status_code}" if err.status_code else err.kind
+
+
+class ShardIncomplete(ExpectedFailure):
     """Some keys of a shard failed or could not run; a rerun fills exactly those."""
 
     def __init__(self, report: ShardReport) -> None:
         self.report = report
         who = f"{report.dataset}/{report.split}/{report.model or 'rewrites'}/shard {report.shard}"
+        causes = [f"{n} × {c}" for c, n in sorted(report.errors.items(), key=lambda x: -x[1])]
         super().__init__(
             f"{who}: {report.failed} failed, {report.not_run} not run "
-            f"({'; '.join(report.notes[:3]) or 'see the store'}); "
+            f"({'; '.join(causes + report.notes[:3]) or 'see the store'}); "
             "`dars rerun --failed` fills only those keys"
         )
 
@@ -290,13 +323,14 @@ async def rewrite_shard(
                 gen = await generate(rewriter, messages, params, key=key)
             except LLMCallError as err:
                 report.failed += len(rewrite_ids)
+                report.count_error(error_cause(err), len(rewrite_ids))
                 if err.transient:
                     report.transient_failed += len(rewrite_ids)
                 report.notes.append(f"{qid}: {err}")
-                prog.add(failed=1)
+                prog.add(failed=1, key=("rewrite", dataset, split, qid))
                 return None
             report.cost_usd += gen.cost_usd
-            prog.add(ok=1, cost=gen.cost_usd)
+            prog.add(ok=1, cost=gen.cost_usd, key=("rewrite", dataset, split, qid))
             try:
                 texts = parse_rewrites(gen.text, n_total)
                 break
@@ -451,15 +485,16 @@ async def decode_shard(
                 "prompt_tokens": 0,
                 "completion_tokens": 0,
                 "cost_usd": 0.0,
-                "latency_s": 0.0,
+                "latency_s": err.elapsed_s,  # the time spent on the key, retries included
                 "status": "error",
                 "error": str(err),
                 "attempts": max(int(err.attempts), 1),
             }
             report.failed += 1
+            report.count_error(error_cause(err))
             if err.transient:
                 report.transient_failed += 1
-            prog.add(failed=1)
+            prog.add(failed=1, key=(dataset, split, qid, model, rid, did))
         else:
             sc = bench.score(gen.text, item)
             row |= {
@@ -477,7 +512,7 @@ async def decode_shard(
             }
             report.ok += 1
             report.cost_usd += gen.cost_usd
-            prog.add(ok=1, cost=gen.cost_usd)
+            prog.add(ok=1, cost=gen.cost_usd, key=(dataset, split, qid, model, rid, did))
         row["created_at"] = datetime.now(UTC)
         async with lock:
             # The store write is synchronous and short (tens of ms); holding the lock keeps
