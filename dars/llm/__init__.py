@@ -8,7 +8,14 @@ concurrency limits), ``client`` (the client). Importing this package does not im
 (that happens on the first call).
 """
 
-from dars.llm.client import PROVIDERS, LLMClient, default_client, generate, get_litellm
+from dars.llm.client import (
+    PROVIDERS,
+    LLMClient,
+    default_client,
+    generate,
+    get_litellm,
+    max_cost_usd,
+)
 from dars.llm.errors import TRANSIENT_KINDS, LLMCallError, classify_exception, scrub
 from dars.llm.limits import ModelLimits, TokenBucket
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
@@ -28,5 +35,6 @@ __all__ = [
     "estimate_tokens",
     "generate",
     "get_litellm",
+    "max_cost_usd",
     "scrub",
 ]

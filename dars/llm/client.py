@@ -420,3 +420,23 @@ async def generate(
 ) -> Generation:
     """``default_client().generate(...)``: the call every stage uses."""
     return await default_client().generate(spec, messages, params, key=key)
+
+
+_UNIT_PRICES: dict[tuple[str, str, float | None, float | None], tuple[float, float]] = {}
+
+
+def max_cost_usd(spec: ModelSpec, messages: Sequence[dict[str, Any]], params: GenParams) -> float:
+    """Upper bound of one call's cost: the prompt estimate (:func:`estimate_tokens`) at the
+    input price plus ``params.max_tokens`` at the output price (prices as the cost of a call:
+    the spec's, else litellm's cost map, else 0). The spend cap reserves it before each call;
+    it is exceeded only when the provider counts more prompt tokens than the estimate."""
+    sig = (spec.name, spec.litellm_model, spec.input_price_per_m, spec.output_price_per_m)
+    unit = _UNIT_PRICES.get(sig)
+    if unit is None:
+        # Per-token prices, looked up once per model (the cost-map lookup is not free).
+        client = default_client()
+        unit = _UNIT_PRICES[sig] = (
+            client._cost(spec, 1_000_000, 0) / 1e6,
+            client._cost(spec, 0, 1_000_000) / 1e6,
+        )
+    return estimate_tokens(messages) * unit[0] + params.max_tokens * unit[1]

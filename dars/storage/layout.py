@@ -19,6 +19,8 @@
       queries/dataset=<d>/queries.parquet           imported datasets: query text, gold, split
       imports/<run_id>.json                         what each `dars import` did
       manifest.parquet                              the expected keys of the run (dars.plan)
+      ledger.sqlite                                 spend, cap reservations, write-ahead journal
+                                                    and shard leases (dars.storage.ledger)
 
 Partition directories follow the hive convention (``key=value``) so DuckDB, pyarrow.dataset and
 polars read the stores with no custom code. Every value that becomes a path component is checked
@@ -217,3 +219,8 @@ class RunLayout:
 
     def manifest_file(self) -> Path:
         return self.root / "manifest.parquet"
+
+    def ledger_file(self) -> Path:
+        """The money ledger of the root (spend, cap reservations, write-ahead journal, leases;
+        :mod:`dars.storage.ledger`): ``ledger.sqlite``, with SQLite's ``-wal``/``-shm`` beside."""
+        return self.root / "ledger.sqlite"
