@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,7 +58,45 @@ class _ExperimentGroup(TyperGroup):
         return super().get_command(ctx, cmd_name)
 
 
+#: Prefect's error when its temporary server does not answer in time (raised by
+#: ``prefect.server.api.server.SubprocessASGIServer.start``, from the first flow call).
+SERVER_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
+
+
+def server_timeout_message(exc: BaseException) -> str | None:
+    """One line for Prefect's temporary server not starting in time, saying what to set; None
+    for any other error. Prefect's own message ends with the server's whole stdout/stderr."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or SERVER_TIMEOUT not in text:
+        return None
+    waited = os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "20")
+    code = re.search(r"exited with code (-?\d+)", text)
+    why = f"its process exited with code {code.group(1)}" if code else f"no answer in {waited} s"
+    return (
+        f"Prefect's temporary server did not start ({why}); nothing was run. Wait longer with "
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=<seconds> (a busy machine can need "
+        "minutes), or start a server once (`prefect server start`) and set "
+        "PREFECT_API_URL=http://127.0.0.1:4200/api"
+    )
+
+
+class _DarsGroup(TyperGroup):
+    """The ``dars`` group: an error every command can meet and the user can fix (Prefect's
+    temporary server not starting in time) is one line and exit 3, not a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except RuntimeError as exc:
+            message = server_timeout_message(exc)
+            if message is None:
+                raise
+            _error(message, "prefect server")
+            raise typer.Exit(3) from None
+
+
 app = typer.Typer(
+    cls=_DarsGroup,
     add_completion=False,
     no_args_is_help=True,
     help="Distribution-aware routing supervision: collect, supervise, train, evaluate, report.",
@@ -119,11 +159,13 @@ def _frame_table(df: Any, title: str | None = None, floats: str = "{:.4f}") -> T
 
 
 def _error(message: str, title: str | None = None) -> None:
-    """Print an error: the title in red, the message as plain text — never through Rich markup,
-    which would eat bracketed names such as ``gpt-4o[json-schema]``."""
+    """Print an error as one line per message line, ``title: message`` with the title in red,
+    never wrapped (a path in it stays copyable) and never through Rich markup, which would eat
+    bracketed names such as ``gpt-4o[json-schema]``."""
     if title:
-        console.print(Text(title, style="red"))
-    console.print(Text(message, style=None if title else "red"))
+        console.print(Text.assemble((f"{title}: ", "red"), message), soft_wrap=True)
+    else:
+        console.print(Text(message, style="red"), soft_wrap=True)
 
 
 def _or_exit(
@@ -133,6 +175,8 @@ def _or_exit(
     try:
         return fn(*args, **kw)
     except errors as exc:
+        if server_timeout_message(exc) is not None:
+            raise  # the group prints it (one line, what to set)
         _error(str(exc))
         raise typer.Exit(1) from None
 
@@ -225,20 +269,26 @@ class _CollectBar:
             redirect_stderr=False,
         )
         self.task = self.progress.add_task("calls", total=self.total, failed=0, cost=0.0)
+        self._since = datetime.now(UTC)
         self._base = self._store_counts() if processes else (0, 0, 0.0)
 
     def _store_counts(self) -> tuple[int, int, float]:
+        """(ok rows, keys that failed since the bar started and have no ok row, cost of the ok
+        rows): a key failed by one attempt and stored ok by a retry is not a failure."""
         import polars as pl
 
+        from dars.plan import KEY
         from dars.storage import read_observations
 
-        df = (
-            read_observations(self.root, ["status", "cost_usd"])
-            .group_by("status")
-            .agg(pl.len(), pl.col("cost_usd").sum())
+        df = read_observations(self.root, [*KEY, "status", "cost_usd", "created_at"])
+        ok = df.filter(pl.col("status") == "ok")
+        failed = (
+            df.filter((pl.col("status") == "error") & (pl.col("created_at") >= self._since))
+            .select(KEY)
+            .unique()
+            .join(ok.select(KEY), on=list(KEY), how="anti")
         )
-        got = {r[0]: (r[1], r[2]) for r in df.iter_rows()}
-        return got.get("ok", (0, 0.0))[0], got.get("error", (0, 0.0))[0], got.get("ok", (0, 0))[1]
+        return ok.height, failed.height, float(ok["cost_usd"].sum())
 
     def _poll(self) -> None:
         from dars.tasks.collect import progress
@@ -314,6 +364,27 @@ def _print_spend(exp: Any, run_id: str) -> None:
     )
 
 
+def _collection_failed(exc: RuntimeError, exp: Any) -> None:
+    """Report a collection that did not finish: one line per failed shard (which shard, how many
+    keys failed and why), then the store's status; exit 1. Prefect's temporary server not
+    starting goes up to the group, which says what to set."""
+    from dars.tasks.failures import CollectionIncomplete
+
+    if server_timeout_message(exc) is not None:
+        raise exc
+    if isinstance(exc, CollectionIncomplete):
+        _error(
+            f"collection incomplete: {len(exc.failures)} shard(s) failed; every key that "
+            "succeeded is stored, `dars rerun --failed` runs only the others:"
+        )
+        for line in exc.failures:
+            _error("  " + " ".join(line.split()))
+    else:
+        _error(str(exc))
+    _print_status(exp)
+    raise typer.Exit(1) from None
+
+
 def _print_status(exp: Any) -> Any:
     import polars as pl
 
@@ -353,9 +424,7 @@ def collect(
     try:
         result = _run_collect(exp, workers, processes)
     except RuntimeError as exc:
-        _error(str(exc))
-        _print_status(exp)
-        raise typer.Exit(1) from None
+        _collection_failed(exc, exp)
     dec = result["decode"]
     wall = time.monotonic() - t0
     console.print(
@@ -412,9 +481,7 @@ def rerun(
     try:
         _run_collect(exp, workers, processes)
     except RuntimeError as exc:
-        _error(str(exc))
-        _print_status(exp)
-        raise typer.Exit(1) from None
+        _collection_failed(exc, exp)
     _print_status(exp)
 
 
@@ -465,7 +532,14 @@ def import_cmd(
     if any row is bad). With a `question` column the queries are stored too, so the dataset can
     be supervised, trained, evaluated and reported on from the store alone."""
     from dars.benchmarks import TASK_TYPES
+    from dars.config import ConfigError, check_root
     from dars.storage import StorageError, import_generations
+
+    try:
+        check_root(root, "--root")
+    except ConfigError as exc:
+        _error(str(exc), "import failed, nothing written")
+        raise typer.Exit(1) from None
 
     mapping: dict[str, str | None] = {}
     for m in map_ or []:
@@ -504,7 +578,8 @@ def import_cmd(
             task_types=TASK_TYPES.names(),
         )
     except StorageError as exc:
-        _error(str(exc), "import failed, nothing written")
+        msg = str(exc)
+        _error(msg if msg.startswith("import failed") else f"import failed, nothing written: {msg}")
         raise typer.Exit(1) from None
     console.print(
         f"imported {res.rows} rows from {path} into {root} (run_id {res.run_id}): "
@@ -783,9 +858,7 @@ def run(
         with _CollectBar(exp, exp.root, processes):
             out = pipeline_flow(exp, None, workers, processes)
     except RuntimeError as exc:
-        _error(str(exc))
-        _print_status(exp)
-        raise typer.Exit(1) from None
+        _collection_failed(exc, exp)
     _print_status(exp)
     console.print(_summary_table(out["supervise"], definition=exp.diagnostics.definition))
     _print_train(out["train"])

@@ -4,14 +4,23 @@ An experiment YAML is validated once, when it is loaded: every later stage recei
 ``Experiment`` object and never re-reads raw dictionaries. Validation errors are turned into one
 ``ConfigError`` whose message names the file, the dotted field path and, where there is a closed
 set, the allowed values.
+
+What :func:`load_experiment` checks, so that nothing knowable at load fails later (after money
+was spent): the file is UTF-8 and YAML without duplicate keys; every field's type and range
+(numbers finite, ``max_tokens`` ≥ 1); names that refer to registries (benchmarks, router
+families, the diagnostics definition, the pool's models); the run root is not a file; and, for
+each collected benchmark, whatever its data tells without a network (:func:`check_sources`:
+``path`` exists, ``options`` are accepted, ``n_train`` + ``n_test`` fit the items). A hub
+benchmark without a local copy (no ``path``, nothing cached) is sized when collect loads it.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -41,7 +50,10 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # ``allow_inf_nan=False``: YAML reads ``.inf`` and ``.nan`` as floats, and no weight, price
+    # or timeout of a run is meaningful as either (λ = inf would make every router pick the
+    # cheapest model without a word).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelSpec(_Strict):
@@ -140,7 +152,10 @@ class Protocol(_Strict):
     test_decodes: int = Field(default=3, ge=0)
     temperature: float = Field(default=0.7, ge=0, le=2)
     top_p: float = Field(default=0.95, gt=0, le=1)
-    max_tokens: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_MAX_TOKENS))
+    # Per benchmark name; a benchmark not listed gets FALLBACK_MAX_TOKENS.
+    max_tokens: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: dict(DEFAULT_MAX_TOKENS)
+    )
 
     def max_tokens_for(self, benchmark: str) -> int:
         return self.max_tokens.get(benchmark, FALLBACK_MAX_TOKENS)
@@ -250,6 +265,16 @@ class Evaluation(_Strict):
     )
     n_boot: int = Field(default=1000, ge=1)
 
+    @field_validator("ablation_family")
+    @classmethod
+    def _known_family(cls, v: str) -> str:
+        return _check_families([v])[0]
+
+    @field_validator("sweep_families")
+    @classmethod
+    def _known_families(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _check_families(v)
+
     @field_validator("lam_grid", "beta_grid", "budgets")
     @classmethod
     def _finite_non_negative(cls, v: list[float]) -> list[float]:
@@ -299,6 +324,11 @@ class Experiment(_Strict):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
 
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, v: list[str]) -> list[str]:
+        return _check_families(v)
+
     @field_validator("diagnostics", mode="before")
     @classmethod
     def _definition_shorthand(cls, v: Any) -> Any:
@@ -310,14 +340,25 @@ class Experiment(_Strict):
         names = [b.name for b in self.benchmarks]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ValueError(f"benchmark listed twice: {sorted(dup)}")
+            raise ValueError(f"benchmarks: listed twice: {sorted(dup)}")
         pool = set(self.pool.names)
-        for b in self.benchmarks:
+        for i, b in enumerate(self.benchmarks):
             unknown = [m for m in b.models or () if m not in pool]
             if unknown:
                 raise ValueError(
-                    f"benchmark {b.name!r}: models {unknown} are not in the pool {self.pool.names}"
+                    f"benchmarks.{i}.models: models {unknown} are not in the pool; allowed "
+                    f"values: {', '.join(self.pool.names)}"
                 )
+        # A typo in a max_tokens key would silently give that benchmark the fallback.
+        from dars.benchmarks import available
+
+        known = set(available()) | set(names)
+        stray = sorted(set(self.protocol.max_tokens) - known)
+        if stray:
+            raise ValueError(
+                f"protocol.max_tokens: {stray} name no benchmark of this experiment nor a "
+                f"registered one; allowed keys: {', '.join(sorted(known))}"
+            )
         if self.collected:
             if self.rewriter is None:
                 raise ValueError(
@@ -328,7 +369,7 @@ class Experiment(_Strict):
             who = [m.name for m in [*self.pool.models, *rewriter] if m.litellm_model is None]
             if who:
                 raise ValueError(
-                    f"models {who} have no litellm_model, but benchmarks "
+                    f"pool.models: models {who} have no litellm_model, but benchmarks "
                     f"{[b.name for b in self.collected]} are collected from the pool; give each a "
                     "litellm route, or use only imported datasets (source: store)"
                 )
@@ -354,17 +395,55 @@ class Experiment(_Strict):
         )
 
 
+def router_families() -> list[str]:
+    """Every router family name a config may use, without importing the routers package.
+
+    ``dars.routers`` pulls in scikit-learn (seconds on a busy machine), and most commands that
+    load a config (status, collect, supervise) never fit a router. So, unless it is imported
+    already (then its registry also knows families registered at run time), the names are the
+    built-in family modules (listed, not imported) and the ``dars.routers`` entry points, the
+    same sources the registry reads.
+    """
+    import importlib.util
+    import pkgutil
+    import sys
+    from importlib.metadata import entry_points
+
+    if "dars.routers.registry" in sys.modules:
+        return sys.modules["dars.routers.registry"].available_routers()
+    spec = importlib.util.find_spec("dars")
+    assert spec is not None and spec.submodule_search_locations is not None
+    families = [str(Path(p) / "routers" / "families") for p in spec.submodule_search_locations]
+    names = {m.name for m in pkgutil.iter_modules(families)}
+    names |= {ep.name for ep in entry_points(group="dars.routers")}
+    return sorted(names)
+
+
+def _check_families(v: list[str]) -> list[str]:
+    allowed = router_families()
+    unknown = [f for f in v if f not in allowed]
+    if unknown:
+        raise ValueError(
+            f"unknown router famil{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(map(repr, unknown))}; allowed values: {', '.join(allowed)}"
+        )
+    return v
+
+
 def _format_errors(err: ValidationError, source: str, model: type[BaseModel]) -> str:
     lines = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<root>"
+        # A check of the whole experiment (loc empty) names its fields in the message.
+        loc = ".".join(str(p) for p in e["loc"])
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             allowed = _allowed_fields(model, e["loc"][:-1])
             msg = "unknown field" + (f"; allowed fields: {', '.join(allowed)}" if allowed else "")
         elif e["type"] == "missing":
             msg = "field required"
-        lines.append(f"{source}: {loc}: {msg}")
+        elif e["type"] == "value_error":
+            msg = str(e["ctx"]["error"]) if "error" in e.get("ctx", {}) else msg
+        lines.append(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}")
     return "\n".join(lines)
 
 
@@ -399,19 +478,138 @@ def experiment_from_dict(data: dict[str, Any], source: str = "<config>") -> Expe
         raise ConfigError(_format_errors(err, source, Experiment)) from None
 
 
+class _DuplicateKeyError(yaml.YAMLError):
+    """A mapping of the YAML names a key twice (the message says which, and the lines)."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice: PyYAML keeps the last
+    value silently, so ``lam: 0.05`` … ``lam: 5`` further down would win without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, Hashable):
+                if key in seen:
+                    raise _DuplicateKeyError(
+                        f"line {line}: duplicate key {key!r} (first at line {seen[key]}); "
+                        "keep one of them"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; ``ConfigError`` (one line, naming the file and the line)
+    when it is not UTF-8, not YAML, or has a duplicate key."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: line {line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start}); save the file as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise ConfigError(f"{path}: {where}not valid YAML: {detail}") from None
+
+
+def check_root(root: str | Path, field: str = "root") -> None:
+    """Raise ``ConfigError`` when the run directory ``root`` cannot be one: it, or the nearest
+    of its parents that exists, is not a directory (``--root /etc/hostname`` would otherwise
+    read as an empty store: "everything missing")."""
+    p = Path(root).expanduser()
+    for q in (p, *p.parents):
+        if q.exists():
+            if not q.is_dir():
+                what = "is" if q == p else f"is inside {q}, which is"
+                raise ConfigError(
+                    f"{field}: {p} {what} a file, not a directory; pick a run directory"
+                )
+            return
+
+
+def check_benchmark_spec(spec: BenchmarkSpec) -> tuple[str, str] | None:
+    """The first problem of a collected benchmark entry that shows without a network, as
+    (field, message), or None: ``path`` is not a file; the benchmark refuses its ``options``;
+    its items cannot be read (the message names the file, the row and the field); or there are
+    fewer items than ``n_train`` + ``n_test``. Items are only loaded when that is local
+    (:meth:`dars.benchmarks.Benchmark.loads_offline`); a hub benchmark without a copy is sized
+    when collect loads it."""
+    if spec.path is not None and not Path(spec.path).expanduser().is_file():
+        what = "a directory" if Path(spec.path).expanduser().is_dir() else "not found"
+        return "path", f"benchmark file {spec.path} is {what}; give an existing .jsonl/.parquet"
+    from dars.benchmarks import get
+
+    try:
+        bench = get(spec.name, **spec.options)
+    except ValueError as exc:  # unknown option names, or a value the benchmark refuses
+        return "options", str(exc)
+    if not bench.loads_offline(spec.path):
+        return None
+    try:
+        items = bench.load(spec.path)
+    except FileNotFoundError as exc:  # e.g. a user-file benchmark without `path`
+        return "path", " ".join(str(exc).split())
+    except ValueError as exc:  # malformed rows (BenchmarkDataError), bad option values
+        field = "options" if spec.path is None else "path"
+        return field, " ".join(str(exc).split())
+    need = spec.n_train + (spec.n_test or 0)
+    if len(items) < need:
+        field = "n_train" if len(items) < spec.n_train else "n_test"
+        asked = f"n_train={spec.n_train}" + (f" + n_test={spec.n_test}" if spec.n_test else "")
+        return field, (
+            f"{asked} needs {need} items, but benchmark {spec.name!r} has {len(items)}"
+            + (f" (options {spec.options})" if spec.options else "")
+            + "; lower it or use a larger benchmark"
+        )
+    return None
+
+
+def check_sources(exp: Experiment, source: str) -> None:
+    """Check each collected benchmark against its data, as far as that needs no network:
+    ``path`` exists, the benchmark accepts its ``options``, and its items (generated, read from
+    ``path`` or from the local cache) hold ``n_train`` + ``n_test``. Raises one ``ConfigError``
+    line naming the file, the field and what is allowed."""
+    for i, b in enumerate(exp.benchmarks):
+        if b.source != "benchmark":
+            continue
+        problem = check_benchmark_spec(b)
+        if problem is not None:
+            field, message = problem
+            raise ConfigError(f"{source}: benchmarks.{i}.{field}: {message}")
+
+
 def load_experiment(path: str | Path, **overrides: Any) -> Experiment:
-    """Load and validate an experiment YAML; ``overrides`` replace top-level fields (e.g. root)."""
+    """Load and validate an experiment YAML; ``overrides`` replace top-level fields (e.g. root).
+
+    Everything knowable at load is checked here (see the module docstring); every problem is a
+    ``ConfigError`` naming the file and the field."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    data = read_yaml(p)
+    if data is None:
+        raise ConfigError(f"{p}: the file is empty; an experiment needs `benchmarks` and `pool`")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return experiment_from_dict(data, source=str(p))
+    exp = experiment_from_dict(data, source=str(p))
+    check_root(exp.root, "--root" if overrides.get("root") is not None else f"{p}: root")
+    check_sources(exp, str(p))
+    return exp
 
 
 def resolve_experiment(config: str | Path | Experiment, root: str | None = None) -> Experiment:

@@ -175,3 +175,88 @@ def test_store_experiment_routes_each_dataset_among_its_models(tmp_path):
     assert "solo" in left_out and "routing needs two" in left_out["solo"]
     with pytest.raises(ConfigError, match="no imported dataset has at least two models"):
         store_experiment(tmp_path, {"solo": ["b"]})
+
+
+# Issue 12, item 13: each problem below used to surface late (at collect, at train) or as a
+# traceback from `dars status`; now `load_experiment` refuses it with one line naming the field.
+DEMO_TEXT = (ROOT / "configs" / "demo.yaml").read_text()
+DEMO_MC = "{name: demo_mc, n_train: 80, n_test: 40, options: {n_items: 120}}"
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            (DEMO_MC, "{name: jsonl, path: /no/such/file.jsonl}"),
+            "benchmarks.0.path: benchmark file /no/such/file.jsonl is not found",
+        ),
+        ((DEMO_MC, DEMO_MC.replace("n_train: 80", "n_train: 500")), "benchmarks.0.n_train: "),
+        ((DEMO_MC, DEMO_MC.replace("n_test: 40", "n_test: 41")), "benchmarks.0.n_test: "),
+        ((DEMO_MC, DEMO_MC.replace("n_items", "n_itemz")), "benchmarks.0.options: "),
+        ((DEMO_MC, DEMO_MC.replace("120}", "lots}")), "benchmarks.0.options: "),
+        (("seed: 0\n", "seed: 0\nfamilies: [bogus]\n"), "families: unknown router family 'bogus'"),
+        (("demo_mc: 768", "demo_mc: -5"), "protocol.max_tokens.demo_mc: "),
+        (("lam: 0.05", "lam: .inf"), "lam: Input should be a finite number"),
+        (("beta: 0.2", "beta: .nan"), "beta: Input should be a finite number"),
+        (("seed: 0\n", "seed: 0\nseed: 1\n"), "duplicate key 'seed' (first at line"),
+        (("# The embedded", "# caf\udcff The embedded"), "line 1: not valid UTF-8"),
+    ],
+    ids=[
+        "path",
+        "n_train",
+        "n_test",
+        "option-name",
+        "option-type",
+        "family",
+        "max_tokens",
+        "lam-inf",
+        "beta-nan",
+        "duplicate-key",
+        "utf8",
+    ],
+)
+def test_observed_late_config_problems_fail_at_load(tmp_path, edit, expected):
+    old, new = edit
+    assert old in DEMO_TEXT
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(DEMO_TEXT.replace(old, new, 1).encode("utf-8", "surrogateescape"))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and expected in message
+    assert "\n" not in message
+
+
+def test_a_root_that_is_a_file_is_refused(tmp_path):
+    a_file = tmp_path / "hostname"
+    a_file.write_text("x\n")
+    with pytest.raises(ConfigError, match=r"--root: .*hostname is a file, not a directory"):
+        load_experiment(ROOT / "configs" / "demo.yaml", root=str(a_file))
+    with pytest.raises(ConfigError, match=r"is inside .*hostname, which is a file"):
+        load_experiment(ROOT / "configs" / "demo.yaml", root=str(a_file / "run"))
+    assert load_experiment(ROOT / "configs" / "demo.yaml", root=str(tmp_path / "new")).root
+
+
+def test_router_families_are_listed_without_importing_the_routers():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from dars.config import router_families; names = router_families(); "
+        "assert not any(m.startswith('dars.routers') for m in sys.modules), 'imported'; "
+        "from dars.routers.registry import available_routers; "
+        "assert names == available_routers(), (names, available_routers())"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_hub_benchmark_without_a_local_copy_is_not_sized_at_load(tmp_path, monkeypatch):
+    # Sizing gpqa would need the hub; its size is checked when collect loads it.
+    monkeypatch.setenv("DARS_CACHE_DIR", str(tmp_path / "empty-cache"))
+    exp = experiment_from_dict(_minimal(benchmarks=[{"name": "gpqa", "n_train": 100000}]))
+    from dars.config import check_sources
+
+    check_sources(exp, "x.yaml")  # nothing raised: not knowable without the network

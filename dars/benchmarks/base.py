@@ -295,6 +295,16 @@ class Benchmark(ABC):
         if self.task_type is not None:
             get_task_type(self.task_type)  # an unknown task type fails here, listing valid ones
 
+    def loads_offline(self, path: str | Path | None = None) -> bool:
+        """Whether ``load(path)`` reads only local data (a generated benchmark, a given file,
+        the local cache): config validation then loads the items to check the split sizes. A
+        benchmark with a hub ``source`` (:class:`dars.benchmarks.sources.HubSource`) and
+        neither a ``path`` nor a cached copy would download, so it is not loaded then."""
+        source = getattr(self, "source", None)
+        if path is not None or source is None:
+            return True
+        return Path(source.cache_file()).is_file()
+
     @abstractmethod
     def load(
         self, path: str | Path | None = None, *, cache_dir: str | Path | None = None

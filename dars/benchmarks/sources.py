@@ -58,8 +58,15 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
         opener = gzip.open if name.endswith(".gz") else open
         rows: list[dict[str, Any]] = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
+        # Bytes, decoded line by line: a bad byte is then reported with its line.
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BenchmarkDataError(
+                        f"{path}: line {lineno}: not valid UTF-8; save the file as UTF-8"
+                    ) from None
                 if not line.strip():
                     continue
                 try:

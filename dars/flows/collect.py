@@ -30,6 +30,7 @@ from dars.tasks.collect import (
     rewrite_shard_task,
     truth_task,
 )
+from dars.tasks.failures import CollectionIncomplete
 
 
 def task_runner(workers: int, processes: bool) -> Any:
@@ -75,7 +76,7 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
             reports.append(exc.report.to_dict())
             failures.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
-            failures.append(f"{type(exc).__name__}: {exc}")
+            failures.append(" ".join(f"{type(exc).__name__}: {exc}".split()))
     keys = ("planned", "already_done", "ok", "failed", "not_run", "leased", "recovered")
     totals = {k: sum(int(r.get(k, 0)) for r in reports) for k in keys}
     totals["cost_usd"] = sum(float(r.get("cost_usd", 0.0)) for r in reports)
@@ -172,19 +173,21 @@ def collect_flow(
     ``run_id`` (default: a new one; returned as ``run_id``), the key of this run's spend in the
     root's ledger.
 
-    Raises ``RuntimeError`` at the end when some shard is incomplete, after every other shard has
-    run, so the flow run is marked failed and ``dars rerun --failed`` knows what to do. Shards
-    skipped because another live run holds them are not failures (see ``leased``).
+    Raises :class:`~dars.tasks.failures.CollectionIncomplete` (a ``RuntimeError``, one line per
+    failed shard in ``failures``) at the end when some shard is incomplete, after every other
+    shard has run, so the flow run is marked failed and ``dars rerun --failed`` knows what to
+    do. Shards skipped because another live run holds them are not failures (see ``leased``).
     """
     exp = resolve_experiment(config, root)
     run_id = run_id or new_run_id()
     rw = rewrite_flow(exp, None, workers, processes, run_id)
     dec = decode_flow(exp, None, workers, processes, run_id)
     if rw["failures"] or dec["failures"]:
-        raise RuntimeError(
+        raise CollectionIncomplete(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
             f"{len(dec['failures'])} decode shard(s) failed; first: "
-            f"{(rw['failures'] + dec['failures'])[0]}"
+            f"{(rw['failures'] + dec['failures'])[0]}",
+            rw["failures"] + dec["failures"],
         )
     return {"rewrite": rw, "decode": dec, "run_id": run_id}
 

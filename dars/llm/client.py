@@ -288,6 +288,7 @@ class LLMClient:
     ) -> Generation:
         """Call ``spec`` on ``messages``; retry transient failures; raise ``LLMCallError``."""
         litellm = get_litellm()
+        started = time.perf_counter()
         api_key: str | None = None
         if spec.api_key_env:
             api_key = os.environ.get(spec.api_key_env)
@@ -374,6 +375,7 @@ class LLMClient:
                     status_code=status,
                     attempts=attempt,
                     billed_usd=empty_cost,
+                    elapsed_s=time.perf_counter() - started,
                 ) from None
             delay = self.backoff_s(attempt, retry_after)
             log.debug(

@@ -44,7 +44,8 @@ class LLMCallError(Exception):
     ``context_window``, ``content_filter``, ``missing_key``, ``unknown``); ``detail`` has been
     scrubbed of API keys. ``str(err)`` is the short string to store. ``billed_usd`` is what the
     provider billed for the attempts it answered (empty completions come with usage); 0 for
-    failures without a usable body."""
+    failures without a usable body. ``elapsed_s``: the time the call took, every attempt and
+    backoff included (the ``latency_s`` of its error row)."""
 
     def __init__(
         self,
@@ -55,8 +56,10 @@ class LLMCallError(Exception):
         status_code: int | None = None,
         attempts: int = 1,
         billed_usd: float = 0.0,
+        elapsed_s: float = 0.0,
     ) -> None:
         self.kind = kind
+        self.elapsed_s = elapsed_s
         self.detail = detail
         self.model = model
         self.status_code = status_code

@@ -135,6 +135,8 @@ class _Errors:
             shown = self.lines[:_MAX_LINES]
             more = len(self.lines) - len(shown)
             tail = [f"… and {more} more problem(s)"] if more else []
+            if len(self.lines) == 1:  # the common case reads as one line
+                raise StorageError(f"import failed, nothing was written: {self.lines[0]}")
             raise StorageError(
                 "import failed, nothing was written:\n  " + "\n  ".join(shown + tail)
             )
@@ -150,17 +152,37 @@ def _stringify(value: Any) -> str | None:
     raise TypeError(type(value).__name__)
 
 
+def _check_utf8(path: Path, raw: bytes, errors: _Errors) -> None:
+    """Report the first line of a text file that is not UTF-8 (polars would only say "invalid
+    utf-8 sequence", without a row)."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n")  # the header is line 1, so this is the record
+        errors.add(
+            f"row {line}: not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8"
+        )
+        errors.raise_if_any()
+
+
 def _read(path: Path, errors: _Errors) -> pl.DataFrame:
     """The file as all-String columns plus ``__row`` (the number used in error messages)."""
     name = path.name.lower()
     if name.endswith(".csv"):
+        _check_utf8(path, path.read_bytes(), errors)
         df = pl.read_csv(path, infer_schema=False)
         return df.with_row_index(_ROW, offset=1)
     if name.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
         opener = gzip.open if name.endswith(".gz") else open
         records: list[dict[str, Any]] = []
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, start=1):
+        # Bytes, decoded line by line: a bad byte is then reported with its row.
+        with opener(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    errors.add(f"row {lineno}: not valid UTF-8; save the file as UTF-8")
+                    continue
                 if not line.strip():
                     continue
                 try:
@@ -577,7 +599,8 @@ def import_generations(
     try:
         raw = _read(path, errors)
     except (pl.exceptions.PolarsError, OSError, UnicodeDecodeError) as exc:
-        raise StorageError(f"{path}: cannot read the file: {exc}") from None
+        # Polars' messages span lines (with hints); the error is one line.
+        raise StorageError(f"{path}: cannot read the file: {' '.join(str(exc).split())}") from None
     if raw.height == 0:
         raise StorageError(f"{path}: no rows")
     df = _rename(raw, mapping, errors)

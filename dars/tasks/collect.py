@@ -43,7 +43,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -73,6 +73,10 @@ from dars.storage import (
 )
 from dars.storage.ledger import CallRef, Ledger, ledger
 from dars.storage.truth import remove_truth, write_truth
+from dars.tasks.failures import ExpectedFailure, quiet_expected_failures
+
+# Failed shards are reported in one line each, not by Prefect tracebacks (see the module).
+quiet_expected_failures()
 
 CHECKPOINT_ROWS = 200
 CHECKPOINT_SECONDS = 5.0
@@ -99,16 +103,34 @@ class CollectProgress:
     cost_usd: float = 0.0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     listeners: list[Callable[[CollectProgress], None]] = field(default_factory=list, repr=False)
+    _failed_keys: set[Hashable] = field(default_factory=set, repr=False)
 
     def add(
-        self, *, planned: int = 0, skipped: int = 0, ok: int = 0, failed: int = 0, cost: float = 0.0
+        self,
+        *,
+        planned: int = 0,
+        skipped: int = 0,
+        ok: int = 0,
+        failed: int = 0,
+        cost: float = 0.0,
+        key: Hashable | None = None,
     ) -> None:
+        """Count calls. With ``key`` (the call's observation key), ``failed`` counts keys that
+        END failed: a key counts once however often it fails, and no more once it succeeds (a
+        Prefect retry of its shard); without, every failure counts."""
         with self._lock:
             self.planned += planned
             self.skipped += skipped
             self.ok += ok
-            self.failed += failed
             self.cost_usd += cost
+            if key is None:
+                self.failed += failed
+            elif failed and key not in self._failed_keys:
+                self._failed_keys.add(key)
+                self.failed += 1
+            elif ok and key in self._failed_keys:
+                self._failed_keys.discard(key)
+                self.failed -= 1
         for fn in list(self.listeners):
             fn(self)
 
@@ -152,6 +174,8 @@ class ShardReport:
     leased_by: str | None = None
     # Results a killed run had journaled but not stored, stored by this shard before it started.
     recovered: int = 0
+    # Failed keys by cause ("server_error 500", "timeout", "auth 401", …): the one-line report.
+    errors: dict[str, int] = field(default_factory=dict)
     cost_usd: float = 0.0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -163,16 +187,25 @@ class ShardReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def count_error(self, cause: str, n: int = 1) -> None:
+        self.errors[cause] = self.errors.get(cause, 0) + n
 
-class ShardIncomplete(RuntimeError):
+
+def error_cause(err: LLMCallError) -> str:
+    """The failure class of a call and its HTTP status, e.g. "server_error 500", "timeout"."""
+    return f"{err.kind} {err.status_code}" if err.status_code else err.kind
+
+
+class ShardIncomplete(ExpectedFailure):
     """Some keys of a shard failed or could not run; a rerun fills exactly those."""
 
     def __init__(self, report: ShardReport) -> None:
         self.report = report
         who = f"{report.dataset}/{report.split}/{report.model or 'rewrites'}/shard {report.shard}"
+        causes = [f"{n} × {c}" for c, n in sorted(report.errors.items(), key=lambda x: -x[1])]
         super().__init__(
             f"{who}: {report.failed} failed, {report.not_run} not run "
-            f"({'; '.join(report.notes[:3]) or 'see the store'}); "
+            f"({'; '.join(causes + report.notes[:3]) or 'see the store'}); "
             "`dars rerun --failed` fills only those keys"
         )
 
@@ -432,10 +465,11 @@ async def _rewrite_todo(
                 )
                 settled = True
                 report.failed += n_ids
+                report.count_error(error_cause(err), n_ids)
                 if err.transient:
                     report.transient_failed += n_ids
                 report.notes.append(f"{qid}: {err}")
-                prog.add(failed=1)
+                prog.add(failed=1, key=("rewrite", dataset, split, qid))
                 return None
             payload = json.dumps({"query_id": qid, "text": gen.text})
             jid = led.settle(
@@ -450,7 +484,7 @@ async def _rewrite_todo(
             if jid is not None:
                 used_journal.append(jid)
             report.cost_usd += gen.cost_usd
-            prog.add(ok=1, cost=gen.cost_usd)
+            prog.add(ok=1, cost=gen.cost_usd, key=("rewrite", dataset, split, qid))
             return gen.text
         finally:
             if not settled:  # cancelled while in flight: the provider may have billed it
@@ -660,13 +694,13 @@ async def _decode_todo(
             "run_id": run_id,
         }
         settled = transient = False
-        gen = None
+        gen, cause = None, ""
         billed = 0.0  # what the provider billed, empty attempts included (the ledger's cost)
         try:
             try:
                 gen = await generate(spec, messages, params, key=key)
             except LLMCallError as err:
-                transient = err.transient
+                transient, cause = err.transient, error_cause(err)
                 billed = err.billed_usd
                 row |= {
                     "response": None,
@@ -676,7 +710,7 @@ async def _decode_todo(
                     "prompt_tokens": 0,
                     "completion_tokens": 0,
                     "cost_usd": 0.0,
-                    "latency_s": 0.0,
+                    "latency_s": err.elapsed_s,  # the time spent on the key, retries included
                     "status": "error",
                     "error": str(err),
                     "attempts": max(int(err.attempts), 1),
@@ -725,13 +759,14 @@ async def _decode_todo(
                     led.abandon(call_id)
         if gen is None:
             report.failed += 1
+            report.count_error(cause)
             if transient:
                 report.transient_failed += 1
-            prog.add(failed=1)
+            prog.add(failed=1, key=(dataset, split, qid, model, rid, did))
         else:
             report.ok += 1
             report.cost_usd += gen.cost_usd
-            prog.add(ok=1, cost=gen.cost_usd)
+            prog.add(ok=1, cost=gen.cost_usd, key=(dataset, split, qid, model, rid, did))
         async with lock:
             # The store write is synchronous and short (tens of ms); holding the lock keeps
             # checkpoints ordered and never concurrent within a shard.

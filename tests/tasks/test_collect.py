@@ -378,6 +378,8 @@ def test_failed_keys_are_recorded_without_the_key_and_a_rerun_requests_only_them
         errors.select(KEY), plan.filter(failing).select(KEY).sort(list(KEY)), check_dtypes=False
     )
     assert errors["score"].is_null().all() and (errors["cost_usd"] == 0).all()
+    # An error row's latency is the time spent on the key (requests and backoff), not 0.
+    assert (errors["latency_s"] > 0).all()
     # The server echoed the Authorization header into its error bodies; nothing stored has it.
     assert server.headers[0]["authorization"] == f"Bearer {FAKE_KEY}"
     for col in obs.columns:
@@ -398,6 +400,12 @@ def test_failed_keys_are_recorded_without_the_key_and_a_rerun_requests_only_them
     }
     message = str(ShardIncomplete(next(r for r in incomplete if r.model == "fake-b")))
     assert message.startswith("demo_mc/train/fake-b/shard 0: 4 failed, 0 not run (")
+    # The cause, counted: failure class and status (the model is in the shard's name).
+    assert "(4 × server_error 500" in message
+    assert {r.model: r.errors for r in incomplete} == {
+        "fake-b": {"server_error 500": 4},
+        "fake-a": {"auth 401": 3},
+    }
     assert FAKE_KEY not in message
     failed_prompts = decode_prompts(exp, tmp_path, plan.filter(failing))
     assert decode_hits(server) - decode_prompts(exp, tmp_path, plan.filter(~failing)) == Counter(
