@@ -24,8 +24,19 @@ import tests.reliability as pkg
 from tests.reliability.figures import Figure, failed
 
 
+# Scripts in this directory (money_helper.py) run with it first on sys.path: a module named like
+# a standard-library one (a `secrets.py` did) would shadow it in them. This guard keeps it so.
+def _check_no_stdlib_shadowing() -> None:
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name in sys.stdlib_module_names:
+            raise RuntimeError(
+                f"tests/reliability/{info.name}.py shadows the standard library's {info.name!r}"
+            )
+
+
 def topic_modules() -> list[str]:
     """Modules of this package that define ``measure`` (not the tests, not this file)."""
+    _check_no_stdlib_shadowing()
     names = []
     for info in pkgutil.iter_modules(pkg.__path__):
         if info.name.startswith("test_") or info.name in ("figures", "summary", "conftest"):
