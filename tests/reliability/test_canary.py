@@ -20,8 +20,7 @@ def test_no_reliability_module_shadows_the_standard_library():
     # money_helper.py runs as a script from this directory; a `secrets.py` here once replaced the
     # standard library's in it (numpy: "cannot import name randbits").
     import sys
+    from pathlib import Path
 
-    import tests.reliability as pkg
-
-    names = {p.stem for p in __import__("pathlib").Path(pkg.__path__[0]).glob("*.py")}
+    names = {p.stem for p in Path(__file__).parent.glob("*.py")}
     assert not names & set(sys.stdlib_module_names)
