@@ -310,6 +310,39 @@ def _print_status(exp: Any) -> Any:
     return total
 
 
+def _sound_store(root: str, *, list_strays: bool = False) -> Any:
+    """Read every file of the run's stores (checksums verified) before a command uses them.
+
+    A damaged file is one red line each (path, reason, what to do) and exit 1, so no command
+    runs on a store that silently lacks data; strays are never read and only warned about
+    (each one by ``dars status``, a count elsewhere). Returns the check."""
+    from dars.storage.integrity import check_store
+
+    check = check_store(root)
+    if list_strays:
+        for path in check.strays:
+            console.print(
+                Text(f"stray (not part of the store, never read): {path}", style="yellow"),
+                soft_wrap=True,
+            )
+    elif check.strays:
+        console.print(
+            Text(
+                f"warning: {len(check.strays)} stray file(s) under the store are not read "
+                "(`dars status` lists them)",
+                style="yellow",
+            )
+        )
+    return check
+
+
+def _exit_if_damaged(check: Any) -> None:
+    for d in check.damaged:
+        console.print(Text(d.message, style="red"), soft_wrap=True)
+    if check.damaged:
+        raise typer.Exit(1)
+
+
 @app.command()
 def collect(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -322,6 +355,7 @@ def collect(
     """Collect rewrites and the observation matrix (Prefect flow `collect`)."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    _exit_if_damaged(_sound_store(exp.root))
     upper = _print_budget(exp, exp.root)
     if upper > 0 and not exp.pool.simulated and not yes and sys.stdin.isatty():
         typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
@@ -342,11 +376,53 @@ def collect(
 
 
 @app.command("status")
-def status_cmd(config: ConfigOpt = Path("configs/demo.yaml"), root: RootOpt = None) -> None:
-    """Per-partition done / failed / missing counts of the observation store."""
+def status_cmd(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Move unreadable store files into <root>/quarantine/ and list the keys to "
+            "collect again.",
+        ),
+    ] = False,
+) -> None:
+    """Per-partition done / failed / missing counts of the observation store; every store file
+    is read and its checksums verified, strays and damaged files are listed."""
     exp = _load(config, root)
+    check = _sound_store(exp.root, list_strays=True)
+    if repair and check.damaged:
+        _print_repair(exp, config, check.damaged)
+    else:
+        _exit_if_damaged(check)
     total = _print_status(exp)
     raise typer.Exit(0 if total["failed"] == 0 and total["missing"] == 0 else 1)
+
+
+def _print_repair(exp: Any, config: Path, damaged: Any) -> None:
+    from dars.tasks.repair import repair_store
+
+    done = repair_store(exp, damaged)
+    for m in done.moved:
+        console.print(
+            f"quarantined {m.source} -> {m.target} ({m.damaged.reason})",
+            markup=False,
+            soft_wrap=True,
+        )
+    keys = done.keys
+    if keys.height:
+        shown = keys.head(20)
+        console.print(_frame_table(shown, f"{keys.height} key(s) to collect again"))
+        if keys.height > shown.height:
+            console.print(f"… and {keys.height - shown.height} more")
+        console.print(
+            f"collect them again with: dars collect --config {config} --root {exp.root}",
+            markup=False,
+            soft_wrap=True,
+        )
+    elif done.moved:
+        console.print("no planned key is missing after the repair")
 
 
 @app.command()
@@ -366,6 +442,7 @@ def rerun(
         raise typer.Exit(2)
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    _exit_if_damaged(_sound_store(exp.root))
     before = _print_status(exp)
     if before["failed"] == 0 and before["missing"] == 0:
         console.print("every key is stored ok; nothing to rerun")
@@ -587,9 +664,11 @@ def supervise(
     """Aggregate the store into DARS supervision, ablations, single-shot draws and diagnostics."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    _exit_if_damaged(_sound_store(exp.root))
     from dars.flows.supervise import supervise_flow
+    from dars.storage import StorageError
 
-    summary = _or_exit(supervise_flow, exp)
+    summary = _or_exit(supervise_flow, exp, errors=(FileNotFoundError, StorageError))
     console.print(_summary_table(summary, definition=exp.diagnostics.definition))
     console.print(f"supervision written under {RunLayout(exp.root).supervision_dir()}")
 
@@ -739,6 +818,7 @@ def run(
     from dars.flows.pipeline import pipeline_flow
 
     t0 = time.monotonic()
+    _exit_if_damaged(_sound_store(exp.root))
     _print_budget(exp, exp.root)
     try:
         with _CollectBar(exp, exp.root, processes):
