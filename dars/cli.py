@@ -392,15 +392,19 @@ def status_cmd(
     is read and its checksums verified, strays and damaged files are listed."""
     exp = _load(config, root)
     check = _sound_store(exp.root, list_strays=True)
+    to_rerun = 0
     if repair and check.damaged:
-        _print_repair(exp, config, check.damaged)
+        to_rerun = _print_repair(exp, config, check.damaged)
     else:
         _exit_if_damaged(check)
     total = _print_status(exp)
-    raise typer.Exit(0 if total["failed"] == 0 and total["missing"] == 0 else 1)
+    complete = total["failed"] == 0 and total["missing"] == 0 and to_rerun == 0
+    raise typer.Exit(0 if complete else 1)
 
 
-def _print_repair(exp: Any, config: Path, damaged: Any) -> None:
+def _print_repair(exp: Any, config: Path, damaged: Any) -> int:
+    """Quarantine ``damaged``, print what moved and the keys to collect again; returns how
+    many keys (rewrites included, which the observation status below does not count)."""
     from dars.tasks.repair import repair_store
 
     done = repair_store(exp, damaged)
@@ -412,10 +416,23 @@ def _print_repair(exp: Any, config: Path, damaged: Any) -> None:
         )
     keys = done.keys
     if keys.height:
-        shown = keys.head(20)
-        console.print(_frame_table(shown, f"{keys.height} key(s) to collect again"))
-        if keys.height > shown.height:
-            console.print(f"… and {keys.height - shown.height} more")
+        import polars as pl
+
+        where = ["store", "dataset", "split", "model", "shard"]
+        per = keys.group_by(where, maintain_order=True).agg(pl.len().alias("keys"))
+        console.print(_frame_table(per, f"{keys.height} key(s) to collect again"))
+        for k in keys.head(20).iter_rows(named=True):
+            cell = f"rewrite {k['rewrite_id']}" + (
+                "" if k["decode_id"] is None else f" decode {k['decode_id']}"
+            )
+            model = "" if k["model"] is None else f"/{k['model']}"
+            console.print(
+                f"  {k['store']} {k['dataset']}/{k['split']}{model}: {k['query_id']} {cell}",
+                markup=False,
+                soft_wrap=True,
+            )
+        if keys.height > 20:
+            console.print(f"  … and {keys.height - 20} more")
         console.print(
             f"collect them again with: dars collect --config {config} --root {exp.root}",
             markup=False,
@@ -423,6 +440,7 @@ def _print_repair(exp: Any, config: Path, damaged: Any) -> None:
         )
     elif done.moved:
         console.print("no planned key is missing after the repair")
+    return keys.height
 
 
 @app.command()

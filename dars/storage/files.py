@@ -198,7 +198,7 @@ def list_partition(partition_dir: Path) -> FileSet:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return text.splitlines()[0].rstrip(".")
 
 
 def _schema_difference(found: pa.Schema, expected: pa.Schema) -> str:
