@@ -186,6 +186,9 @@ def list_files(root: str | Path, kind: StoreKind, **filters: Any) -> FileSet:
     base = kind.base(RunLayout(root))
     out = FileSet()
     _walk(base, kind.partition, 0, (), filters, out)
+    # Whole-path order, as a glob over the store lists them (``model=a-b/…`` before
+    # ``model=a/…``), so scans return rows in the order they always did.
+    out.parts.sort(key=lambda f: str(f.path))
     return out
 
 

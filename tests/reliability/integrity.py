@@ -1,6 +1,6 @@
 """Store integrity under damage: every corrupt-store case × every command that reads the store.
 
-``measure(workdir, quick)`` collects one tiny simulated run (2 models, 66 keys) and then, for each
+``measure(workdir, quick)`` collects one tiny simulated run (2 models, 84 keys) and then, for each
 case of ``CASES`` (a truncated, zero-byte, wrong-schema part, a directory in place of one, bytes
 flipped in a data page, an unreadable footer, …, and the strays: a backup copy, a junk file, a
 stray directory) on a fresh copy of that store, runs ``dars status``, ``dars supervise``,
@@ -45,29 +45,15 @@ SAME = ["query_id", "rewrite_id", "decode_id", "response", "score", "cost_usd", 
 
 
 def tiny_config(workdir: Path) -> Path:
-    """A 2-model simulated experiment: 6 train + 3 test queries, 66 decode keys, 3 shards."""
-    from dars.sim import default_sim_specs, sim_rewriter_spec
+    """A 2-model simulated experiment: 6 train + 3 test queries, 84 decode keys, shards of 4."""
+    from tests.simstore import sim_experiment
 
-    cfg = {
-        "name": "integrity",
-        "root": str(workdir / "base"),
-        "benchmarks": [{"name": "demo_mc", "n_train": 6, "n_test": 3, "options": {"n_items": 9}}],
-        "protocol": {
-            "train_rewrites": 2,
-            "train_decodes": 2,
-            "test_rewrites": 1,
-            "test_rewrite_decodes": 1,
-            "test_decodes": 2,
-        },
-        "pool": {"models": [s.model_dump(mode="json") for s in default_sim_specs()[:2]]},
-        "rewriter": sim_rewriter_spec().model_dump(mode="json"),
-        "single_shot_draws": 5,
-        "shard_size": 4,
-        "encoder": "tfidf",
-        "families": ["knn"],
-    }
+    exp = sim_experiment(
+        workdir / "base", n_train=6, n_items=9, train_rewrites=2, train_decodes=2, models=2
+    )
+    exp = exp.model_copy(update={"shard_size": 4, "encoder": "tfidf", "single_shot_draws": 5})
     path = workdir / "integrity.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    path.write_text(yaml.safe_dump(exp.model_dump(mode="json"), sort_keys=False))
     return path
 
 
@@ -87,6 +73,23 @@ def flip_bytes(path: Path, column: str, seed: int, n: int = 4) -> None:
     for _ in range(n):
         data[rng.randrange(start + (end - start) // 2, end)] ^= rng.randrange(1, 256)
     path.write_bytes(bytes(data))
+
+
+def flipped_cost_store(root: Path, seed: int) -> Path:
+    """One shard of 300 observations with distinct costs, then 4 bytes of its ``cost_usd`` pages
+    flipped (seeded); returns the shard's path."""
+    from dars.storage import RunLayout, write_observations
+    from tests.storage.conftest import obs_row
+
+    rows = [
+        obs_row(f"q{i}", "a", 0, d, cost_usd=1e-4 * (i + 1) + d * 1e-6)
+        for i in range(100)
+        for d in range(3)
+    ]
+    write_observations(root, pl.DataFrame(rows), shard=0)
+    path = RunLayout(root).observation_file("demo", "train", "a", 0)
+    flip_bytes(path, "cost_usd", seed)
+    return path
 
 
 def _truncate(p: Path) -> Path:
@@ -296,21 +299,13 @@ def _one(workdir: Path, cfg: Path, base: Path, case: Case, command: str, clean_s
 
 def _flipped_cost_figure(workdir: Path, trials: int) -> Figure:
     """Item 7: 4 random bytes in ``cost_usd`` pages, ``trials`` seeds: caught or returned?"""
-    from dars.storage import RunLayout, read_observations, write_observations
+    from dars.storage import read_observations
     from dars.storage.files import DamagedFileError
-    from tests.storage.conftest import obs_row
 
     caught = silent = 0
     for seed in range(trials):
         root = workdir / f"flip-{seed}"
-        rows = [
-            obs_row(f"q{i}", "a", 0, d, cost_usd=1e-4 * (i + 1) + d * 1e-6)
-            for i in range(100)
-            for d in range(3)
-        ]
-        write_observations(root, pl.DataFrame(rows), shard=0)
-        path = RunLayout(root).observation_file("demo", "train", "a", 0)
-        flip_bytes(path, "cost_usd", seed)
+        path = flipped_cost_store(root, seed)
         try:
             read_observations(root, ["cost_usd"])
             silent += 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import shutil
 
 import polars as pl
@@ -28,6 +27,7 @@ from dars.storage.files import (
     read_shard_file,
 )
 from dars.storage.schemas import OBSERVATION_FILE_SCHEMA, OBSERVATION_POLARS_SCHEMA
+from tests.reliability.integrity import flip_bytes, flipped_cost_store
 
 KEY = ["model", "query_id", "decode_id"]
 
@@ -39,20 +39,6 @@ def _store(root, make_obs, n: int = 6):
             rows = [make_obs(f"q{shard}-{i}", model, 0, 0) for i in range(n)]
             write_observations(root, pl.DataFrame(rows), shard=shard)
     return RunLayout(root).observation_file("demo", "train", "a", 0)
-
-
-def flip_bytes(path, column: str, seed: int, n: int = 4) -> None:
-    """XOR ``n`` random bytes inside ``column``'s column chunk (second half: page data)."""
-    rg = pq.ParquetFile(path).metadata.row_group(0)
-    names = [rg.column(i).path_in_schema for i in range(rg.num_columns)]
-    c = rg.column(names.index(column))
-    start = c.dictionary_page_offset or c.data_page_offset
-    end = start + c.total_compressed_size
-    data = bytearray(path.read_bytes())
-    rng = random.Random(seed)
-    for _ in range(n):
-        data[rng.randrange(start + (end - start) // 2, end)] ^= rng.randrange(1, 256)
-    path.write_bytes(bytes(data))
 
 
 def _one_line_naming(exc: pytest.ExceptionInfo, path) -> str:
@@ -152,20 +138,13 @@ def test_damaged_files_raise_one_line_naming_them(tmp_path, make_obs, damage, re
     assert isinstance(exc.value, StorageError) and exc.value.path == target
 
 
-def test_flipped_bytes_in_cost_are_caught_not_returned(tmp_path, make_obs):
+def test_flipped_bytes_in_cost_are_caught_not_returned(tmp_path):
     """Item 7: 4 random bytes in ``cost_usd`` used to change values silently (10 of 20 seeds
     before page checksums; the rest failed without a path). Now every seed raises, naming the
     file, on the lazy scan and on the eager reader alike."""
     for seed in range(20):
         root = tmp_path / str(seed)
-        rows = [
-            make_obs(f"q{i}", "a", 0, d, cost_usd=1e-4 * (i + 1) + d * 1e-6)
-            for i in range(100)
-            for d in range(3)
-        ]
-        write_observations(root, pl.DataFrame(rows), shard=0)
-        path = RunLayout(root).observation_file("demo", "train", "a", 0)
-        flip_bytes(path, "cost_usd", seed)
+        path = flipped_cost_store(root, seed)
         for read in (
             lambda r=root: scan_observations(r).select("cost_usd").collect(),
             lambda r=root: read_observations(r, ["cost_usd"]),
