@@ -19,6 +19,7 @@ lazy scans while a writer replaces shards (item 10: none fails), and the repair 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import random
@@ -206,6 +207,17 @@ def _detach_prefect_console() -> None:
         for h in list(lg.handlers):
             if isinstance(h, PrefectConsoleHandler):
                 lg.removeHandler(h)
+
+
+def _prefect_server() -> contextlib.AbstractContextManager[object]:
+    """A temporary Prefect server for the flows, unless one is configured already (e.g. the
+    session harness of tests/flows when the whole suite runs): one server start is seconds."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    if PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    return prefect_test_harness(server_startup_timeout=120)
 
 
 @dataclass(frozen=True)
@@ -413,9 +425,7 @@ def measure(workdir: Path, quick: bool) -> list[Figure]:
         _flipped_cost_figure(workdir, 20),
         _concurrent_scan_figure(workdir, 10 if quick else 40),
     ]
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
+    with _prefect_server():
         first = run_cli(["collect", "-c", str(cfg), "--workers", "2"])
         if first.exit_code != 0:
             raise RuntimeError(f"the base store could not be collected:\n{first.output}")
