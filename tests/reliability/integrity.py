@@ -301,7 +301,7 @@ def _one(workdir: Path, cfg: Path, base: Path, case: Case, command: str, clean_s
         value = f"exit {out.exit_code}; " + ("1 line names file" if seen else "file NOT named")
         target_txt = "exit ≠ 0; 1 line names file + fix; store unchanged"
     value += "; traceback" if out.traceback else "; no traceback"
-    if command != "status --repair":
+    if command != "status --repair" or case.stray:
         value += "; store unchanged" if before == after else "; STORE CHANGED"
     if not ok:
         notes.append(out.output.strip().splitlines()[-1][:200] if out.output.strip() else "")
