@@ -85,8 +85,13 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect'
 
 
 def _quiet_prefect(verbose: bool) -> None:
+    """Prefect setup of every command that runs a flow: its log level, and a temporary server
+    that dies with this process (a killed CLI leaves no orphan server, issue 12)."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from dars.procs import own_prefect_server
+
+    own_prefect_server()
 
 
 def _load(config: Path, root: str | None) -> Any:
@@ -285,9 +290,28 @@ def _print_budget(exp: Any, root: str) -> float:
 
 def _run_collect(exp: Any, workers: int, processes: bool) -> dict[str, Any]:
     from dars.flows.collect import collect_flow
+    from dars.tasks.collect import new_run_id
 
-    with _CollectBar(exp, exp.root, processes):
-        return collect_flow(exp, None, workers, processes)
+    run_id = new_run_id()
+    try:
+        with _CollectBar(exp, exp.root, processes):
+            return collect_flow(exp, None, workers, processes, run_id)
+    finally:
+        _print_spend(exp, run_id)
+
+
+def _print_spend(exp: Any, run_id: str) -> None:
+    """The ledger's spend of this run and of the root (every run, rewriter calls included)."""
+    from dars.storage import ledger
+
+    led = ledger(exp.root)
+    run, root = led.summary(run_id), led.summary()
+    cap = f" of the ${exp.spend_cap_usd:.2f} cap" if exp.spend_cap_usd is not None else ""
+    lost = f"; {root.lost} calls lost in flight by killed runs" if root.lost else ""
+    console.print(
+        f"spend (ledger): ${run.billed_usd:.4f} this run ({run.calls} calls, run {run_id}), "
+        f"${root.billed_usd:.4f}{cap} on this root{lost}"
+    )
 
 
 def _print_status(exp: Any) -> Any:
@@ -370,8 +394,15 @@ def collect(
     wall = time.monotonic() - t0
     console.print(
         f"collected {dec['ok']} calls (+{result['rewrite']['ok']} rewrites) in {wall:.1f}s"
-        f" ({dec['ok'] / max(wall, 1e-9):.0f} calls/s), cost ${dec['cost_usd']:.4f}"
+        f" ({dec['ok'] / max(wall, 1e-9):.0f} calls/s)"
     )
+    for stage in ("rewrite", "decode"):
+        st = result[stage]
+        if st.get("leased"):
+            console.print(
+                f"skipped {st['leased_shards']} {stage} shard(s) ({st['leased']} keys): "
+                f"held by live run(s) {', '.join(st['leased_by'])} on this root"
+            )
     _print_status(exp)
 
 
@@ -398,6 +429,14 @@ def status_cmd(
     else:
         _exit_if_damaged(check)
     total = _print_status(exp)
+    from dars.storage import ledger
+
+    spent = ledger(exp.root).summary()
+    if spent.calls or spent.lost:
+        console.print(
+            f"spend (ledger): ${spent.billed_usd:.4f} over {spent.calls} calls on this root"
+            + (f"; {spent.lost} calls lost in flight by killed runs" if spent.lost else "")
+        )
     complete = total["failed"] == 0 and total["missing"] == 0 and to_rerun == 0
     raise typer.Exit(0 if complete else 1)
 

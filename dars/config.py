@@ -278,6 +278,9 @@ class Experiment(_Strict):
     root: str = "runs/default"
     request_timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    # An empty or whitespace-only completion: retried like a 5xx then stored as an error
+    # (`retry`), or stored and scored as the answer (`accept`).
+    empty_completion: Literal["retry", "accept"] = "retry"
     spend_cap_usd: float | None = Field(default=None, ge=0)
     shard_size: int = Field(default=50, ge=1)
     # Router families that `dars train` trains and the sweeps use by default.

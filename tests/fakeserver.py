@@ -13,6 +13,8 @@ a request and still has uses left decides what happens to it::
         srv.add_rule(Status(500), match="question 7")      # every request whose prompt has it
         srv.add_rule(Hang(5.0), times=1, match="slow")     # first hit of a prompt hangs
         srv.add_rule(Malformed(), times=1)                 # a 200 whose body is not valid JSON
+        srv.add_rule(Reply("  "), times=1)                 # a 200 with a whitespace-only answer
+        srv.add_rule(Reply("ok", echo_auth=True))          # a 200 whose answer quotes the key
         ...
         srv.hits["the prompt"]        # how many requests carried that prompt (all outcomes)
         srv.ok_hits["the prompt"]     # how many of them got a normal 200 answer
@@ -21,6 +23,8 @@ a request and still has uses left decides what happens to it::
 "The prompt" is the content of the last user message of a request. The reply text comes from
 ``responder(body) -> str`` (default: ``"echo: <prompt>\\nFinal Answer: 42"``); usage counts are
 ``ceil(chars / 4)`` of the prompt messages and of the reply, so tests can predict costs.
+``FakeOpenAIServer(echo_auth_header=True)`` also sends the request's key back in a response
+header on every reply (``X-Echo-Api-Key``), the way some debugging proxies do.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ __all__ = [
     "FakeOpenAIServer",
     "Hang",
     "Malformed",
+    "Reply",
     "Rule",
     "Status",
     "count_tokens",
@@ -54,12 +59,14 @@ class Status:
 
     ``echo_auth`` puts the request's Authorization header into the error message, the way some
     misbehaving gateways do, so tests can check that callers scrub keys from errors.
-    ``retry_after`` sets a Retry-After header (seconds).
+    ``echo_key`` puts the bare key (the Authorization header without ``Bearer``) in the message,
+    which no key-shaped pattern catches. ``retry_after`` sets a Retry-After header (seconds).
     """
 
     code: int
     message: str = "injected error"
     echo_auth: bool = False
+    echo_key: bool = False
     retry_after: float | None = None
 
 
@@ -85,11 +92,22 @@ class Malformed:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """A normal 200 answer whose message content is ``content`` (``None`` sends JSON null), e.g.
+    an empty or whitespace-only completion, with ``finish_reason``. ``echo_auth`` appends the
+    request's bare key to the content, like a model repeating a key it was shown."""
+
+    content: str | None
+    finish_reason: str = "stop"
+    echo_auth: bool = False
+
+
+@dataclass(frozen=True)
 class Disconnect:
     """Close the connection without sending any response."""
 
 
-Fault = Status | Hang | Delay | Malformed | Disconnect
+Fault = Status | Hang | Delay | Malformed | Reply | Disconnect
 
 
 @dataclass
@@ -135,6 +153,12 @@ def _default_responder(body: dict[str, Any]) -> str:
     return f"echo: {last_user_prompt(body)}\nFinal Answer: 42"
 
 
+def bare_key(headers: dict[str, str]) -> str:
+    """The key a request carried: its Authorization header without ``Bearer``, or x-api-key."""
+    auth = headers.get("authorization", "")
+    return auth.removeprefix("Bearer ").strip() or headers.get("x-api-key", "")
+
+
 class FakeOpenAIServer:
     """OpenAI-compatible fake server; use as a context manager or call start()/stop()."""
 
@@ -143,9 +167,11 @@ class FakeOpenAIServer:
         *,
         responder: Callable[[dict[str, Any]], str] | None = None,
         latency_s: float = 0.0,
+        echo_auth_header: bool = False,
     ) -> None:
         self.responder = responder or _default_responder
         self.latency_s = latency_s
+        self.echo_auth_header = echo_auth_header
         self.rules: list[Rule] = []
         self.hits: Counter[str] = Counter()
         self.ok_hits: Counter[str] = Counter()
@@ -247,9 +273,12 @@ class FakeOpenAIServer:
                 self.ok_hits[prompt] += 1
 
     def _completion_body(self, body: dict[str, Any]) -> bytes:
-        text = self.responder(body)
+        return self._encode(body, self.responder(body), "stop")
+
+    def _encode(self, body: dict[str, Any], text: str | None, finish_reason: str) -> bytes:
+        """An OpenAI chat-completion body answering ``body`` with ``text`` (None: JSON null)."""
         prompt_chars = "".join(str(m.get("content") or "") for m in body.get("messages") or [])
-        pt, ct = count_tokens(prompt_chars), count_tokens(text)
+        pt, ct = count_tokens(prompt_chars), count_tokens(text or "")
         return json.dumps(
             {
                 "id": f"chatcmpl-fake-{len(self.requests)}",
@@ -260,7 +289,7 @@ class FakeOpenAIServer:
                     {
                         "index": 0,
                         "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
+                        "finish_reason": finish_reason,
                     }
                 ],
                 "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
@@ -275,10 +304,14 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # keep test output clean
 
+        _request_headers: dict[str, str] = {}
+
         def _send(self, code: int, payload: bytes, extra: dict[str, str] | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            if server.echo_auth_header:
+                self.send_header("X-Echo-Api-Key", bare_key(self._request_headers))
             for k, v in (extra or {}).items():
                 self.send_header(k, v)
             self.end_headers()
@@ -298,6 +331,7 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(400, b'{"error": {"message": "request body is not JSON"}}')
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
+            self._request_headers = headers
             prompt, fault = server._admit(body, headers)
             # Counters are updated before the response is written, so a client that has read
             # its answer always sees them up to date.
@@ -315,6 +349,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     msg = fault.message
                     if fault.echo_auth:
                         msg += f" (received Authorization: {headers.get('authorization', '')})"
+                    if fault.echo_key:
+                        msg += f" (key {bare_key(headers)} is not allowed here)"
                     err = {"error": {"message": msg, "type": "injected", "code": fault.code}}
                     extra = {}
                     if fault.retry_after is not None:
@@ -325,6 +361,13 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 if isinstance(fault, Malformed):
                     server._leave(prompt, ok=False)
                     self._send(200, fault.body)
+                    return
+                if isinstance(fault, Reply):
+                    text = fault.content
+                    if fault.echo_auth:
+                        text = f"{text or ''} My key is {bare_key(headers)}."
+                    server._leave(prompt, ok=True)
+                    self._send(200, server._encode(body, text, fault.finish_reason))
                     return
                 payload = server._completion_body(body)
                 # A hung request's client has usually given up, so it does not count as served.

@@ -12,8 +12,12 @@ import json
 import logging
 import sys
 
+from dars.procs import exit_with_parent
+
 
 def main() -> None:
+    # Our parent may be SIGKILLed mid-computation: then stdin never reaches EOF in time.
+    exit_with_parent()
     logging.disable(logging.WARNING)  # math-verify logs every timeout; the parent decides
     from math_verify.errors import TimeoutException
 

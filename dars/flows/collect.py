@@ -19,6 +19,7 @@ from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.procs import exit_with_parent
 from dars.tasks.collect import (
     ShardIncomplete,
     decode_shard_task,
@@ -32,10 +33,11 @@ from dars.tasks.collect import (
 
 
 def task_runner(workers: int, processes: bool) -> Any:
-    """Threads (default) or processes for the shard tasks of one flow run."""
-    return (
-        ProcessPoolTaskRunner(max_workers=workers) if processes else ThreadPoolTaskRunner(workers)
-    )
+    """Threads (default) or processes for the shard tasks of one flow run; a process worker
+    exits when the flow's process is gone (killed), instead of living on as an orphan."""
+    if processes:
+        return ProcessPoolTaskRunner(max_workers=workers, initializer=exit_with_parent)
+    return ThreadPoolTaskRunner(workers)
 
 
 @contextlib.contextmanager
@@ -74,9 +76,13 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
             failures.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
             failures.append(f"{type(exc).__name__}: {exc}")
-    keys = ("planned", "already_done", "ok", "failed", "not_run")
+    keys = ("planned", "already_done", "ok", "failed", "not_run", "leased", "recovered")
     totals = {k: sum(int(r.get(k, 0)) for r in reports) for k in keys}
     totals["cost_usd"] = sum(float(r.get("cost_usd", 0.0)) for r in reports)
+    # Shards skipped because another live run on the root holds them: how many, and whose.
+    leased = [r for r in reports if r.get("leased")]
+    totals["leased_shards"] = len(leased)
+    totals["leased_by"] = sorted({str(r["leased_by"]) for r in leased if r.get("leased_by")})
     return {"stage": kind, "tasks": len(futures), **totals, "failures": failures}
 
 
@@ -86,12 +92,14 @@ def rewrite_flow(
     root: str | None = None,
     workers: int = 4,
     processes: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard)."""
+    """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard).
+    ``run_id`` (default: a new one) is recorded with every call in the root's ledger."""
     exp = resolve_experiment(config, root)
-    reset_progress(exp.spend_cap_usd)
+    reset_progress()
     todo, complete = plan_rewrites_task(exp)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
             runner.submit(
@@ -118,13 +126,15 @@ def decode_flow(
     root: str | None = None,
     workers: int = 4,
     processes: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Run every missing observation; one task per (dataset, split, model, shard). Then, for a
-    simulated pool, store its ground truth per dataset (label recovery reads it)."""
+    simulated pool, store its ground truth per dataset (label recovery reads it). ``run_id``
+    (default: a new one) is stored with every row and recorded in the root's ledger."""
     exp = resolve_experiment(config, root)
-    reset_progress(exp.spend_cap_usd)
+    reset_progress()
     todo, complete = plan_decodes_task(exp)
-    run_id = new_run_id()
+    run_id = run_id or new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
             runner.submit(
@@ -156,22 +166,27 @@ def collect_flow(
     root: str | None = None,
     workers: int = 4,
     processes: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Rewrite then decode (two subflows, visible as such in the Prefect UI).
+    """Rewrite then decode (two subflows, visible as such in the Prefect UI), both under one
+    ``run_id`` (default: a new one; returned as ``run_id``), the key of this run's spend in the
+    root's ledger.
 
     Raises ``RuntimeError`` at the end when some shard is incomplete, after every other shard has
-    run, so the flow run is marked failed and ``dars rerun --failed`` knows what to do.
+    run, so the flow run is marked failed and ``dars rerun --failed`` knows what to do. Shards
+    skipped because another live run holds them are not failures (see ``leased``).
     """
     exp = resolve_experiment(config, root)
-    rw = rewrite_flow(exp, None, workers, processes)
-    dec = decode_flow(exp, None, workers, processes)
+    run_id = run_id or new_run_id()
+    rw = rewrite_flow(exp, None, workers, processes, run_id)
+    dec = decode_flow(exp, None, workers, processes, run_id)
     if rw["failures"] or dec["failures"]:
         raise RuntimeError(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
             f"{len(dec['failures'])} decode shard(s) failed; first: "
             f"{(rw['failures'] + dec['failures'])[0]}"
         )
-    return {"rewrite": rw, "decode": dec}
+    return {"rewrite": rw, "decode": dec, "run_id": run_id}
 
 
 __all__ = ["collect_flow", "decode_flow", "rewrite_flow", "task_runner"]

@@ -8,8 +8,22 @@ concurrency limits), ``client`` (the client). Importing this package does not im
 (that happens on the first call).
 """
 
-from dars.llm.client import PROVIDERS, LLMClient, default_client, generate, get_litellm
-from dars.llm.errors import TRANSIENT_KINDS, LLMCallError, classify_exception, scrub
+from dars.llm.client import (
+    PROVIDERS,
+    LLMClient,
+    default_client,
+    generate,
+    get_litellm,
+    max_cost_usd,
+)
+from dars.llm.errors import (
+    TRANSIENT_KINDS,
+    EmptyCompletionError,
+    LLMCallError,
+    classify_exception,
+    remember_keys,
+    scrub,
+)
 from dars.llm.limits import ModelLimits, TokenBucket
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
 
@@ -17,6 +31,7 @@ __all__ = [
     "PROVIDERS",
     "TRANSIENT_KINDS",
     "CallKey",
+    "EmptyCompletionError",
     "GenParams",
     "Generation",
     "LLMCallError",
@@ -27,6 +42,8 @@ __all__ = [
     "default_client",
     "estimate_tokens",
     "generate",
+    "remember_keys",
     "get_litellm",
+    "max_cost_usd",
     "scrub",
 ]

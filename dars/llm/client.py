@@ -13,12 +13,21 @@ goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
   sent with 200) that the identical request does not repeat; it spends the same ``max_retries``
   budget, so a provider that is systematically broken costs at most ``max_retries + 1``
   requests per call before the call is recorded as failed with kind ``malformed``;
+* an empty or whitespace-only completion is a transient failure too (kind ``empty``: a provider
+  or gateway fault, not an answer), retried within the same budget and then raised as
+  ``EmptyCompletionError``, which the collect stage stores as ``status=error``; one cut at
+  ``max_tokens`` before any visible text (kind ``empty_truncated``) fails at once, since the
+  same budget ends the same way. ``GenParams.empty_completion="accept"`` (the experiment's
+  ``empty_completion``) returns empty answers as they are instead. The empty attempts' cost is
+  reported (``Generation.empty_cost_usd``, ``LLMCallError.billed_usd``): the provider bills them;
 * a per-model concurrency limit (``spec.max_concurrency``) and per-model rpm/tpm token buckets
   (:mod:`dars.llm.limits`);
 * the cost from the spec's prices per 1M tokens, else litellm's local cost map, else 0 with a
   one-time warning per model;
 * the API key read from the environment variable named by ``spec.api_key_env``, passed to
-  litellm as ``api_key`` and scrubbed from every error message we produce; a model with an
+  litellm as ``api_key`` and scrubbed from every error message we produce and from the
+  completion text returned (every key remembered by the process, see
+  :func:`dars.llm.errors.remember_keys`, is scrubbed from both); a model with an
   ``api_base`` and no ``api_key_env`` (a local server: llama.cpp, vLLM, Ollama) gets the
   placeholder :data:`KEYLESS_API_KEY`, never a key litellm would find in the environment.
 
@@ -48,12 +57,15 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from dars.llm.errors import (
+    EMPTY_KINDS,
     TRANSIENT_KINDS,
+    EmptyCompletionError,
     LLMCallError,
     ScrubFilter,
     classify_exception,
     remember_secret,
     scrub,
+    scrub_known,
 )
 from dars.llm.limits import ModelLimits
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
@@ -295,6 +307,7 @@ class LLMClient:
         hard_timeout = params.timeout_s * 1.5 + 5.0
 
         attempt = 0
+        empty_cost = 0.0  # billed by the provider for attempts answered with an empty text
         while True:
             attempt += 1
             await limits.wait_for_rate(est_tokens)
@@ -322,17 +335,30 @@ class LLMClient:
                         ct = math.ceil(len(text) / 4)
                     if limits.tpm_bucket is not None:
                         limits.tpm_bucket.refund(est_tokens - (pt + ct))
-                    return Generation(
-                        text=text,
-                        prompt_tokens=pt,
-                        completion_tokens=ct,
-                        cost_usd=self._cost(spec, pt, ct),
-                        latency_s=latency,
-                        attempts=attempt,
-                        finish_reason=finish,
+                    cost = self._cost(spec, pt, ct)
+                    if text.strip() or params.empty_completion == "accept":
+                        return Generation(
+                            # A model may repeat a key it saw (in a prompt, a tool output):
+                            # what we return is stored, so no key value may survive in it.
+                            text=scrub_known(text, secrets),
+                            prompt_tokens=pt,
+                            completion_tokens=ct,
+                            cost_usd=cost,
+                            latency_s=latency,
+                            attempts=attempt,
+                            finish_reason=finish,
+                            empty_cost_usd=empty_cost,
+                        )
+                    empty_cost += cost
+                    kind = "empty_truncated" if finish == "length" else "empty"
+                    status, retry_after = None, None
+                    detail = (
+                        f"empty completion (finish_reason {finish!r}, {ct} completion tokens)"
+                        + ("; raise max_tokens" if kind == "empty_truncated" else "")
                     )
-                kind, status, detail = "malformed", None, "response has no choices/message"
-                retry_after = None
+                else:
+                    kind, status, detail = "malformed", None, "response has no choices/message"
+                    retry_after = None
             else:
                 kind, status = classify_exception(failure)
                 detail = scrub(f"{type(failure).__name__}: {failure}", secrets)
@@ -340,8 +366,14 @@ class LLMClient:
 
             if kind not in TRANSIENT_KINDS or attempt > params.max_retries:
                 # ``from None``: the original exception text may contain the key.
-                raise LLMCallError(
-                    kind, detail, model=spec.name, status_code=status, attempts=attempt
+                error = EmptyCompletionError if kind in EMPTY_KINDS else LLMCallError
+                raise error(
+                    kind,
+                    detail,
+                    model=spec.name,
+                    status_code=status,
+                    attempts=attempt,
+                    billed_usd=empty_cost,
                 ) from None
             delay = self.backoff_s(attempt, retry_after)
             log.debug(
@@ -364,8 +396,8 @@ def _parse_response(response: Any) -> tuple[str, int | None, int | None, str | N
     message = getattr(choice, "message", None)
     if message is None:
         return None
-    # ``None`` content is a legitimate (empty) answer, e.g. a reasoning model that spent its
-    # whole budget thinking; it is scored, not retried.
+    # ``None`` content is an empty answer (e.g. a reasoning model that spent its whole budget
+    # thinking); the caller decides what an empty answer is (GenParams.empty_completion).
     text = message.content if isinstance(message.content, str) else ""
     usage = getattr(response, "usage", None)
     pt = getattr(usage, "prompt_tokens", None) if usage is not None else None
@@ -414,3 +446,23 @@ async def generate(
 ) -> Generation:
     """``default_client().generate(...)``: the call every stage uses."""
     return await default_client().generate(spec, messages, params, key=key)
+
+
+_UNIT_PRICES: dict[tuple[str, str, float | None, float | None], tuple[float, float]] = {}
+
+
+def max_cost_usd(spec: ModelSpec, messages: Sequence[dict[str, Any]], params: GenParams) -> float:
+    """Upper bound of one call's cost: the prompt estimate (:func:`estimate_tokens`) at the
+    input price plus ``params.max_tokens`` at the output price (prices as the cost of a call:
+    the spec's, else litellm's cost map, else 0). The spend cap reserves it before each call;
+    it is exceeded only when the provider counts more prompt tokens than the estimate."""
+    sig = (spec.name, spec.litellm_model, spec.input_price_per_m, spec.output_price_per_m)
+    unit = _UNIT_PRICES.get(sig)
+    if unit is None:
+        # Per-token prices, looked up once per model (the cost-map lookup is not free).
+        client = default_client()
+        unit = _UNIT_PRICES[sig] = (
+            client._cost(spec, 1_000_000, 0) / 1e6,
+            client._cost(spec, 0, 1_000_000) / 1e6,
+        )
+    return estimate_tokens(messages) * unit[0] + params.max_tokens * unit[1]

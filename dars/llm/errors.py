@@ -3,32 +3,48 @@
 ``classify_exception`` maps whatever ``litellm.acompletion`` raised to a failure class; the
 transient classes (``TRANSIENT_KINDS``: 429, 5xx, timeouts, connection errors, malformed bodies)
 are retried by the client, the rest fail at once. A final failure is an ``LLMCallError`` whose
-``str`` is the short error string the store records.
+``str`` is the short error string the store records; ``EmptyCompletionError`` is the one for
+calls whose every answer was empty or whitespace-only.
 
-Every key the client reads is remembered (``remember_secret``) and ``scrub`` removes it, and
-anything key-shaped, from error text; ``ScrubFilter`` does the same to litellm's own log records,
-which include provider error bodies.
+Every key the client reads is remembered (``remember_secret``; ``remember_keys`` reads and
+remembers the keys of a whole pool up front) and ``scrub`` removes it, and anything key-shaped,
+from error text; ``ScrubFilter`` does the same to litellm's own log records, which include
+provider error bodies. Completions get ``scrub_known``: the remembered key values only, since a
+key-shaped pattern would also rewrite legitimate answers (a code sample with ``api_key=...``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-# Classes of failure. The transient ones are retried; the rest fail at once.
-TRANSIENT_KINDS = frozenset({"rate_limit", "server_error", "timeout", "connection", "malformed"})
+if TYPE_CHECKING:
+    from dars.config import ModelSpec
+
+# Classes of failure. The transient ones are retried; the rest fail at once. An empty answer
+# ("empty") is a provider fault, not an answer; one cut at max_tokens before any visible text
+# ("empty_truncated", e.g. a reasoning model that spent its budget thinking) is not transient:
+# the same request with the same budget ends the same way.
+TRANSIENT_KINDS = frozenset(
+    {"rate_limit", "server_error", "timeout", "connection", "malformed", "empty"}
+)
+EMPTY_KINDS = frozenset({"empty", "empty_truncated"})
 
 
 class LLMCallError(Exception):
     """A call failed for good. ``kind`` is one of the failure classes (``rate_limit``,
-    ``server_error``, ``timeout``, ``connection``, ``malformed``, ``bad_request``, ``auth``,
-    ``permission``, ``not_found``, ``context_window``, ``content_filter``, ``missing_key``,
-    ``unknown``); ``detail`` has been scrubbed of API keys. ``str(err)`` is the short string to
-    store."""
+    ``server_error``, ``timeout``, ``connection``, ``malformed``, ``empty``,
+    ``empty_truncated``, ``bad_request``, ``auth``, ``permission``, ``not_found``,
+    ``context_window``, ``content_filter``, ``missing_key``, ``unknown``); ``detail`` has been
+    scrubbed of API keys. ``str(err)`` is the short string to store. ``billed_usd`` is what the
+    provider billed for the attempts it answered (empty completions come with usage); 0 for
+    failures without a usable body."""
 
     def __init__(
         self,
@@ -38,12 +54,14 @@ class LLMCallError(Exception):
         model: str,
         status_code: int | None = None,
         attempts: int = 1,
+        billed_usd: float = 0.0,
     ) -> None:
         self.kind = kind
         self.detail = detail
         self.model = model
         self.status_code = status_code
         self.attempts = attempts
+        self.billed_usd = billed_usd
         super().__init__(self.error)
 
     @property
@@ -55,6 +73,14 @@ class LLMCallError(Exception):
         code = f" {self.status_code}" if self.status_code else ""
         tries = f"{self.attempts} attempt" + ("s" if self.attempts != 1 else "")
         return f"{self.kind}{code} after {tries} ({self.model}): {self.detail}"[:300]
+
+
+class EmptyCompletionError(LLMCallError):
+    """Every attempt of a call was answered with an empty or whitespace-only completion (kind
+    ``empty``, retried like a 5xx), or with one cut at ``max_tokens`` before any visible text
+    (kind ``empty_truncated``, not retried). The collect stage stores it as ``status=error``, so
+    ``dars rerun --failed`` asks again; ``empty_completion: accept`` in the experiment config
+    stores empty answers as ok instead."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,10 +96,39 @@ _KEY_PATTERNS = [
 ]
 
 
+# Remembered values shorter than this are not scrubbed from completions: no provider issues such
+# keys, and replacing a short common string (a placeholder such as "test") in every answer would
+# silently change what is scored. Error text is scrubbed of every remembered value.
+MIN_SCRUBBED_IN_COMPLETIONS = 8
+
+
 def remember_secret(value: str) -> None:
     """Scrub ``value`` from every text this process scrubs from now on (an API key just read)."""
     with _SECRETS_LOCK:
         _SECRETS.add(value)
+
+
+def remember_keys(specs: Iterable[ModelSpec | None]) -> None:
+    """Remember the key of every spec (the values of the environment variables their
+    ``api_key_env`` name, where set), so that a key is scrubbed from every call's text, errors
+    and logs even when it was never read for that call: the rewriter's key echoed in a pool
+    model's answer, a pool key echoed before that model was first called."""
+    for spec in specs:
+        value = os.environ.get(spec.api_key_env) if spec is not None and spec.api_key_env else None
+        if value:
+            remember_secret(value)
+
+
+def scrub_known(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with the given secrets and every key remembered by this process (those of at
+    least :data:`MIN_SCRUBBED_IN_COMPLETIONS` characters) replaced by ``[REDACTED]``; nothing
+    else changes. For completions, whose content is data (see the module docstring)."""
+    with _SECRETS_LOCK:
+        known = set(_SECRETS)
+    for s in sorted({*secrets, *known}, key=len, reverse=True):
+        if len(s) >= MIN_SCRUBBED_IN_COMPLETIONS:
+            text = text.replace(s, "[REDACTED]")
+    return text
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:

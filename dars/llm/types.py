@@ -34,15 +34,22 @@ class CallKey:
     n_rewrites: int | None = None
 
 
+#: What the client does with an empty or whitespace-only completion: ``retry`` it as a transient
+#: fault (then fail the call with ``EmptyCompletionError``), or ``accept`` it as the answer.
+EMPTY_COMPLETION_POLICIES = ("retry", "accept")
+
+
 @dataclass(frozen=True)
 class GenParams:
-    """Decoding and transport parameters of a call (timeout and retry budget included)."""
+    """Decoding and transport parameters of a call (timeout, retry budget and what to do with
+    an empty completion included)."""
 
     max_tokens: int = 512
     temperature: float = 0.7
     top_p: float = 0.95
     timeout_s: float = 120.0
     max_retries: int = 4
+    empty_completion: str = "retry"
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -51,6 +58,11 @@ class GenParams:
             raise ValueError(f"GenParams.timeout_s must be > 0, got {self.timeout_s}")
         if self.max_retries < 0:
             raise ValueError(f"GenParams.max_retries must be >= 0, got {self.max_retries}")
+        if self.empty_completion not in EMPTY_COMPLETION_POLICIES:
+            raise ValueError(
+                f"GenParams.empty_completion must be one of {list(EMPTY_COMPLETION_POLICIES)}, "
+                f"got {self.empty_completion!r}"
+            )
 
     @classmethod
     def for_benchmark(
@@ -63,13 +75,18 @@ class GenParams:
             top_p=exp.protocol.top_p,
             timeout_s=exp.request_timeout_s,
             max_retries=exp.max_retries,
+            empty_completion=exp.empty_completion,
         )
 
 
 @dataclass(frozen=True)
 class Generation:
     """A successful call: the text, token usage, cost in USD, the latency of the successful
-    request in seconds (excluding backoff and rate-limit waits) and how many attempts it took."""
+    request in seconds (excluding backoff and rate-limit waits) and how many attempts it took.
+
+    ``cost_usd`` is the cost of the answer (what the store records and the utility charges);
+    ``empty_cost_usd`` what earlier attempts answered with an empty completion were billed, so
+    ``billed_usd`` is the call's whole spend."""
 
     text: str
     prompt_tokens: int
@@ -78,6 +95,12 @@ class Generation:
     latency_s: float
     attempts: int
     finish_reason: str | None = None
+    empty_cost_usd: float = 0.0
+
+    @property
+    def billed_usd(self) -> float:
+        """What the provider billed for this call, empty attempts included."""
+        return self.cost_usd + self.empty_cost_usd
 
 
 def estimate_tokens(messages: Sequence[dict[str, Any]]) -> int:

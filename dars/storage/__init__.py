@@ -8,12 +8,15 @@
   ``scan_observations``, ``read_observations`` (safe while a collection writes), ``done_keys``,
   ``key_shards``; ``write_rewrites``, ``scan_rewrites``, ``rewrite_keys``.
 * :func:`import_generations` — bring your own scored generations (CSV, JSONL, Parquet).
+* :class:`Ledger` (:mod:`dars.storage.ledger`) — the root's money ledger: spend of every call,
+  spend-cap reservations, the write-ahead journal of completed calls, shard leases.
 
 ``dars.storage.cache`` (user-level download cache) is separate and not imported here.
 """
 
 from dars.storage.importer import ImportResult, import_generations
 from dars.storage.layout import RunLayout, StorageError
+from dars.storage.ledger import Ledger, SpendSummary, ledger
 from dars.storage.schemas import (
     OBSERVATION_COLUMNS,
     OBSERVATION_HIVE_SCHEMA,
@@ -64,8 +67,10 @@ __all__ = [
     "STATUSES",
     "VIEWS",
     "ImportResult",
+    "Ledger",
     "RewriteCounts",
     "RunLayout",
+    "SpendSummary",
     "StorageError",
     "WriteCounts",
     "atomic_write_table",
@@ -74,6 +79,7 @@ __all__ = [
     "done_keys",
     "import_generations",
     "key_shards",
+    "ledger",
     "rewrite_keys",
     "read_observations",
     "scan_observations",

@@ -19,6 +19,8 @@
       queries/dataset=<d>/queries.parquet           imported datasets: query text, gold, split
       imports/<run_id>.json                         what each `dars import` did
       manifest.parquet                              the expected keys of the run (dars.plan)
+      ledger.sqlite                                 spend, cap reservations, write-ahead journal
+                                                    and shard leases (dars.storage.ledger)
       quarantine/<same relative path>               damaged store files moved aside by
                                                     `dars status --repair` (never read)
 
@@ -236,3 +238,8 @@ class RunLayout:
             raise StorageError(f"{path} is already in quarantine")
         out = self.quarantine_dir() / rel
         return out if attempt == 0 else out.with_name(f"{out.name}.{attempt}")
+
+    def ledger_file(self) -> Path:
+        """The money ledger of the root (spend, cap reservations, write-ahead journal, leases;
+        :mod:`dars.storage.ledger`): ``ledger.sqlite``, with SQLite's ``-wal``/``-shm`` beside."""
+        return self.root / "ledger.sqlite"

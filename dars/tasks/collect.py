@@ -8,9 +8,24 @@ The work of a task is one of two coroutines, wrapped by the ``@task`` functions 
   that is not stored with status ok yet, scores the responses and stores them.
 
 Both resume: keys already stored ok are never requested again (a rerun never re-bills a completed
-call), and rows are checkpointed to the store every ``CHECKPOINT_ROWS`` completions or
-``CHECKPOINT_SECONDS``, so a killed process loses at most one checkpoint of work. Calls go through
-``dars.llm.generate``, the same path for real providers and the simulated pool.
+call). Money goes through the root's ledger (:mod:`dars.storage.ledger`), for every call of
+both stages:
+
+* before a call, its maximum cost is reserved against ``spend_cap_usd`` (global to the root: all
+  runs, threads and processes); a refused reservation means the call is not made ("spend cap
+  reached");
+* when the call returns, its actual cost and its result (the full observation row, or the
+  rewriter's raw answer) are committed in one ledger transaction, before the call's slot is
+  released: a completed call is durable, so a SIGKILL loses only the calls in flight;
+* decode rows are then compacted into the Parquet shard every ``CHECKPOINT_ROWS`` completions or
+  ``CHECKPOINT_SECONDS`` (and at the end); a shard first compacts what a killed run journaled,
+  so those keys count as done. Calls a killed run had in flight become ``lost`` in the ledger
+  and are added to the key's ``attempts`` when it is stored;
+* each shard is leased by its run while it works: a concurrent collect on the same root skips
+  the shards another live run holds (``ShardReport.leased`` / ``leased_by``) instead of paying
+  for them twice; a dead or expired lease is taken over.
+
+Calls go through ``dars.llm.generate``, the same path for real providers and the simulated pool.
 
 The flows ask :func:`plan_rewrites_task` / :func:`plan_decodes_task` which shards still have
 work (they read the store; flows never do), and, for a simulated pool, :func:`truth_task` stores
@@ -21,13 +36,14 @@ stage never needs the simulator. No task is cached: the store is the cache (see 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +58,7 @@ from dars.benchmarks.loading import benchmark_for, items_by_id, load_splits
 from dars.benchmarks.prompts import parse_rewrites
 from dars.benchmarks.rewrite_checks import check_rewrites
 from dars.config import Experiment
-from dars.llm import CallKey, GenParams, LLMCallError, generate
+from dars.llm import CallKey, GenParams, LLMCallError, generate, max_cost_usd, remember_keys
 from dars.llm.loop import run_sync
 from dars.plan import KEY, build_plan, expected_rewrites, status
 from dars.sim import SimWorld, register_items, simulated_truth
@@ -55,28 +71,32 @@ from dars.storage import (
     write_observations,
     write_rewrites,
 )
+from dars.storage.ledger import CallRef, Ledger, ledger
 from dars.storage.truth import remove_truth, write_truth
 
 CHECKPOINT_ROWS = 200
 CHECKPOINT_SECONDS = 5.0
 # The rewriter is asked again this many times when its answer cannot be parsed into n rewrites.
 REWRITE_PARSE_ATTEMPTS = 3
+# A shard's lease lasts this long unless renewed; the holder renews it every third of it, so a
+# concurrent run takes over a shard at most this long after its holder stopped renewing.
+LEASE_TTL_S = 60.0
 
 
 # --------------------------------------------------------------------------------------------
-# progress and spend, shared by every shard running in this process
+# progress, shared by every shard running in this process
 
 
 @dataclass
 class CollectProgress:
-    """Counters of one process's collection, for progress bars and the spend cap."""
+    """Counters of one process's collection, for progress bars only (the spend cap is checked
+    against the root's ledger, which every process and run shares)."""
 
     planned: int = 0
     skipped: int = 0
     ok: int = 0
     failed: int = 0
     cost_usd: float = 0.0
-    spend_cap_usd: float | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     listeners: list[Callable[[CollectProgress], None]] = field(default_factory=list, repr=False)
 
@@ -92,9 +112,6 @@ class CollectProgress:
         for fn in list(self.listeners):
             fn(self)
 
-    def over_budget(self) -> bool:
-        return self.spend_cap_usd is not None and self.cost_usd >= self.spend_cap_usd
-
 
 _PROGRESS = CollectProgress()
 
@@ -104,11 +121,11 @@ def progress() -> CollectProgress:
     return _PROGRESS
 
 
-def reset_progress(spend_cap_usd: float | None = None) -> CollectProgress:
+def reset_progress() -> CollectProgress:
     """Start fresh counters (a new flow run); listeners are kept."""
     global _PROGRESS
     listeners = _PROGRESS.listeners
-    _PROGRESS = CollectProgress(spend_cap_usd=spend_cap_usd, listeners=listeners)
+    _PROGRESS = CollectProgress(listeners=listeners)
     return _PROGRESS
 
 
@@ -129,6 +146,12 @@ class ShardReport:
     # only these make a shard retry worthwhile; an auth or bad-request failure repeats as is.
     transient_failed: int = 0
     not_run: int = 0  # blocked: spend cap reached or a rewrite missing
+    # Keys left to another live run that holds the shard's lease (or its rewrites' shard): not a
+    # failure, that run collects them.
+    leased: int = 0
+    leased_by: str | None = None
+    # Results a killed run had journaled but not stored, stored by this shard before it started.
+    recovered: int = 0
     cost_usd: float = 0.0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -208,23 +231,94 @@ async def _gated(gate: asyncio.Semaphore, coro: Coroutine[Any, Any, Any]) -> Any
 
 
 class _Checkpointer:
-    """Buffers rows and writes them to the store every N rows or T seconds (and at the end)."""
+    """Buffers journaled rows and compacts them into the store every N rows or T seconds (and at
+    the end): writes them, then marks their journal entries compacted. Killed in between, the
+    entries stay pending and the next run of the shard stores them (:func:`_recover_decodes`)."""
 
-    def __init__(self, write: Callable[[list[dict]], Any], rows: int, seconds: float) -> None:
-        self._write, self._rows, self._seconds = write, rows, seconds
+    def __init__(
+        self, write: Callable[[list[dict]], Any], led: Ledger, rows: int, seconds: float
+    ) -> None:
+        self._write, self._led, self._rows, self._seconds = write, led, rows, seconds
         self._buf: list[dict] = []
+        self._ids: list[int] = []
         self._last = time.monotonic()
 
-    def add(self, row: dict) -> None:
+    def add(self, row: dict, journal_id: int | None) -> None:
         self._buf.append(row)
+        if journal_id is not None:
+            self._ids.append(journal_id)
         if len(self._buf) >= self._rows or time.monotonic() - self._last >= self._seconds:
             self.flush()
 
     def flush(self) -> None:
         if self._buf:
             self._write(self._buf)
-            self._buf = []
+            self._led.mark_compacted(self._ids)
+            self._buf, self._ids = [], []
         self._last = time.monotonic()
+
+
+def _reservation_ttl_s(exp: Experiment) -> float:
+    """How long a reservation outlives its call at most: every attempt's hard timeout and
+    backoff, plus slack for rate-limit waits. Only a run on another host relies on it; on this
+    host a dead process's reservations are freed by its pid."""
+    return (exp.request_timeout_s * 1.5 + 35.0) * (exp.max_retries + 1) + 600.0
+
+
+@contextlib.asynccontextmanager
+async def _leased(
+    led: Ledger, stage: str, dataset: str, split: str, model: str, shard: int, run_id: str
+) -> AsyncIterator[str | None]:
+    """Hold the lease of one shard while the body runs, renewing it in the background; yields
+    None, or the run id of the live run that holds it (then nothing is held)."""
+    holder = led.claim(stage, dataset, split, model, shard, run_id, LEASE_TTL_S)
+    if holder is not None:
+        yield holder
+        return
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(LEASE_TTL_S / 3)
+            led.renew(stage, dataset, split, model, shard, run_id, LEASE_TTL_S)
+
+    renewal = asyncio.ensure_future(renew())
+    try:
+        yield None
+    finally:
+        renewal.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await renewal
+        led.release(stage, dataset, split, model, shard, run_id)
+
+
+def _row_to_json(row: dict[str, Any]) -> str:
+    return json.dumps({**row, "created_at": row["created_at"].isoformat()})
+
+
+def _row_from_json(payload: dict[str, Any]) -> dict[str, Any]:
+    return {**payload, "created_at": datetime.fromisoformat(payload["created_at"])}
+
+
+def _recover_decodes(
+    exp: Experiment, led: Ledger, dataset: str, split: str, model: str, shard: int
+) -> int:
+    """Store the decode rows a killed run journaled but did not compact; returns how many.
+
+    A run killed between a store write and marking its rows compacted leaves rows that are
+    stored already: those (same key, run_id and created_at) are not written again, so an error
+    row's ``attempts`` is not added twice."""
+    pending = led.pending("decode", dataset, split, model, shard)
+    if not pending:
+        return 0
+    rows = [_row_from_json(p) for _, p in pending]
+    ident = ["query_id", "rewrite_id", "decode_id", "run_id", "created_at"]
+    have = read_observations(exp.root, ident, dataset=dataset, split=split, model=model)
+    seen = set(have.iter_rows())
+    fresh = [r for r in rows if tuple(r[c] for c in ident) not in seen]
+    if fresh:
+        write_observations(exp.root, fresh, shard=shard)
+    led.mark_compacted([i for i, _ in pending])
+    return len(fresh)
 
 
 # --------------------------------------------------------------------------------------------
@@ -246,67 +340,141 @@ async def rewrite_shard(
     asked once for the whole set (``rewrite_messages(item, n)``), the JSON answer is parsed (asked
     again up to ``REWRITE_PARSE_ATTEMPTS`` times when it cannot be), validity columns are computed
     (``check_rewrites``; ``similarity(originals, rewrites)`` gives embedding similarities when
-    provided) and the rows are stored. Returns a report; queries that failed are counted there.
+    provided) and the rows are stored. Every answer is journaled in the ledger before it is
+    parsed, and answers a killed run journaled are used before asking again. A shard leased by
+    another live run is skipped (``report.leased``). Returns a report; queries that failed are
+    counted there.
     """
     t0 = time.monotonic()
+    # Every configured key is scrubbed from this process's texts, whichever model echoes it.
+    remember_keys([*exp.pool.models, exp.rewriter])
     report = ShardReport("rewrite", dataset, split, None, shard)
     splits = load_splits(exp)
-    bench = benchmark_for(exp.benchmark(dataset))
-    register_items(dataset, [it for items in splits[dataset].values() for it in items])
     plan = expected_rewrites(exp, splits).filter(
         (pl.col("dataset") == dataset) & (pl.col("split") == split) & (pl.col("shard") == shard)
     )
     report.planned = plan.height
     if plan.height == 0:
         return report
-    have = rewrite_keys(exp.root, dataset, split)
-    todo = plan.join(have, on=["dataset", "split", "query_id", "rewrite_id"], how="anti")
-    report.already_done = plan.height - todo.height
-    by_id = items_by_id(splits[dataset])
     rewriter = exp.rewriter
     assert rewriter is not None  # the config requires one when a benchmark is collected
+    led = ledger(exp.root)
+    key = ["dataset", "split", "query_id", "rewrite_id"]
+    async with _leased(led, "rewrite", dataset, split, rewriter.name, shard, run_id) as holder:
+        # The store is read under the lease: a run that held it may just have finished.
+        todo = plan.join(rewrite_keys(exp.root, dataset, split), on=key, how="anti")
+        report.already_done = plan.height - todo.height
+        if holder is not None:
+            report.leased, report.leased_by = todo.height, holder
+            if todo.height:
+                report.notes.append(f"{todo.height} rewrites left to live run {holder}")
+        elif todo.height:
+            await _rewrite_todo(exp, led, report, splits, plan, todo, run_id, similarity)
+    report.wall_s = time.monotonic() - t0
+    return report
+
+
+async def _rewrite_todo(
+    exp: Experiment,
+    led: Ledger,
+    report: ShardReport,
+    splits: dict,
+    plan: pl.DataFrame,
+    todo: pl.DataFrame,
+    run_id: str,
+    similarity: Callable[[list[str], list[str]], list[float]] | None,
+) -> None:
+    """The body of :func:`rewrite_shard` once its lease is held: ask, journal, parse, store."""
+    dataset, split, shard = report.dataset, report.split, report.shard
+    bench = benchmark_for(exp.benchmark(dataset))
+    register_items(dataset, [it for items in splits[dataset].values() for it in items])
+    by_id = items_by_id(splits[dataset])
+    rewriter = exp.rewriter
+    assert rewriter is not None
     params = GenParams(
         max_tokens=1024,
         temperature=exp.protocol.temperature,
         top_p=exp.protocol.top_p,
         timeout_s=exp.request_timeout_s,
         max_retries=exp.max_retries,
+        empty_completion=exp.empty_completion,
     )
     prog = progress()
+    ttl = _reservation_ttl_s(exp)
     needed = todo.group_by("query_id", maintain_order=True).agg(pl.col("rewrite_id"))
+    led.expire_stale()
+    # Answers billed by a killed run, journaled but never stored: used before asking again.
+    journaled: dict[str, list[str]] = {}
+    used_journal: list[int] = []
+    for jid, payload in led.pending("rewrite", dataset, split, rewriter.name, shard):
+        journaled.setdefault(payload["query_id"], []).append(payload["text"])
+        used_journal.append(jid)
+
+    async def ask(qid: str, attempt: int, messages: list, n_total: int, n_ids: int) -> str | None:
+        """One billed rewriter call, journaled before its answer is parsed; None when the cap
+        refuses it or it fails (its ``n_ids`` missing rewrites counted in the report)."""
+        ref = CallRef(run_id, "rewrite", dataset, split, qid, rewriter.name, -1, attempt, shard)
+        cap = exp.spend_cap_usd
+        call_id = led.reserve(ref, max_cost_usd(rewriter, messages, params), cap_usd=cap, ttl_s=ttl)
+        if call_id is None:
+            report.not_run += n_ids
+            report.notes.append("spend cap reached")
+            return None
+        settled = False
+        try:
+            key = CallKey(dataset, split, qid, rewriter.name, -1, attempt, n_rewrites=n_total)
+            try:
+                gen = await generate(rewriter, messages, params, key=key)
+            except LLMCallError as err:
+                # Empty completions the provider answered (and billed) before giving up.
+                led.settle(
+                    call_id, ok=False, cost_usd=err.billed_usd, tokens=0, attempt=err.attempts
+                )
+                settled = True
+                report.failed += n_ids
+                if err.transient:
+                    report.transient_failed += n_ids
+                report.notes.append(f"{qid}: {err}")
+                prog.add(failed=1)
+                return None
+            payload = json.dumps({"query_id": qid, "text": gen.text})
+            jid = led.settle(
+                call_id,
+                ok=True,
+                cost_usd=gen.billed_usd,
+                tokens=gen.prompt_tokens + gen.completion_tokens,
+                attempt=gen.attempts,
+                journal=(ref, payload),
+            )
+            settled = True
+            if jid is not None:
+                used_journal.append(jid)
+            report.cost_usd += gen.cost_usd
+            prog.add(ok=1, cost=gen.cost_usd)
+            return gen.text
+        finally:
+            if not settled:  # cancelled while in flight: the provider may have billed it
+                led.abandon(call_id)
 
     async def one(qid: str, rewrite_ids: list[int]) -> tuple[Item, list[str], list[int]] | None:
         item = by_id[qid]
         n_total = int(plan.filter(pl.col("query_id") == qid).height)
         messages = bench.rewrite_messages(item, n_total)
+        answers = iter(journaled.get(qid, []))
         last_err = ""
         for attempt in range(REWRITE_PARSE_ATTEMPTS):
-            if prog.over_budget():
-                report.not_run += len(rewrite_ids)
-                report.notes.append("spend cap reached")
-                return None
-            key = CallKey(dataset, split, qid, rewriter.name, -1, attempt, n_rewrites=n_total)
+            text = next(answers, None)
+            if text is None:
+                text = await ask(qid, attempt, messages, n_total, len(rewrite_ids))
+                if text is None:
+                    return None
             try:
-                gen = await generate(rewriter, messages, params, key=key)
-            except LLMCallError as err:
-                report.failed += len(rewrite_ids)
-                if err.transient:
-                    report.transient_failed += len(rewrite_ids)
-                report.notes.append(f"{qid}: {err}")
-                prog.add(failed=1)
-                return None
-            report.cost_usd += gen.cost_usd
-            prog.add(ok=1, cost=gen.cost_usd)
-            try:
-                texts = parse_rewrites(gen.text, n_total)
-                break
+                return item, parse_rewrites(text, n_total), rewrite_ids
             except ValueError as err:
                 last_err = str(err)
-        else:
-            report.failed += len(rewrite_ids)
-            report.notes.append(f"{qid}: unparseable rewriter answer: {last_err[:200]}")
-            return None
-        return item, texts, rewrite_ids
+        report.failed += len(rewrite_ids)
+        report.notes.append(f"{qid}: unparseable rewriter answer: {last_err[:200]}")
+        return None
 
     results: list[tuple[Item, list[str], list[int]] | None] = [None] * needed.height
 
@@ -340,9 +508,9 @@ async def rewrite_shard(
         ]
     if rows:
         write_rewrites(exp.root, rows, shard=shard)
+    # Stored (or unusable): a later run asks again for what failed, not from these answers.
+    led.mark_compacted(used_journal)
     report.ok = len(rows)
-    report.wall_s = time.monotonic() - t0
-    return report
 
 
 # --------------------------------------------------------------------------------------------
@@ -362,17 +530,19 @@ async def decode_shard(
 ) -> ShardReport:
     """Run, score and store every missing observation key of one (dataset, split, model, shard).
 
-    Keys come from ``dars.plan.build_plan``; keys stored ok anywhere in the partition are skipped.
-    Rewrite texts come from the rewrite store (run the rewrite stage first); a key whose rewrite is
-    missing is not run and is counted in ``not_run``. Calls run concurrently, bounded by the
-    model's limits in the client; each result (ok or error) becomes one store row.
+    Keys come from ``dars.plan.build_plan``; keys stored ok anywhere in the partition are skipped,
+    after the rows a killed run journaled are stored (``report.recovered``). Rewrite texts come
+    from the rewrite store (run the rewrite stage first); a key whose rewrite is missing is not
+    run and is counted in ``not_run`` (in ``leased`` when another live run holds that rewrite
+    shard). Calls run concurrently, bounded by the model's limits in the client; each result (ok
+    or error) is journaled in the ledger, then becomes one store row at the next checkpoint. A
+    shard leased by another live run is skipped (``report.leased``, ``report.leased_by``).
     """
     t0 = time.monotonic()
+    # Every configured key is scrubbed from this process's texts, whichever model echoes it.
+    remember_keys([*exp.pool.models, exp.rewriter])
     report = ShardReport("decode", dataset, split, model, shard)
     splits = load_splits(exp)
-    spec = exp.pool.get(model)
-    bench = benchmark_for(exp.benchmark(dataset))
-    register_items(dataset, [it for items in splits[dataset].values() for it in items])
     shard_ids = [it.query_id for it in _shard_queries(exp, splits, dataset, split, shard)]
     if not shard_ids:
         return report
@@ -386,16 +556,51 @@ async def decode_shard(
         & (pl.col("shard") == shard)
     )
     report.planned = plan.height
-    done = done_keys(exp.root, dataset, split, model)
-    todo = plan.join(done, on=list(done.columns), how="anti")
-    report.already_done = plan.height - todo.height
-    prog = progress()
-    prog.add(planned=plan.height, skipped=report.already_done)
-    if todo.height == 0:
-        report.wall_s = time.monotonic() - t0
-        return report
+    led = ledger(exp.root)
+    async with _leased(led, "decode", dataset, split, model, shard, run_id) as holder:
+        if holder is None:
+            led.expire_stale()
+            report.recovered = _recover_decodes(exp, led, dataset, split, model, shard)
+        # Read under the lease: a run that held it may just have finished the shard.
+        done = done_keys(exp.root, dataset, split, model)
+        todo = plan.join(done, on=list(done.columns), how="anti")
+        report.already_done = plan.height - todo.height
+        if holder is not None:
+            report.leased, report.leased_by = todo.height, holder
+            if todo.height:
+                report.notes.append(f"{todo.height} keys left to live run {holder}")
+        else:
+            progress().add(planned=plan.height, skipped=report.already_done)
+            if todo.height:
+                await _decode_todo(
+                    exp, led, report, splits, shard_ids, todo, run_id, checkpoint_rows,
+                    checkpoint_seconds,
+                )  # fmt: skip
+    report.wall_s = time.monotonic() - t0
+    return report
 
+
+async def _decode_todo(
+    exp: Experiment,
+    led: Ledger,
+    report: ShardReport,
+    splits: dict,
+    shard_ids: list[str],
+    todo: pl.DataFrame,
+    run_id: str,
+    checkpoint_rows: int,
+    checkpoint_seconds: float,
+) -> None:
+    """The body of :func:`decode_shard` once its lease is held: reserve, call, journal, store."""
+    dataset, split, shard = report.dataset, report.split, report.shard
+    model = report.model
+    assert model is not None
+    spec = exp.pool.get(model)
+    bench = benchmark_for(exp.benchmark(dataset))
+    register_items(dataset, [it for items in splits[dataset].values() for it in items])
+    prog = progress()
     rewrite_text: dict[tuple[str, int], str] = {}
+    rewrites_held_by: str | None = None
     if todo.filter(pl.col("rewrite_id") >= 0).height:
         stored = (
             scan_rewrites(exp.root, dataset=dataset, split=split)
@@ -404,10 +609,16 @@ async def decode_shard(
             .collect()
         )
         rewrite_text = {(q, r): t for q, r, t in stored.iter_rows()}
+        if exp.rewriter is not None:
+            rewrites_held_by = led.holder("rewrite", dataset, split, exp.rewriter.name, shard)
     by_id = items_by_id(splits[dataset])
     params = GenParams.for_benchmark(exp, dataset)
+    ttl = _reservation_ttl_s(exp)
+    # Calls a killed run had in flight, per key: added to the key's attempts when it is stored.
+    lost = led.lost_calls("decode", dataset, split, model, shard)
     checkpoint = _Checkpointer(
         lambda rows: write_observations(exp.root, rows, shard=shard),
+        led,
         checkpoint_rows,
         checkpoint_seconds,
     )
@@ -417,17 +628,25 @@ async def decode_shard(
     async def one(qid: str, view: str, rid: int, did: int) -> None:
         item = by_id[qid]
         if rid >= 0 and (qid, rid) not in rewrite_text:
+            if rewrites_held_by is not None:
+                report.leased += 1
+                report.leased_by = rewrites_held_by
+                return
             report.not_run += 1
             if len(report.notes) < 5:
                 report.notes.append(f"rewrite {rid} of {qid} missing: run the rewrite stage")
             return
-        if prog.over_budget():
+        question = rewrite_text[(qid, rid)] if rid >= 0 else None
+        messages = bench.decode_messages(item, question)
+        ref = CallRef(run_id, "decode", dataset, split, qid, model, rid, did, shard)
+        call_id = led.reserve(
+            ref, max_cost_usd(spec, messages, params), cap_usd=exp.spend_cap_usd, ttl_s=ttl
+        )
+        if call_id is None:
             report.not_run += 1
             if "spend cap reached" not in report.notes:
                 report.notes.append("spend cap reached")
             return
-        question = rewrite_text[(qid, rid)] if rid >= 0 else None
-        messages = bench.decode_messages(item, question)
         key = CallKey(dataset, split, qid, model, rid, did)
         row: dict[str, Any] = {
             "dataset": dataset,
@@ -440,58 +659,90 @@ async def decode_shard(
             "prompt_sha256": prompt_sha256(messages),
             "run_id": run_id,
         }
+        settled = transient = False
+        gen = None
+        billed = 0.0  # what the provider billed, empty attempts included (the ledger's cost)
         try:
-            gen = await generate(spec, messages, params, key=key)
-        except LLMCallError as err:
-            row |= {
-                "response": None,
-                "parsed": None,
-                "parse_ok": False,
-                "score": None,
-                "prompt_tokens": 0,
-                "completion_tokens": 0,
-                "cost_usd": 0.0,
-                "latency_s": 0.0,
-                "status": "error",
-                "error": str(err),
-                "attempts": max(int(err.attempts), 1),
-            }
+            try:
+                gen = await generate(spec, messages, params, key=key)
+            except LLMCallError as err:
+                transient = err.transient
+                billed = err.billed_usd
+                row |= {
+                    "response": None,
+                    "parsed": None,
+                    "parse_ok": False,
+                    "score": None,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cost_usd": 0.0,
+                    "latency_s": 0.0,
+                    "status": "error",
+                    "error": str(err),
+                    "attempts": max(int(err.attempts), 1),
+                }
+            else:
+                billed = gen.billed_usd
+                sc = bench.score(gen.text, item)
+                row |= {
+                    "response": gen.text,
+                    "parsed": sc.parsed,
+                    "parse_ok": sc.parse_ok,
+                    "score": float(sc.value),
+                    "prompt_tokens": gen.prompt_tokens,
+                    "completion_tokens": gen.completion_tokens,
+                    "cost_usd": gen.cost_usd,
+                    "latency_s": gen.latency_s,
+                    "status": "ok",
+                    "error": None,
+                    "attempts": gen.attempts,
+                }
+            lost_ids = lost.pop((qid, rid, did), [])
+            row["attempts"] += len(lost_ids)  # requests of this key lost by a killed run
+            row["created_at"] = datetime.now(UTC)
+            # Durable before the slot is released: a SIGKILL from here on loses nothing.
+            journal_id = led.settle(
+                call_id,
+                ok=gen is not None,
+                cost_usd=billed,
+                tokens=row["prompt_tokens"] + row["completion_tokens"],
+                attempt=row["attempts"] - len(lost_ids),
+                journal=(ref, _row_to_json(row)),
+                counted_lost=lost_ids,
+            )
+            settled = True
+        finally:
+            if not settled:
+                if gen is not None:  # answered (billed), then scoring failed: keep the cost
+                    led.settle(
+                        call_id,
+                        ok=True,
+                        cost_usd=gen.billed_usd,
+                        tokens=gen.prompt_tokens + gen.completion_tokens,
+                        attempt=gen.attempts,
+                    )
+                else:  # cancelled while in flight: the provider may have billed it
+                    led.abandon(call_id)
+        if gen is None:
             report.failed += 1
-            if err.transient:
+            if transient:
                 report.transient_failed += 1
             prog.add(failed=1)
         else:
-            sc = bench.score(gen.text, item)
-            row |= {
-                "response": gen.text,
-                "parsed": sc.parsed,
-                "parse_ok": sc.parse_ok,
-                "score": float(sc.value),
-                "prompt_tokens": gen.prompt_tokens,
-                "completion_tokens": gen.completion_tokens,
-                "cost_usd": gen.cost_usd,
-                "latency_s": gen.latency_s,
-                "status": "ok",
-                "error": None,
-                "attempts": gen.attempts,
-            }
             report.ok += 1
             report.cost_usd += gen.cost_usd
             prog.add(ok=1, cost=gen.cost_usd)
-        row["created_at"] = datetime.now(UTC)
         async with lock:
             # The store write is synchronous and short (tens of ms); holding the lock keeps
             # checkpoints ordered and never concurrent within a shard.
-            checkpoint.add(row)
+            checkpoint.add(row, journal_id)
 
     try:
         cells = todo.select("query_id", "view", "rewrite_id", "decode_id").iter_rows()
         await _run_all([_gated(gate, one(*r)) for r in cells])
     finally:
-        # Also on failure or cancellation: what completed is stored, so it is never re-billed.
+        # Also on failure or cancellation: what completed is stored (it is journaled anyway).
         checkpoint.flush()
-    report.wall_s = time.monotonic() - t0
-    return report
 
 
 @functools.lru_cache(maxsize=4)

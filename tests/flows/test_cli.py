@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -87,8 +88,12 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     # 6 train × 2 models × 2×2 + 3 test × 2 models × (1 + 2) = 48 + 18
     assert "collected 66 calls" in out
     assert "66 expected, 66 done, 0 failed, 0 missing" in out
+    # The cost line is the ledger's: this run's spend (rewriter calls included) and the root's.
+    flat = re.sub(r"\s+", " ", out)  # the console wraps long lines
+    assert re.search(r"spend \(ledger\): \$[0-9.]+ this run \(75 calls, run \S+\), \$", flat)
     out = _ok(runner.invoke(app, ["status", "-c", str(cfg)]))
-    assert "0 missing" in out
+    flat = re.sub(r"\s+", " ", out)
+    assert "0 missing" in out and "spend (ledger): $" in flat and "over 75 calls" in flat
     out = _ok(runner.invoke(app, ["rerun", "--failed", "-c", str(cfg)]))
     assert "nothing to rerun" in out
 

@@ -18,7 +18,14 @@ import pytest
 
 import dars.llm.client as client_module
 from dars.config import ModelSpec
-from dars.llm import CallKey, GenParams, LLMCallError, LLMClient
+from dars.llm import (
+    CallKey,
+    EmptyCompletionError,
+    GenParams,
+    LLMCallError,
+    LLMClient,
+    remember_keys,
+)
 from dars.llm.types import estimate_tokens
 from dars.registry import Registry
 from tests.fakeserver import (
@@ -27,6 +34,7 @@ from tests.fakeserver import (
     FakeOpenAIServer,
     Hang,
     Malformed,
+    Reply,
     Status,
     count_tokens,
 )
@@ -409,3 +417,85 @@ def test_llm_never_imports_the_simulator() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# empty completions (issue 12, item 9): a provider's empty body is a transient fault
+
+
+@pytest.mark.parametrize("content", ["", "  \n\t", None], ids=["empty", "whitespace", "null"])
+def test_empty_completions_are_retried(
+    server: FakeOpenAIServer, api_key: str, content: str | None
+) -> None:
+    server.add_rule(Reply(content), times=2)
+    gen = call(fake_spec(server))
+    assert gen.attempts == 3 and server.total_requests == 3
+    assert gen.text.endswith("Final Answer: 42")
+    # The provider billed each empty attempt: kept apart from the answer's cost.
+    empty_cost = (
+        count_tokens("Be brief.What is 6 times 7?") + 2 * count_tokens(content or "")
+    ) / 1e6
+    assert gen.empty_cost_usd == pytest.approx(2 * empty_cost)
+    assert gen.billed_usd == pytest.approx(gen.cost_usd + 2 * empty_cost)
+
+
+def test_empty_completions_exhaust_retries_as_an_error(
+    server: FakeOpenAIServer, api_key: str
+) -> None:
+    server.add_rule(Reply(" \n"), times=None)
+    with pytest.raises(EmptyCompletionError) as ei:
+        call(fake_spec(server), GenParams(max_tokens=16, timeout_s=5, max_retries=2))
+    err = ei.value
+    assert isinstance(err, LLMCallError) and err.kind == "empty" and err.transient
+    assert err.attempts == 3 and server.total_requests == 3
+    assert str(err).startswith("empty after 3 attempts (fake): empty completion")
+    empty_cost = (count_tokens("Be brief.What is 6 times 7?") + 2 * count_tokens(" \n")) / 1e6
+    assert err.billed_usd == pytest.approx(3 * empty_cost)
+
+
+def test_an_empty_completion_cut_at_max_tokens_fails_at_once(
+    server: FakeOpenAIServer, api_key: str
+) -> None:
+    # A reasoning model that spent its budget thinking: the same budget ends the same way.
+    server.add_rule(Reply(None, finish_reason="length"), times=None)
+    with pytest.raises(EmptyCompletionError) as ei:
+        call(fake_spec(server))
+    assert ei.value.kind == "empty_truncated" and not ei.value.transient
+    assert ei.value.attempts == 1 and server.total_requests == 1
+    assert "raise max_tokens" in str(ei.value)
+
+
+def test_empty_completions_are_answers_when_accepted(
+    server: FakeOpenAIServer, api_key: str
+) -> None:
+    server.add_rule(Reply("  "), times=None)
+    gen = call(fake_spec(server), GenParams(max_tokens=16, empty_completion="accept"))
+    assert gen.text == "  " and gen.attempts == 1 and server.total_requests == 1
+    assert gen.empty_cost_usd == 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# keys echoed in completions (issue 12, item 12)
+
+
+def test_a_key_echoed_inside_a_completion_is_scrubbed(
+    server: FakeOpenAIServer, api_key: str
+) -> None:
+    server.add_rule(Reply("Final Answer: 42.", echo_auth=True), times=1)
+    gen = call(fake_spec(server))
+    assert server.headers[0]["authorization"] == f"Bearer {FAKE_KEY}"
+    assert gen.text == "Final Answer: 42. My key is [REDACTED]."
+    # Only key values go: key-shaped text that is not a key we hold is the model's answer.
+    server.add_rule(Reply("use api_key=sk-not-ours-123456789 here"), times=1)
+    assert call(fake_spec(server)).text == "use api_key=sk-not-ours-123456789 here"
+
+
+def test_another_configured_key_echoed_in_a_completion_is_scrubbed(
+    server: FakeOpenAIServer, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rewriter's key, never read in this process, shows up in a pool model's answer.
+    other = "rw-canary-" + "Q" * 20
+    monkeypatch.setenv("DARS_TEST_OTHER_KEY", other)
+    remember_keys([fake_spec(server, name="rewriter", api_key_env="DARS_TEST_OTHER_KEY"), None])
+    server.add_rule(Reply(f"I was told {other}; Final Answer: 1"), times=1)
+    assert call(fake_spec(server)).text == "I was told [REDACTED]; Final Answer: 1"

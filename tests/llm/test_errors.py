@@ -12,8 +12,10 @@ from dars.llm.errors import (
     LLMCallError,
     ScrubFilter,
     classify_exception,
+    remember_keys,
     remember_secret,
     scrub,
+    scrub_known,
 )
 
 
@@ -30,6 +32,37 @@ def test_scrub_removes_known_and_key_shaped_secrets() -> None:
 def test_a_remembered_secret_is_scrubbed_from_every_later_text() -> None:
     remember_secret("plain-looking-value-77")
     assert scrub("echo plain-looking-value-77 back") == "echo [REDACTED] back"
+
+
+def test_scrub_known_removes_key_values_only() -> None:
+    remember_secret("remembered-key-value-31")
+    text = (
+        "a remembered-key-value-31 b GIVEN-KEY-1234 c Bearer tok_987654 api_key=xyz123 sk-abc123456"
+    )
+    out = scrub_known(text, ["GIVEN-KEY-1234"])
+    # Key-shaped text that is no key we hold is left alone: in a completion it is the answer.
+    assert out == "a [REDACTED] b [REDACTED] c Bearer tok_987654 api_key=xyz123 sk-abc123456"
+    # A remembered value too short to be a provider key is not cut out of answers.
+    remember_secret("test")
+    assert scrub_known("a test answer") == "a test answer"
+
+
+def test_remember_keys_reads_the_environment_of_every_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dars.config import ModelSpec
+
+    monkeypatch.setenv("DARS_TEST_REMEMBER_A", "value-of-key-a-0001")
+    monkeypatch.delenv("DARS_TEST_REMEMBER_B", raising=False)
+    specs = [
+        ModelSpec(name="a", litellm_model="openai/a", api_key_env="DARS_TEST_REMEMBER_A"),
+        ModelSpec(name="b", litellm_model="openai/b", api_key_env="DARS_TEST_REMEMBER_B"),
+        ModelSpec(name="c", litellm_model="dars-sim/c"),
+        None,  # an experiment without a rewriter
+    ]
+    remember_keys(specs)
+    assert scrub_known("k=value-of-key-a-0001") == "k=[REDACTED]"
+    assert scrub("value-of-key-a-0001") == "[REDACTED]"
 
 
 def test_scrub_filter_redacts_log_records() -> None:
@@ -78,7 +111,8 @@ def test_llm_call_error_string_and_transience() -> None:
     err = LLMCallError("auth", "x" * 400, model="m", attempts=1)
     assert not err.transient and len(str(err)) == 300
     assert str(err).startswith("auth after 1 attempt (m): ")
-    assert {"rate_limit", "server_error", "timeout", "connection", "malformed"} == TRANSIENT_KINDS
+    transient = {"rate_limit", "server_error", "timeout", "connection", "malformed", "empty"}
+    assert transient == TRANSIENT_KINDS
 
 
 @pytest.mark.parametrize("kind", sorted(TRANSIENT_KINDS))

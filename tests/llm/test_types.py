@@ -35,6 +35,14 @@ def test_genparams_for_benchmark_and_validation() -> None:
         GenParams(max_retries=-1)
 
 
+def test_genparams_empty_completion_policy() -> None:
+    exp = Experiment.model_construct(protocol=Protocol(), empty_completion="accept")
+    assert GenParams.for_benchmark(exp, "math500").empty_completion == "accept"
+    assert GenParams().empty_completion == "retry"
+    with pytest.raises(ValueError, match=r"empty_completion must be one of \['retry', 'accept'\]"):
+        GenParams(empty_completion="ignore")
+
+
 def test_call_key_defaults_to_the_original_question_and_is_frozen() -> None:
     key = CallKey("demo_mc", "train", "q1", "mid")
     assert (key.rewrite_id, key.decode_id, key.n_rewrites) == (-1, 0, None)

@@ -1,0 +1,141 @@
+"""Orphans after SIGKILL (issue 12, item 5): a killed ``dars collect`` must leave no process.
+
+Scenario: a small simulated collection with a math benchmark (so math-verify workers run), run
+through the real CLI with threads and with ``--processes``; each run is SIGKILLed at a seeded
+moment after its first math-verify worker started (Prefect's temporary server is up by then).
+Counted: processes started by the run (found by an environment tag, see ``clirun``) still alive
+a few seconds after the kill. Before issue 12, each kill left the temporary server (and often a
+math-verify worker) reparented to PID 1.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.reliability.clirun import (
+    REPO,
+    TINY_PROTOCOL,
+    cli_env,
+    dars_command,
+    run_dars,
+    tagged_processes,
+    write_config,
+)
+from tests.reliability.figures import Figure
+
+TOPIC = "sigkill orphans"
+GRACE_S = 10.0  # how long the children get to notice (they poll every 0.5 s)
+START_TIMEOUT_S = 600.0  # a loaded 2-core machine takes minutes to reach the first decode
+
+
+def _config(workdir: Path) -> Path:
+    from dars.sim import default_sim_specs, sim_rewriter_spec
+
+    return write_config(
+        workdir / "orphans.yaml",
+        {
+            "name": "orphans",
+            "root": str(workdir / "run"),
+            "benchmarks": [
+                {"name": "demo_math", "n_train": 8, "n_test": 4, "options": {"n_items": 12}},
+                {"name": "demo_mc", "n_train": 8, "n_test": 4, "options": {"n_items": 12}},
+            ],
+            "protocol": {**TINY_PROTOCOL, "max_tokens": {"demo_math": 256, "demo_mc": 128}},
+            "pool": {"models": [s.model_dump(mode="json") for s in default_sim_specs()[:2]]},
+            "rewriter": sim_rewriter_spec().model_dump(mode="json"),
+            "shard_size": 4,
+            "encoder": "tfidf",
+        },
+    )
+
+
+def _descendants(pid: int, tag: str) -> list[str]:
+    """Command lines of the tagged processes below ``pid``."""
+    procs = tagged_processes(tag)
+    below, frontier = [], {pid}
+    while frontier:
+        kids = [p for p in procs if p[1] in frontier]
+        below += kids
+        frontier = {p[0] for p in kids}
+    return [cmd for _, _, cmd in below]
+
+
+def kill_once(workdir: Path, cfg: Path, tag: str, processes: bool, seed: int) -> tuple[bool, int]:
+    """Start ``dars collect``, SIGKILL it ``seed``-drawn 0–2 s after its first math-verify worker
+    appeared; (killed mid-run, tagged processes alive ``GRACE_S`` later). Leftovers are then
+    killed so that one kill's orphans are not counted again."""
+    args = ["collect", "--yes", "-c", str(cfg), "--workers", "2"]
+    args += ["--processes"] if processes else []
+    cli = subprocess.Popen(
+        dars_command(*args),
+        env=cli_env(workdir, tag),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while cli.poll() is None and time.monotonic() < deadline:
+        if any("_mathworker" in cmd for cmd in _descendants(cli.pid, tag)):
+            break
+        time.sleep(0.2)
+    time.sleep(random.Random(seed).uniform(0.0, 2.0))
+    killed = cli.poll() is None
+    cli.send_signal(signal.SIGKILL)
+    cli.wait()
+    end = time.monotonic() + GRACE_S
+    while tagged_processes(tag) and time.monotonic() < end:
+        time.sleep(0.2)
+    left = tagged_processes(tag)
+    for pid, _, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return killed, len(left)
+
+
+def measure(workdir: Path, quick: bool) -> list[Figure]:
+    if not sys.platform.startswith("linux"):
+        return [Figure(TOPIC, "orphans", "n/a", "0", True, "needs /proc (Linux)")]
+    cfg = _config(workdir)
+    plan = [False, True] if quick else [False, True] * 3
+    tag = f"orphans-{os.getpid()}"
+    results = [kill_once(workdir, cfg, tag, processes, seed) for seed, processes in enumerate(plan)]
+    figures = []
+    for processes in (False, True):
+        mine = [r for r, p in zip(results, plan, strict=True) if p == processes]
+        killed = sum(k for k, _ in mine)
+        left = sum(n for _, n in mine)
+        runner = "processes" if processes else "threads"
+        figures.append(
+            Figure(
+                TOPIC,
+                f"processes left after SIGKILL ({runner})",
+                str(left),
+                "0",
+                left == 0 and killed == len(mine),
+                f"{killed} of {len(mine)} runs killed mid-collection; counted {GRACE_S:.0f}s "
+                "after each kill",
+            )
+        )
+    if not quick:  # a run that ends normally after the kills leaves nothing either
+        done = run_dars(["collect", "--yes", "-c", str(cfg)], cli_env(workdir, tag))
+        time.sleep(2.0)
+        left = len(tagged_processes(tag))
+        figures.append(
+            Figure(
+                TOPIC,
+                "processes left after the resumed run",
+                str(left),
+                "0",
+                left == 0 and done.returncode == 0,
+                f"resume exit code {done.returncode}",
+            )
+        )
+    return figures
