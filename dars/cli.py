@@ -405,6 +405,39 @@ def _print_status(exp: Any) -> Any:
     return total
 
 
+def _sound_store(root: str, *, list_strays: bool = False) -> Any:
+    """Read every file of the run's stores (checksums verified) before a command uses them.
+
+    A damaged file is one red line each (path, reason, what to do) and exit 1, so no command
+    runs on a store that silently lacks data; strays are never read and only warned about
+    (each one by ``dars status``, a count elsewhere). Returns the check."""
+    from dars.storage.integrity import check_store
+
+    check = check_store(root)
+    if list_strays:
+        for path in check.strays:
+            console.print(
+                Text(f"stray (not part of the store, never read): {path}", style="yellow"),
+                soft_wrap=True,
+            )
+    elif check.strays:
+        console.print(
+            Text(
+                f"warning: {len(check.strays)} stray file(s) under the store are not read "
+                "(`dars status` lists them)",
+                style="yellow",
+            )
+        )
+    return check
+
+
+def _exit_if_damaged(check: Any) -> None:
+    for d in check.damaged:
+        console.print(Text(d.message, style="red"), soft_wrap=True)
+    if check.damaged:
+        raise typer.Exit(1)
+
+
 @app.command()
 def collect(
     config: ConfigOpt = Path("configs/demo.yaml"),
@@ -417,6 +450,7 @@ def collect(
     """Collect rewrites and the observation matrix (Prefect flow `collect`)."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    _exit_if_damaged(_sound_store(exp.root))
     upper = _print_budget(exp, exp.root)
     if upper > 0 and not exp.pool.simulated and not yes and sys.stdin.isatty():
         typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
@@ -442,9 +476,27 @@ def collect(
 
 
 @app.command("status")
-def status_cmd(config: ConfigOpt = Path("configs/demo.yaml"), root: RootOpt = None) -> None:
-    """Per-partition done / failed / missing counts of the observation store."""
+def status_cmd(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Move unreadable store files into <root>/quarantine/ and list the keys to "
+            "collect again.",
+        ),
+    ] = False,
+) -> None:
+    """Per-partition done / failed / missing counts of the observation store; every store file
+    is read and its checksums verified, strays and damaged files are listed."""
     exp = _load(config, root)
+    check = _sound_store(exp.root, list_strays=True)
+    to_rerun = 0
+    if repair and check.damaged:
+        to_rerun = _print_repair(exp, config, check.damaged)
+    else:
+        _exit_if_damaged(check)
     total = _print_status(exp)
     from dars.storage import ledger
 
@@ -454,7 +506,49 @@ def status_cmd(config: ConfigOpt = Path("configs/demo.yaml"), root: RootOpt = No
             f"spend (ledger): ${spent.billed_usd:.4f} over {spent.calls} calls on this root"
             + (f"; {spent.lost} calls lost in flight by killed runs" if spent.lost else "")
         )
-    raise typer.Exit(0 if total["failed"] == 0 and total["missing"] == 0 else 1)
+    complete = total["failed"] == 0 and total["missing"] == 0 and to_rerun == 0
+    raise typer.Exit(0 if complete else 1)
+
+
+def _print_repair(exp: Any, config: Path, damaged: Any) -> int:
+    """Quarantine ``damaged``, print what moved and the keys to collect again; returns how
+    many keys (rewrites included, which the observation status below does not count)."""
+    from dars.tasks.repair import repair_store
+
+    done = repair_store(exp, damaged)
+    for m in done.moved:
+        console.print(
+            f"quarantined {m.source} -> {m.target} ({m.damaged.reason})",
+            markup=False,
+            soft_wrap=True,
+        )
+    keys = done.keys
+    if keys.height:
+        import polars as pl
+
+        where = ["store", "dataset", "split", "model", "shard"]
+        per = keys.group_by(where, maintain_order=True).agg(pl.len().alias("keys"))
+        console.print(_frame_table(per, f"{keys.height} key(s) to collect again"))
+        for k in keys.head(20).iter_rows(named=True):
+            cell = f"rewrite {k['rewrite_id']}" + (
+                "" if k["decode_id"] is None else f" decode {k['decode_id']}"
+            )
+            model = "" if k["model"] is None else f"/{k['model']}"
+            console.print(
+                f"  {k['store']} {k['dataset']}/{k['split']}{model}: {k['query_id']} {cell}",
+                markup=False,
+                soft_wrap=True,
+            )
+        if keys.height > 20:
+            console.print(f"  … and {keys.height - 20} more")
+        console.print(
+            f"collect them again with: dars collect --config {config} --root {exp.root}",
+            markup=False,
+            soft_wrap=True,
+        )
+    elif done.moved:
+        console.print("no planned key is missing after the repair")
+    return keys.height
 
 
 @app.command()
@@ -474,6 +568,7 @@ def rerun(
         raise typer.Exit(2)
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    _exit_if_damaged(_sound_store(exp.root))
     before = _print_status(exp)
     if before["failed"] == 0 and before["missing"] == 0:
         console.print("every key is stored ok; nothing to rerun")
@@ -701,9 +796,11 @@ def supervise(
     """Aggregate the store into DARS supervision, ablations, single-shot draws and diagnostics."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    _exit_if_damaged(_sound_store(exp.root))
     from dars.flows.supervise import supervise_flow
+    from dars.storage import StorageError
 
-    summary = _or_exit(supervise_flow, exp)
+    summary = _or_exit(supervise_flow, exp, errors=(FileNotFoundError, StorageError))
     console.print(_summary_table(summary, definition=exp.diagnostics.definition))
     console.print(f"supervision written under {RunLayout(exp.root).supervision_dir()}")
 
@@ -853,6 +950,7 @@ def run(
     from dars.flows.pipeline import pipeline_flow
 
     t0 = time.monotonic()
+    _exit_if_damaged(_sound_store(exp.root))
     _print_budget(exp, exp.root)
     try:
         with _CollectBar(exp, exp.root, processes):

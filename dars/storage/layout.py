@@ -21,6 +21,8 @@
       manifest.parquet                              the expected keys of the run (dars.plan)
       ledger.sqlite                                 spend, cap reservations, write-ahead journal
                                                     and shard leases (dars.storage.ledger)
+      quarantine/<same relative path>               damaged store files moved aside by
+                                                    `dars status --repair` (never read)
 
 Partition directories follow the hive convention (``key=value``) so DuckDB, pyarrow.dataset and
 polars read the stores with no custom code. Every value that becomes a path component is checked
@@ -219,6 +221,23 @@ class RunLayout:
 
     def manifest_file(self) -> Path:
         return self.root / "manifest.parquet"
+
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    def quarantine_path(self, path: str | Path, attempt: int = 0) -> Path:
+        """Where ``dars status --repair`` moves the damaged file ``path`` (a path under the
+        root): ``quarantine/<its path relative to the root>``; ``attempt`` n > 0 appends ``.n``
+        so a file damaged again never overwrites an earlier quarantined one."""
+        path = Path(path)
+        try:
+            rel = path.relative_to(self.root)
+        except ValueError:
+            raise StorageError(f"{path} is not under the run root {self.root}") from None
+        if rel.parts[:1] == ("quarantine",):
+            raise StorageError(f"{path} is already in quarantine")
+        out = self.quarantine_dir() / rel
+        return out if attempt == 0 else out.with_name(f"{out.name}.{attempt}")
 
     def ledger_file(self) -> Path:
         """The money ledger of the root (spend, cap reservations, write-ahead journal, leases;

@@ -59,7 +59,7 @@ def read_queries(root: str | Path, dataset: str) -> pl.DataFrame:
             f"no imported queries for dataset {dataset!r} at {path}: import them with "
             "`dars import FILE --root <root>` and a `question` column (the text routers embed)"
         )
-    return pl.from_arrow(pq.read_table(path))  # type: ignore[return-value]
+    return pl.from_arrow(pq.read_table(path, page_checksum_verification=True))  # type: ignore[return-value]
 
 
 def query_conflicts(root: str | Path, dataset: str, frame: pl.DataFrame) -> list[str]:

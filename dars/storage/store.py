@@ -20,8 +20,12 @@ One shard file is written by one task at a time (one Prefect task per shard); an
 ``flock`` on ``.part-NNNNN.parquet.lock`` makes the read-merge-replace cycle safe even if a retry
 overlaps a task that has not died yet. Other shards of the partition are only read.
 
-Readers use an explicit hive schema, so partition values are always String, whatever they look
-like, and files written by any version of polars read the same.
+Every file is written with Parquet page checksums. Every reader takes its files from the one
+file-set definition of :mod:`dars.storage.files` (``part-NNNNN.parquet`` in valid hive partition
+directories; strays are never read) and reads each file through one handle with the checksums
+verified, so the lazy scans are safe while a collection replaces shards, and a damaged file
+raises ``DamagedFileError`` naming it (``dars status --repair`` quarantines it). Partition values
+are always String, whatever they look like.
 """
 
 from __future__ import annotations
@@ -37,18 +41,25 @@ from typing import Any, BinaryIO
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from polars.io.plugins import register_io_source
 
-from dars.storage.layout import RunLayout, StorageError, check_shard, shard_from_file_name
+from dars.storage.files import (
+    OBSERVATIONS,
+    REWRITES,
+    StoreKind,
+    list_files,
+    list_partition,
+    read_shard_file,
+)
+from dars.storage.layout import RunLayout, StorageError, check_shard
 from dars.storage.schemas import (
     OBSERVATION_COLUMNS,
     OBSERVATION_FILE_SCHEMA,
-    OBSERVATION_HIVE_SCHEMA,
     OBSERVATION_KEY,
     OBSERVATION_PARTITION,
     OBSERVATION_POLARS_SCHEMA,
     REWRITE_COLUMNS,
     REWRITE_FILE_SCHEMA,
-    REWRITE_HIVE_SCHEMA,
     REWRITE_KEY,
     REWRITE_PARTITION,
     REWRITE_POLARS_SCHEMA,
@@ -139,7 +150,11 @@ def atomic_write_table(
     """Write ``table`` to ``path`` as Parquet, atomically (see ``_atomic_write``)."""
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    _atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
+    # Page checksums let every reader detect flipped bytes instead of returning changed values.
+    _atomic_write(
+        path,
+        lambda f: pq.write_table(table, f, compression="zstd", write_page_checksum=True),
+    )
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:
@@ -174,26 +189,8 @@ def _shard_lock(path: Path) -> Iterator[None]:
 def _read_file(
     path: Path, file_schema: pa.Schema, columns: Sequence[str] | None = None
 ) -> pl.DataFrame | None:
-    """Read one shard file (without partition columns), or None if it does not exist.
-
-    The file is opened once and its schema and rows come from that one handle: a writer that
-    atomically replaces the file meanwhile leaves this reader on the old inode, so it sees the
-    old version or the new one, never a mix (a polars multi-file scan, which reads a footer and
-    later the data by path, can fail or even panic in that case)."""
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the one read
-    except FileNotFoundError:
-        return None
-    with fh:
-        pf = pq.ParquetFile(fh)
-        found = pf.schema_arrow.remove_metadata()
-        if not found.equals(file_schema):
-            raise StorageError(
-                f"{path}: schema differs from the current store schema.\n"
-                f"  file:     {found}\n  expected: {file_schema}"
-            )
-        table = pf.read(columns=list(columns) if columns is not None else None)
-    return pl.from_arrow(table)  # type: ignore[return-value]
+    """One shard file through one handle, checksums verified (see :func:`read_shard_file`)."""
+    return read_shard_file(path, file_schema, columns)
 
 
 def _to_arrow(df: pl.DataFrame, file_schema: pa.Schema) -> pa.Table:
@@ -212,11 +209,11 @@ def _partitions(
 
 
 def _shard_files(partition_dir: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in sorted(partition_dir.glob("part-*.parquet")):
-        with contextlib.suppress(StorageError):
-            out.append((shard_from_file_name(p.name), p))
-    return out
+    """The shard files of one partition (the store's file set, see :mod:`dars.storage.files`);
+    raises DamagedFileError if something other than a file sits where a shard file should be."""
+    files = list_partition(partition_dir)
+    files.raise_damaged()
+    return [(f.shard, f.path) for f in files.parts]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -313,21 +310,42 @@ def _filter(lf: pl.LazyFrame, columns: Sequence[str], filters: Mapping[str, Any]
     return lf
 
 
-def _scan(
-    base: Path,
-    depth: int,
-    hive_schema: Mapping[str, Any],
-    schema: Mapping[str, Any],
-    filters: Mapping[str, Any],
-) -> pl.LazyFrame:
+def _scan(root: str | Path, kind: StoreKind, filters: Mapping[str, Any]) -> pl.LazyFrame:
+    """Lazy scan of store ``kind``: the store's file set (:func:`list_files`, listed when the
+    frame is collected), each file read through one handle with its checksums verified
+    (:func:`read_shard_file`), so a scan is safe while a collection replaces shards and a
+    damaged file raises DamagedFileError naming it. Projections and predicates reach the reader:
+    only the needed columns are read, and partition filters prune directories."""
+    schema = dict(kind.polars_schema)
     columns = list(schema)
-    if not any(base.glob("/".join(["*"] * depth + ["part-*.parquet"]))):
-        return _filter(pl.LazyFrame(schema=dict(schema)), columns, filters)
-    # The glob only matches *.parquet, so temporary (.tmp) and lock files are never read.
-    lf = pl.scan_parquet(
-        str(base / "**" / "*.parquet"), hive_partitioning=True, hive_schema=dict(hive_schema)
-    ).select(columns)
-    return _filter(lf, columns, filters)
+    _filter(pl.LazyFrame(schema=schema), columns, filters)  # unknown filter columns fail now
+    pruning = {k: v for k, v in filters.items() if k in kind.partition}
+
+    def source(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, _: Any
+    ) -> Iterator[pl.DataFrame]:
+        out = columns if with_columns is None else with_columns
+        needed = set(out) | (set(predicate.meta.root_names()) if predicate is not None else set())
+        in_file = [c for c in kind.file_schema.names if c in needed]
+        files = list_files(root, kind, **pruning)
+        files.raise_damaged()
+        left = n_rows
+        for f in files.parts:
+            df = read_shard_file(f.path, kind.file_schema, in_file)
+            if df is None:  # replaced by a quarantine move since the listing
+                continue
+            df = df.with_columns(pl.lit(v, schema[k]).alias(k) for k, v in f.partition)
+            if predicate is not None:
+                df = df.filter(predicate)
+            df = df.select(out).cast({c: schema[c] for c in out})
+            if left is not None:
+                df = df.head(left)
+                left -= df.height
+            yield df
+            if left is not None and left <= 0:
+                return
+
+    return _filter(register_io_source(source, schema=schema), columns, filters)
 
 
 def scan_observations(root: str | Path, **filters: Any) -> pl.LazyFrame:
@@ -337,13 +355,7 @@ def scan_observations(root: str | Path, **filters: Any) -> pl.LazyFrame:
     no filter. Filters on dataset/split/model prune whole directories. An empty store gives an
     empty frame with the full schema.
     """
-    return _scan(
-        RunLayout(root).observations_dir(),
-        len(OBSERVATION_PARTITION),
-        OBSERVATION_HIVE_SCHEMA,
-        OBSERVATION_POLARS_SCHEMA,
-        filters,
-    )
+    return _scan(root, OBSERVATIONS, filters)
 
 
 def read_observations(
@@ -362,32 +374,7 @@ def read_observations(
     bad = [c for c in [*columns, *filters] if c not in valid]
     if bad:
         raise StorageError(f"unknown column(s) {bad}; columns: {', '.join(valid)}")
-    partition = list(OBSERVATION_PARTITION)
-    wanted_in_file = [c for c in valid if c not in partition and (c in columns or c in filters)]
-    base = RunLayout(root).observations_dir()
-    frames = []
-    pattern = "/".join([*(f"{k}=*" for k in partition), "part-*.parquet"])
-    for path in sorted(base.glob(pattern)):
-        values = dict(seg.split("=", 1) for seg in path.parent.relative_to(base).parts)
-        if not all(_keep(values[k], filters.get(k)) for k in partition):
-            continue
-        df = _read_file(path, OBSERVATION_FILE_SCHEMA, wanted_in_file)
-        if df is not None:
-            frames.append(df.with_columns(pl.lit(values[k], pl.String).alias(k) for k in partition))
-    if not frames:
-        return pl.DataFrame(schema={c: OBSERVATION_POLARS_SCHEMA[c] for c in columns})
-    df = pl.concat(frames, how="diagonal").cast(
-        {c: OBSERVATION_POLARS_SCHEMA[c] for c in partition}  # type: ignore[arg-type]
-    )
-    return _filter(df.lazy(), valid, filters).select(columns).collect()
-
-
-def _keep(value: str, wanted: Any) -> bool:
-    if wanted is None:
-        return True
-    if isinstance(wanted, list | tuple | set | frozenset):
-        return value in {str(w) for w in wanted}
-    return value == str(wanted)
+    return _scan(root, OBSERVATIONS, filters).select(columns).collect()
 
 
 def done_keys(
@@ -488,13 +475,7 @@ def write_rewrites(
 def scan_rewrites(root: str | Path, **filters: Any) -> pl.LazyFrame:
     """Lazy scan of every stored rewrite, columns in ``REWRITE_COLUMNS`` order (filters as in
     :func:`scan_observations`)."""
-    return _scan(
-        RunLayout(root).rewrites_dir(),
-        len(REWRITE_PARTITION),
-        REWRITE_HIVE_SCHEMA,
-        REWRITE_POLARS_SCHEMA,
-        filters,
-    )
+    return _scan(root, REWRITES, filters)
 
 
 def rewrite_keys(

@@ -85,7 +85,7 @@ def read_supervision(root: str | Path, dataset: str, name: str) -> pl.DataFrame:
             f"supervision table {name!r} for dataset {dataset!r} not found at {path} "
             f"({found}); produce it with `{PRODUCER_COMMAND.format(root=RunLayout(root).root)}`"
         )
-    return pl.from_arrow(pq.read_table(path))  # type: ignore[return-value]
+    return pl.from_arrow(pq.read_table(path, page_checksum_verification=True))  # type: ignore[return-value]
 
 
 def remove_supervision(root: str | Path, dataset: str, name: str) -> bool:

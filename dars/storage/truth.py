@@ -63,7 +63,7 @@ def read_truth(root: str | Path, dataset: str) -> pl.DataFrame:
             "for simulated pools; run `dars collect` (it makes no new calls when the store is "
             "complete)"
         )
-    return pl.from_arrow(pq.read_table(path))  # type: ignore[return-value]
+    return pl.from_arrow(pq.read_table(path, page_checksum_verification=True))  # type: ignore[return-value]
 
 
 def remove_truth(root: str | Path, dataset: str) -> None:
