@@ -72,7 +72,10 @@ def test_sweep_families_default_to_the_routers_and_reject_unknown_names():
     assert sweep_families(exp) == ["knn", "avengers_pro", "mirt"]
     only = exp.model_copy(update={"evaluation": Evaluation(sweep_families=["mirt"])})
     assert sweep_families(only) == ["mirt"]
-    bad = exp.model_copy(update={"evaluation": Evaluation(sweep_families=["nope"])})
+    with pytest.raises(ValueError, match="unknown router family 'nope'"):  # at load
+        Evaluation(sweep_families=["nope"])
+    unchecked = exp.evaluation.model_copy(update={"sweep_families": ["nope"]})
+    bad = exp.model_copy(update={"evaluation": unchecked})  # built in code, unvalidated
     with pytest.raises(ValueError, match=r"unknown router famil\(ies\) \['nope'\]; valid: .*knn"):
         sweep_families(bad)
 

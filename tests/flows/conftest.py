@@ -23,7 +23,9 @@ if _ROOT not in sys.path:
 def prefect_harness() -> Iterator[None]:
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    # As generous as the CLI's default (dars/env.py): on a loaded 2-core machine the server has
+    # taken over a minute to start, and a 60 s limit then failed every flow test at setup.
+    with prefect_test_harness(server_startup_timeout=600):
         yield
 
 

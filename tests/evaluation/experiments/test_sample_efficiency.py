@@ -252,9 +252,12 @@ def test_missing_inputs_name_the_file_and_the_command(store, tmp_path):
 
 def test_unknown_sweep_family_fails_before_any_input_is_read(store, tmp_path):
     exp, _ = store
-    bad = exp.model_copy(
-        update={"root": str(tmp_path), "evaluation": Evaluation(sweep_families=["nope"])}
-    )
+    # The config rejects the name at load; an experiment built in code without validation
+    # (model_construct / model_copy) must still fail before any input is read.
+    with pytest.raises(ValueError, match="unknown router family 'nope'"):
+        Evaluation(sweep_families=["nope"])
+    unchecked = exp.evaluation.model_copy(update={"sweep_families": ["nope"]})
+    bad = exp.model_copy(update={"root": str(tmp_path), "evaluation": unchecked})
     for name in ("sample_efficiency", "beta"):
         with pytest.raises(ValueError, match=r"unknown router famil\(ies\) \['nope'\]"):
             run_experiment(bad, name)
