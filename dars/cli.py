@@ -354,6 +354,17 @@ def _print_budget(exp: Any, root: str, only: dict[str, list[str]] | None = None)
     return upper
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm_spend(exp: Any, upper: float, yes: bool) -> None:
+    """Ask before a real pool may spend ``upper`` USD; not with --yes, nor without a terminal
+    (a scheduled or piped run cannot answer, and the spend cap still holds)."""
+    if upper > 0 and not exp.pool.simulated and not yes and _interactive():
+        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+
+
 def _run_collect(
     exp: Any, workers: int, processes: bool, only: dict[str, list[str]] | None = None
 ) -> dict[str, Any]:
@@ -472,8 +483,7 @@ def collect(
     exp = _load(config, root)
     _exit_if_damaged(_sound_store(exp.root))
     upper = _print_budget(exp, exp.root)
-    if upper > 0 and not exp.pool.simulated and not yes and sys.stdin.isatty():
-        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+    _confirm_spend(exp, upper, yes)
     t0 = time.monotonic()
     try:
         result = _run_collect(exp, workers, processes)
@@ -600,8 +610,7 @@ def rerun(
         console.print("every key is stored ok; nothing to rerun")
         return
     upper = _print_budget(exp, exp.root, only)
-    if upper > 0 and not exp.pool.simulated and not yes and sys.stdin.isatty():
-        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+    _confirm_spend(exp, upper, yes)
     try:
         _run_collect(exp, workers, processes, only)
     except RuntimeError as exc:
