@@ -118,6 +118,20 @@ RootOpt = Annotated[
     str | None, typer.Option("--root", help="Run directory (default: the config's `root`).")
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Shard tasks running at once.")]
+
+
+def FilterOpt(name: str, allowed: str) -> Any:  # noqa: N802 - used like the *Opt aliases
+    """A repeatable ``--NAME`` option whose values may also be comma lists."""
+    return Annotated[
+        list[str] | None,
+        typer.Option(
+            f"--{name}",
+            metavar="<names>",
+            help=f"Only these {allowed} of the config (repeatable or a,b).",
+        ),
+    ]
+
+
 ProcOpt = Annotated[
     bool, typer.Option("--processes/--threads", help="Run shard tasks in processes or threads.")
 ]
@@ -248,11 +262,13 @@ class _CollectBar:
     """A rich progress bar fed by the process-wide collection counters (thread runner) or by
     polling the store (process runner, whose counters live in other processes)."""
 
-    def __init__(self, exp: Any, root: str, processes: bool) -> None:
+    def __init__(
+        self, exp: Any, root: str, processes: bool, only: dict[str, list[str]] | None = None
+    ) -> None:
         from dars.tasks.collect import estimate_budget
 
         self.exp, self.root, self.processes = exp, root, processes
-        est = estimate_budget(exp)
+        est = estimate_budget(exp, only=only)
         decodes = est if exp.rewriter is None else est.filter(est["model"] != exp.rewriter.name)
         self.total = int(decodes["calls"].sum())
         self._stop = threading.Event()
@@ -314,12 +330,12 @@ class _CollectBar:
         self.progress.stop()
 
 
-def _print_budget(exp: Any, root: str) -> float:
+def _print_budget(exp: Any, root: str, only: dict[str, list[str]] | None = None) -> float:
     import polars as pl
 
     from dars.tasks.collect import estimate_budget
 
-    est = estimate_budget(exp)
+    est = estimate_budget(exp, only=only)
     if est["calls"].sum() == 0:
         console.print("nothing to collect: every planned call is stored")
         return 0.0
@@ -338,14 +354,27 @@ def _print_budget(exp: Any, root: str) -> float:
     return upper
 
 
-def _run_collect(exp: Any, workers: int, processes: bool) -> dict[str, Any]:
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
+def _confirm_spend(exp: Any, upper: float, yes: bool) -> None:
+    """Ask before a real pool may spend ``upper`` USD; not with --yes, nor without a terminal
+    (a scheduled or piped run cannot answer, and the spend cap still holds)."""
+    if upper > 0 and not exp.pool.simulated and not yes and _interactive():
+        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+
+
+def _run_collect(
+    exp: Any, workers: int, processes: bool, only: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
     from dars.flows.collect import collect_flow
     from dars.tasks.collect import new_run_id
 
     run_id = new_run_id()
     try:
-        with _CollectBar(exp, exp.root, processes):
-            return collect_flow(exp, None, workers, processes, run_id)
+        with _CollectBar(exp, exp.root, processes, only):
+            return collect_flow(exp, None, workers, processes, run_id, only=only)
     finally:
         _print_spend(exp, run_id)
 
@@ -364,7 +393,9 @@ def _print_spend(exp: Any, run_id: str) -> None:
     )
 
 
-def _collection_failed(exc: RuntimeError, exp: Any) -> None:
+def _collection_failed(
+    exc: RuntimeError, exp: Any, only: dict[str, list[str]] | None = None
+) -> None:
     """Report a collection that did not finish: one line per failed shard (which shard, how many
     keys failed and why), then the store's status; exit 1. Prefect's temporary server not
     starting goes up to the group, which says what to set."""
@@ -381,16 +412,16 @@ def _collection_failed(exc: RuntimeError, exp: Any) -> None:
             _error("  " + " ".join(line.split()))
     else:
         _error(str(exc))
-    _print_status(exp)
+    _print_status(exp, only)
     raise typer.Exit(1) from None
 
 
-def _print_status(exp: Any) -> Any:
+def _print_status(exp: Any, only: dict[str, list[str]] | None = None) -> Any:
     import polars as pl
 
     from dars.tasks.collect import collection_status
 
-    st = collection_status(exp)
+    st = collection_status(exp, only)
     per = (
         st.filter(pl.col("dataset").is_not_null())
         .group_by("dataset", "split", "model", maintain_order=True)
@@ -452,8 +483,7 @@ def collect(
     exp = _load(config, root)
     _exit_if_damaged(_sound_store(exp.root))
     upper = _print_budget(exp, exp.root)
-    if upper > 0 and not exp.pool.simulated and not yes and sys.stdin.isatty():
-        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+    _confirm_spend(exp, upper, yes)
     t0 = time.monotonic()
     try:
         result = _run_collect(exp, workers, processes)
@@ -558,26 +588,48 @@ def rerun(
     failed: Annotated[
         bool, typer.Option("--failed", help="Rerun partitions with failed or missing keys.")
     ] = False,
+    dataset: FilterOpt("dataset", "datasets") = None,
+    model: FilterOpt("model", "pool models") = None,
+    split: FilterOpt("split", "splits (train, test)") = None,
     workers: WorkersOpt = 4,
     processes: ProcOpt = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Rerun only the partitions with failed or missing keys, as a new `collect` flow run."""
+    """Rerun only the partitions with failed or missing keys, as a new `collect` flow run;
+    --dataset/--model/--split keep those of some datasets, models or splits."""
     if not failed:
         console.print("nothing to do: pass --failed to rerun failed or missing keys")
         raise typer.Exit(2)
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    only = _key_filter(exp, dataset, model, split)
     _exit_if_damaged(_sound_store(exp.root))
-    before = _print_status(exp)
+    before = _print_status(exp, only)
     if before["failed"] == 0 and before["missing"] == 0:
         console.print("every key is stored ok; nothing to rerun")
         return
+    upper = _print_budget(exp, exp.root, only)
+    _confirm_spend(exp, upper, yes)
     try:
-        _run_collect(exp, workers, processes)
+        _run_collect(exp, workers, processes, only)
     except RuntimeError as exc:
-        _collection_failed(exc, exp)
-    _print_status(exp)
+        _collection_failed(exc, exp, only)
+    _print_status(exp, only)
+
+
+def _key_filter(
+    exp: Any, dataset: list[str] | None, model: list[str] | None, split: list[str] | None
+) -> dict[str, list[str]]:
+    """The --dataset/--model/--split filter checked against the config (``dars.plan.key_filter``);
+    an unknown value is one line listing the allowed ones, exit 2."""
+    from dars.plan import key_filter
+
+    try:
+        return key_filter(exp, dataset=dataset or [], model=model or [], split=split or [])
+    except ValueError as exc:
+        _error(str(exc), "bad filter")
+        raise typer.Exit(2) from None
 
 
 @app.command("import")

@@ -236,3 +236,60 @@ def status(plan: pl.DataFrame, observed: pl.DataFrame | pl.LazyFrame) -> pl.Data
         pl.lit(None, pl.Int32).alias("shard"),
     )
     return pl.concat([per, total.select(per.columns).cast(STATUS_SCHEMA)])  # type: ignore[arg-type]
+
+
+# The key columns a rerun can be narrowed by (``dars rerun --failed --dataset/--model/--split``).
+FILTER_FIELDS: tuple[str, ...] = ("dataset", "model", "split")
+
+
+def key_filter(
+    experiment: Experiment,
+    *,
+    dataset: Sequence[str] = (),
+    model: Sequence[str] = (),
+    split: Sequence[str] = (),
+) -> dict[str, list[str]]:
+    """The filter that narrows a collection to some datasets, models and splits, checked
+    against ``experiment``.
+
+    Each argument is a list of values as typed (repeated options and/or comma lists:
+    ``["a,b", "c"]`` is a, b, c); an empty one does not narrow that field. Returns
+    ``{field: [values]}`` (fields of ``FILTER_FIELDS`` that narrow, values deduplicated in the
+    order given), ``{}`` for everything; :func:`filter_keys` applies it. Raises ``ValueError``
+    in one line naming each unknown value and listing the allowed ones (the config's datasets,
+    its pool, ``train``/``test``).
+    """
+    allowed = {
+        "dataset": [b.name for b in experiment.benchmarks],
+        "model": list(experiment.pool.names),
+        "split": list(SPLIT_ORDER),
+    }
+    given = {"dataset": dataset, "model": model, "split": split}
+    only: dict[str, list[str]] = {}
+    problems = []
+    for name in FILTER_FIELDS:
+        values = [v.strip() for raw in given[name] for v in raw.split(",") if v.strip()]
+        values = list(dict.fromkeys(values))
+        unknown = [v for v in values if v not in allowed[name]]
+        if unknown:
+            problems.append(
+                f"unknown {name} {', '.join(map(repr, unknown))} (allowed: "
+                f"{', '.join(allowed[name])})"
+            )
+        elif values:
+            only[name] = values
+    if problems:
+        raise ValueError("; ".join(problems))
+    return only
+
+
+def filter_keys(
+    frame: pl.DataFrame | pl.LazyFrame, only: Mapping[str, Sequence[str]] | None
+) -> Any:
+    """The rows of ``frame`` (a plan, a rewrite plan, observations, a budget: any frame with
+    some of the ``FILTER_FIELDS`` columns) whose values pass ``only`` (from :func:`key_filter`;
+    None or ``{}`` keeps every row). A field the frame has no column for does not narrow it:
+    rewrites have no model, and every model's decodes need them. Same frame type back."""
+    columns = frame.collect_schema().names() if isinstance(frame, pl.LazyFrame) else frame.columns
+    keep = [pl.col(c).is_in(list(v)) for c, v in (only or {}).items() if c in columns]
+    return frame.filter(*keep) if keep else frame

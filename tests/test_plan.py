@@ -5,7 +5,15 @@ from hypothesis import strategies as st
 
 from dars.benchmarks.base import Item
 from dars.config import experiment_from_dict
-from dars.plan import PLAN_SCHEMA, STATUS_SCHEMA, build_plan, expected_rewrites, status
+from dars.plan import (
+    PLAN_SCHEMA,
+    STATUS_SCHEMA,
+    build_plan,
+    expected_rewrites,
+    filter_keys,
+    key_filter,
+    status,
+)
 
 
 def _experiment(datasets=("demo_mc",), models=("m1", "m2"), shard_size=50, **protocol):
@@ -195,3 +203,66 @@ def test_plan_matches_nested_loops(n_train, n_test, k, m, orig, kt, mt, md, shar
                     )
     assert set(plan.rows()) == expected
     assert plan.height == len(expected)
+
+
+# --------------------------------------------------------------------------------------------
+# the rerun filter (`dars rerun --failed --dataset/--model/--split`)
+
+
+def test_key_filter_takes_repeated_values_and_comma_lists():
+    exp = _experiment(datasets=("demo_mc", "demo_span"), models=("m1", "m2", "m3"))
+    assert key_filter(exp) == {}
+    got = key_filter(exp, model=["m3,m1", " m2 ", "m1"], split=["test"], dataset=[])
+    assert got == {"model": ["m3", "m1", "m2"], "split": ["test"]}
+    assert key_filter(exp, dataset=["demo_span"]) == {"dataset": ["demo_span"]}
+
+
+def test_key_filter_names_every_unknown_value_and_the_allowed_ones_in_one_line():
+    exp = _experiment(datasets=("demo_mc", "demo_span"), models=("m1", "m2"))
+    with pytest.raises(ValueError) as info:
+        key_filter(exp, dataset=["demo_mc,gpqa"], model=["m9", "m1"], split=["val"])
+    assert str(info.value) == (
+        "unknown dataset 'gpqa' (allowed: demo_mc, demo_span); "
+        "unknown model 'm9' (allowed: m1, m2); "
+        "unknown split 'val' (allowed: train, test)"
+    )
+    with pytest.raises(ValueError, match=r"^unknown model 'rw' \(allowed: m1, m2\)$"):
+        key_filter(exp, model=["rw"])  # the rewriter is not a pool model
+
+
+def test_filter_keys_narrows_by_the_columns_a_frame_has():
+    obs = pl.DataFrame(
+        {
+            "dataset": ["a", "a", "b"],
+            "split": ["train", "test", "train"],
+            "model": ["m1", "m2", "m1"],
+            "n": [1, 2, 3],
+        }
+    )
+    assert filter_keys(obs, {"model": ["m1"]})["n"].to_list() == [1, 3]
+    assert filter_keys(obs, {"model": ["m1"], "split": ["train"], "dataset": ["b"]})[
+        "n"
+    ].to_list() == [3]
+    assert filter_keys(obs, {})["n"].to_list() == [1, 2, 3]
+    assert filter_keys(obs, None)["n"].to_list() == [1, 2, 3]
+    # Rewrites have no model column: a model filter keeps them all (every model needs them).
+    rewrites = obs.drop("model").lazy()
+    kept = filter_keys(rewrites, {"model": ["m2"], "split": ["train"]})
+    assert isinstance(kept, pl.LazyFrame)
+    assert kept.collect()["n"].to_list() == [1, 3]
+
+
+def test_a_filtered_plan_has_the_filtered_status():
+    exp = _experiment(models=("m1", "m2"), **SMALL)
+    splits = {"demo_mc": {"train": _items("a", "b"), "test": _items("t")}}
+    plan = build_plan(exp, splits)
+    key = ["dataset", "split", "query_id", "model", "rewrite_id", "decode_id"]
+    test_keys = plan.filter(pl.col("split") == "test").select(key).rows()  # m1's 5, then m2's
+    observed = pl.DataFrame(_obs(test_keys[:5], "error") + _obs(test_keys[5:7], "ok"))
+    only = key_filter(exp, model=["m2"], split=["test"])
+    st_ = status(filter_keys(plan, only), observed)
+    # m1's failures and every train key are outside the filter: not counted, not rerun.
+    assert st_.select("split", "model", "expected", "done", "failed", "missing").rows() == [
+        ("test", "m2", 5, 2, 0, 3),
+        (None, None, 5, 2, 0, 3),
+    ]

@@ -94,12 +94,15 @@ def rewrite_flow(
     workers: int = 4,
     processes: bool = False,
     run_id: str | None = None,
+    only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard).
-    ``run_id`` (default: a new one) is recorded with every call in the root's ledger."""
+    ``run_id`` (default: a new one) is recorded with every call in the root's ledger; ``only``
+    (:func:`dars.plan.key_filter`, e.g. ``{"dataset": ["demo_mc"]}``) narrows the shards by
+    dataset and split."""
     exp = resolve_experiment(config, root)
     reset_progress()
-    todo, complete = plan_rewrites_task(exp)
+    todo, complete = plan_rewrites_task(exp, only)
     run_id = run_id or new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
@@ -128,13 +131,16 @@ def decode_flow(
     workers: int = 4,
     processes: bool = False,
     run_id: str | None = None,
+    only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Run every missing observation; one task per (dataset, split, model, shard). Then, for a
     simulated pool, store its ground truth per dataset (label recovery reads it). ``run_id``
-    (default: a new one) is stored with every row and recorded in the root's ledger."""
+    (default: a new one) is stored with every row and recorded in the root's ledger; ``only``
+    (:func:`dars.plan.key_filter`, e.g. ``{"model": ["gpt-4o"]}``) keeps the shards of some
+    datasets, models and splits (``dars rerun --failed --model …``)."""
     exp = resolve_experiment(config, root)
     reset_progress()
-    todo, complete = plan_decodes_task(exp)
+    todo, complete = plan_decodes_task(exp, only)
     run_id = run_id or new_run_id()
     with _open_runner(workers, processes) as runner:
         futures = [
@@ -168,10 +174,11 @@ def collect_flow(
     workers: int = 4,
     processes: bool = False,
     run_id: str | None = None,
+    only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Rewrite then decode (two subflows, visible as such in the Prefect UI), both under one
     ``run_id`` (default: a new one; returned as ``run_id``), the key of this run's spend in the
-    root's ledger.
+    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`).
 
     Raises :class:`~dars.tasks.failures.CollectionIncomplete` (a ``RuntimeError``, one line per
     failed shard in ``failures``) at the end when some shard is incomplete, after every other
@@ -180,8 +187,8 @@ def collect_flow(
     """
     exp = resolve_experiment(config, root)
     run_id = run_id or new_run_id()
-    rw = rewrite_flow(exp, None, workers, processes, run_id)
-    dec = decode_flow(exp, None, workers, processes, run_id)
+    rw = rewrite_flow(exp, None, workers, processes, run_id, only)
+    dec = decode_flow(exp, None, workers, processes, run_id, only)
     if rw["failures"] or dec["failures"]:
         raise CollectionIncomplete(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "

@@ -43,7 +43,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +60,7 @@ from dars.benchmarks.rewrite_checks import check_rewrites
 from dars.config import Experiment
 from dars.llm import CallKey, GenParams, LLMCallError, generate, max_cost_usd, remember_keys
 from dars.llm.loop import run_sync
-from dars.plan import KEY, build_plan, expected_rewrites, status
+from dars.plan import KEY, build_plan, expected_rewrites, filter_keys, status
 from dars.sim import SimWorld, register_items, simulated_truth
 from dars.storage import (
     done_keys,
@@ -828,19 +828,23 @@ BUDGET_SCHEMA = {
 }
 
 
-def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
+def estimate_budget(
+    exp: Experiment, *, remaining: bool = True, only: Mapping[str, Sequence[str]] | None = None
+) -> pl.DataFrame:
     """Calls still to make and their cost bound, per (dataset, split, model).
 
     One row per partition of the plan with ``calls`` (keys not yet stored ok under
     ``exp.root`` when ``remaining``, else all planned keys), ``prompt_tokens`` estimated from
     the rendered original prompt (characters / 4), ``max_cost_usd`` assuming every call uses
     its full ``max_tokens`` (an upper bound) and ``typical_cost_usd`` assuming a quarter of it.
-    Rewriter calls are one more row with model = the rewriter's name.
+    Rewriter calls are one more row with model = the rewriter's name. ``only`` (from
+    :func:`dars.plan.key_filter`) keeps the keys of some datasets, models and splits; it
+    narrows rewriter calls by dataset and split only (every model's decodes need them).
     """
     if not exp.collected:  # imported datasets only: nothing to call
         return pl.DataFrame(schema=BUDGET_SCHEMA)
     splits = load_splits(exp)
-    plan = build_plan(exp, splits)
+    plan = filter_keys(build_plan(exp, splits), only)
     root = exp.root
     against_store = remaining and Path(root).exists()
     if against_store:
@@ -896,7 +900,7 @@ def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
     rw = exp.rewriter
     assert rw is not None  # the config requires one when a benchmark is collected
     rw_key = ["dataset", "split", "query_id", "rewrite_id"]
-    rw_plan = expected_rewrites(exp, splits).select(rw_key)
+    rw_plan = filter_keys(expected_rewrites(exp, splits), only).select(rw_key)
     if against_store:
         # A query with any planned rewrite missing costs one rewriter call (it asks for all).
         have = scan_rewrites(root).select(rw_key).collect()
@@ -926,10 +930,14 @@ def estimate_budget(exp: Experiment, *, remaining: bool = True) -> pl.DataFrame:
 # planning: which shards still have work
 
 
-def pending_rewrite_shards(exp: Experiment) -> tuple[list[dict[str, Any]], int]:
+def pending_rewrite_shards(
+    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """The (dataset, split, shard) rewrite shards with a planned rewrite not stored yet, with
-    ``done`` (rewrites already stored), and the number of shards that are complete."""
-    plan = expected_rewrites(exp, load_splits(exp))
+    ``done`` (rewrites already stored), and the number of shards that are complete. ``only``
+    (:func:`dars.plan.key_filter`) narrows to some datasets and splits; its models do not
+    narrow rewrites (every model's decodes need them)."""
+    plan = filter_keys(expected_rewrites(exp, load_splits(exp)), only)
     key = ["dataset", "split", "query_id", "rewrite_id"]
     have = scan_rewrites(exp.root).select(key).collect()
     done = plan.join(have, on=key, how="semi").group_by("dataset", "split", "shard").len("done")
@@ -943,12 +951,16 @@ def pending_rewrite_shards(exp: Experiment) -> tuple[list[dict[str, Any]], int]:
     return todo.select("dataset", "split", "shard", "done").to_dicts(), shards.height - todo.height
 
 
-def pending_decode_shards(exp: Experiment) -> tuple[list[dict[str, Any]], int]:
+def pending_decode_shards(
+    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """The (dataset, split, model, shard) decode shards with a planned key not stored ok yet,
     with ``done`` (keys already stored ok), and the number of shards that are complete.
-    Reads the store with :func:`~dars.storage.read_observations` (safe while shards are being
-    replaced)."""
-    plan = build_plan(exp, load_splits(exp))
+    ``only`` (:func:`dars.plan.key_filter`) keeps the shards of some datasets, models and
+    splits; a shard lies in one (dataset, split, model), so a kept shard asks for no key
+    outside the filter. Reads the store with :func:`~dars.storage.read_observations` (safe
+    while shards are being replaced)."""
+    plan = filter_keys(build_plan(exp, load_splits(exp)), only)
     st = status(plan, read_observations(exp.root, [*KEY, "status"])).filter(
         pl.col("dataset").is_not_null()
     )
@@ -992,15 +1004,19 @@ _CACHE = NO_CACHE
 
 
 @task(name="plan-rewrites", retries=1, retry_delay_seconds=5, cache_policy=_CACHE)
-def plan_rewrites_task(exp: Experiment) -> tuple[list[dict[str, Any]], int]:
+def plan_rewrites_task(
+    exp: Experiment, only: dict[str, list[str]] | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """The rewrite shards with work left (see :func:`pending_rewrite_shards`)."""
-    return pending_rewrite_shards(exp)
+    return pending_rewrite_shards(exp, only)
 
 
 @task(name="plan-decodes", retries=1, retry_delay_seconds=5, cache_policy=_CACHE)
-def plan_decodes_task(exp: Experiment) -> tuple[list[dict[str, Any]], int]:
+def plan_decodes_task(
+    exp: Experiment, only: dict[str, list[str]] | None = None
+) -> tuple[list[dict[str, Any]], int]:
     """The decode shards with work left (see :func:`pending_decode_shards`)."""
-    return pending_decode_shards(exp)
+    return pending_decode_shards(exp, only)
 
 
 @task(
@@ -1058,8 +1074,12 @@ def truth_task(exp: Experiment, dataset: str) -> str | None:
     return None if path is None else str(path)
 
 
-def collection_status(exp: Experiment) -> pl.DataFrame:
+def collection_status(
+    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
+) -> pl.DataFrame:
     """Progress of the experiment's plan in its store (:func:`dars.plan.status`: one row per
-    (dataset, split, model, shard) with expected / done / failed / missing, then a total row).
-    Reads with :func:`~dars.storage.read_observations`, so it is safe during a collection."""
-    return status(build_plan(exp, load_splits(exp)), read_observations(exp.root, [*KEY, "status"]))
+    (dataset, split, model, shard) with expected / done / failed / missing, then a total row),
+    for the keys ``only`` keeps (:func:`dars.plan.key_filter`; all by default). Reads with
+    :func:`~dars.storage.read_observations`, so it is safe during a collection."""
+    plan = filter_keys(build_plan(exp, load_splits(exp)), only)
+    return status(plan, read_observations(exp.root, [*KEY, "status"]))
