@@ -71,7 +71,7 @@ from dars.storage import (
     write_observations,
     write_rewrites,
 )
-from dars.storage.ledger import CallRef, Ledger, ledger
+from dars.storage.ledger import CAP_BUSY, CallRef, Ledger, ledger
 from dars.storage.truth import remove_truth, write_truth
 from dars.tasks.failures import ExpectedFailure, quiet_expected_failures
 
@@ -263,6 +263,19 @@ async def _gated(gate: asyncio.Semaphore, coro: Coroutine[Any, Any, Any]) -> Any
         coro.close()  # cancelled while waiting for the gate: never started, nothing to warn about
 
 
+async def _reserve(
+    led: Ledger, ref: CallRef, amount: float, cap: float | None, ttl: float
+) -> int | None:
+    """The call's ledger id once its maximum cost fits the cap, or None when the cap is reached
+    (billed spend + this call would pass it). While only other calls' reservations fill the cap,
+    wait for them to settle (backing off to 1 s), without blocking the event loop they run on."""
+    delay = 0.02
+    while (got := led.reserve(ref, amount, cap_usd=cap, ttl_s=ttl, wait=True)) == CAP_BUSY:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+    return got
+
+
 class _Checkpointer:
     """Buffers journaled rows and compacts them into the store every N rows or T seconds (and at
     the end): writes them, then marks their journal entries compacted. Killed in between, the
@@ -448,7 +461,7 @@ async def _rewrite_todo(
         refuses it or it fails (its ``n_ids`` missing rewrites counted in the report)."""
         ref = CallRef(run_id, "rewrite", dataset, split, qid, rewriter.name, -1, attempt, shard)
         cap = exp.spend_cap_usd
-        call_id = led.reserve(ref, max_cost_usd(rewriter, messages, params), cap_usd=cap, ttl_s=ttl)
+        call_id = await _reserve(led, ref, max_cost_usd(rewriter, messages, params), cap, ttl)
         if call_id is None:
             report.not_run += n_ids
             report.notes.append("spend cap reached")
@@ -673,8 +686,8 @@ async def _decode_todo(
         question = rewrite_text[(qid, rid)] if rid >= 0 else None
         messages = bench.decode_messages(item, question)
         ref = CallRef(run_id, "decode", dataset, split, qid, model, rid, did, shard)
-        call_id = led.reserve(
-            ref, max_cost_usd(spec, messages, params), cap_usd=exp.spend_cap_usd, ttl_s=ttl
+        call_id = await _reserve(
+            led, ref, max_cost_usd(spec, messages, params), exp.spend_cap_usd, ttl
         )
         if call_id is None:
             report.not_run += 1

@@ -135,3 +135,19 @@ def test_the_cap_holds_across_processes(tmp_path):
     granted = sum(out.get(timeout=5) for _ in procs)
     assert granted == 100  # 3 × 60 asked, exactly 1.00 / 0.01 granted
     assert Ledger(tmp_path).summary().billed_usd == pytest.approx(1.0)
+
+
+def test_live_reservations_make_a_caller_wait_not_the_cap_reached(tmp_path):
+    from dars.storage.ledger import CAP_BUSY
+
+    led = Ledger(tmp_path)
+    a = led.reserve(ref("q1"), 0.6, cap_usd=1.0, ttl_s=60)
+    # 0.6 held + 0.6 > 1, but nothing is billed yet: wait for the call in flight.
+    assert led.reserve(ref("q2"), 0.6, cap_usd=1.0, ttl_s=60, wait=True) == CAP_BUSY
+    led.settle(a, ok=True, cost_usd=0.05, tokens=5, attempt=1)  # it cost far less than its max
+    b = led.reserve(ref("q2"), 0.6, cap_usd=1.0, ttl_s=60, wait=True)
+    assert b is not None and b != CAP_BUSY  # the cap was never counted as reached
+    led.settle(b, ok=True, cost_usd=0.6, tokens=5, attempt=1)
+    # Billed 0.65: another 0.6 can never fit, whatever settles: refused, and the cap is reached.
+    assert led.reserve(ref("q3"), 0.6, cap_usd=1.0, ttl_s=60, wait=True) is None
+    assert led.reserve(ref("q4"), 0.0, cap_usd=1.0, ttl_s=60, wait=True) is None
