@@ -19,6 +19,7 @@ from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.names import label_run, run_name
 from dars.procs import exit_with_parent
 from dars.tasks.collect import (
     ShardIncomplete,
@@ -87,7 +88,7 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
     return {"stage": kind, "tasks": len(futures), **totals, "failures": failures}
 
 
-@flow(name="rewrite")
+@flow(name="rewrite", flow_run_name=run_name("rewrite"))
 def rewrite_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -98,6 +99,7 @@ def rewrite_flow(
     """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard).
     ``run_id`` (default: a new one) is recorded with every call in the root's ledger."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     reset_progress()
     todo, complete = plan_rewrites_task(exp)
     run_id = run_id or new_run_id()
@@ -121,7 +123,7 @@ def rewrite_flow(
     return summary
 
 
-@flow(name="decode")
+@flow(name="decode", flow_run_name=run_name("decode"))
 def decode_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -133,6 +135,7 @@ def decode_flow(
     simulated pool, store its ground truth per dataset (label recovery reads it). ``run_id``
     (default: a new one) is stored with every row and recorded in the root's ledger."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     reset_progress()
     todo, complete = plan_decodes_task(exp)
     run_id = run_id or new_run_id()
@@ -161,7 +164,7 @@ def decode_flow(
     return summary
 
 
-@flow(name="collect")
+@flow(name="collect", flow_run_name=run_name("collect"))
 def collect_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -179,6 +182,7 @@ def collect_flow(
     do. Shards skipped because another live run holds them are not failures (see ``leased``).
     """
     exp = resolve_experiment(config, root)
+    label_run(exp)
     run_id = run_id or new_run_id()
     rw = rewrite_flow(exp, None, workers, processes, run_id)
     dec = decode_flow(exp, None, workers, processes, run_id)
