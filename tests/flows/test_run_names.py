@@ -14,6 +14,7 @@ import pytest
 
 from dars.config import Experiment
 from dars.flows.names import describe, run_tags
+from tests.flows.test_collect import tiny_demo_config
 from tests.simstore import sim_experiment, write_sim_store
 
 pytestmark = pytest.mark.flow
@@ -85,6 +86,23 @@ def test_flow_runs_are_named_and_tagged_with_config_and_root(prefect_harness, tm
     assert run.name == f"supervise test root={root}"
     assert {"config:test", f"root:{root}"} <= set(run.tags)
     assert run.state.is_completed()
+
+
+def test_collect_and_its_subflows_say_what_runs(prefect_harness, tmp_path):
+    """A tiny collect whose root parameter overrides the config's: the collect run and its
+    rewrite and decode subflow runs are named after the stage, the config and that root, and
+    tagged with both."""
+    from dars.flows.collect import collect_flow
+
+    root = str(tmp_path / "b")
+    config = tiny_demo_config(tmp_path / "tiny.yaml", tmp_path / "config-root")
+    collect_flow(str(config), root, workers=2)
+
+    for stage in ("collect", "rewrite", "decode"):
+        (run,) = asyncio.run(_runs(stage, root))
+        assert run.name == f"{stage} demo root={root}"
+        assert {"config:demo", f"root:{root}"} <= set(run.tags), stage
+    assert not asyncio.run(_runs("collect", str(tmp_path / "config-root")))
 
 
 def test_a_cli_run_is_quiet_in_the_terminal_but_ships_info_logs(prefect_harness, tmp_path):
