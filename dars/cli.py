@@ -3,7 +3,8 @@
 Every command that touches a run takes ``--config`` (an experiment YAML) and ``--root`` (where the
 store and every output of the run live; default: the config's ``root``, ``runs/demo`` for the demo
 config). Long stages show a rich progress bar; Prefect's own log lines are reduced to warnings
-unless ``--verbose`` (the Prefect UI keeps the full record).
+on the terminal unless ``--verbose``; the Prefect server still receives every INFO line (the UI
+keeps the full record).
 """
 
 from __future__ import annotations
@@ -139,10 +140,16 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect'
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    """Prefect setup of every command that runs a flow: its log level, and a temporary server
-    that dies with this process (a killed CLI leaves no orphan server, issue 12)."""
+    """Prefect setup of every command that runs a flow: its terminal log level, and a temporary
+    server that dies with this process (a killed CLI leaves no orphan server, issue 12).
+
+    Without ``verbose`` only the console handler drops below WARNING: the API handler still
+    ships every INFO line to the server, so the Prefect UI has the run's full log. (Lowering
+    ``PREFECT_LOGGING_LEVEL`` instead, as dars once did, filters at the loggers and the UI then
+    showed 0 lines for a successful run.) Set before Prefect configures logging, which reads
+    ``PREFECT_LOGGING_<path in logging.yml>`` overrides from the environment."""
     if not verbose:
-        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from dars.procs import own_prefect_server
 
     own_prefect_server()

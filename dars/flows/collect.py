@@ -19,6 +19,7 @@ from prefect.futures import wait
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.names import label_run, run_name
 from dars.procs import exit_with_parent
 from dars.tasks.collect import (
     ShardIncomplete,
@@ -87,7 +88,7 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
     return {"stage": kind, "tasks": len(futures), **totals, "failures": failures}
 
 
-@flow(name="rewrite")
+@flow(name="rewrite", flow_run_name=run_name("rewrite"))
 def rewrite_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -101,6 +102,7 @@ def rewrite_flow(
     (:func:`dars.plan.key_filter`, e.g. ``{"dataset": ["demo_mc"]}``) narrows the shards by
     dataset and split."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     reset_progress()
     todo, complete = plan_rewrites_task(exp, only)
     run_id = run_id or new_run_id()
@@ -124,7 +126,7 @@ def rewrite_flow(
     return summary
 
 
-@flow(name="decode")
+@flow(name="decode", flow_run_name=run_name("decode"))
 def decode_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -139,6 +141,7 @@ def decode_flow(
     (:func:`dars.plan.key_filter`, e.g. ``{"model": ["gpt-4o"]}``) keeps the shards of some
     datasets, models and splits (``dars rerun --failed --model …``)."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     reset_progress()
     todo, complete = plan_decodes_task(exp, only)
     run_id = run_id or new_run_id()
@@ -167,7 +170,7 @@ def decode_flow(
     return summary
 
 
-@flow(name="collect")
+@flow(name="collect", flow_run_name=run_name("collect"))
 def collect_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -186,6 +189,7 @@ def collect_flow(
     do. Shards skipped because another live run holds them are not failures (see ``leased``).
     """
     exp = resolve_experiment(config, root)
+    label_run(exp)
     run_id = run_id or new_run_id()
     rw = rewrite_flow(exp, None, workers, processes, run_id, only)
     dec = decode_flow(exp, None, workers, processes, run_id, only)

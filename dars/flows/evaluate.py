@@ -16,11 +16,12 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.names import label_run, run_name
 from dars.tasks.evaluate import check_experiments, experiment_task
 from dars.tasks.report import report_task
 
 
-@flow(name="evaluate")
+@flow(name="evaluate", flow_run_name=run_name("evaluate"))
 def evaluate_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -30,6 +31,7 @@ def evaluate_flow(
     """Run ``experiments`` (default: all, in report order) for the experiment; returns
     experiment name → its tables (table name → frame)."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     names = check_experiments(experiments)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -54,7 +56,9 @@ def evaluate_flow(
     return out
 
 
-@flow(name="report")
+@flow(name="report", flow_run_name=run_name("report"))
 def report_flow(config: str | Experiment, root: str | None = None) -> Path:
     """Write ``report/index.{md,html}`` and the figures from the results of the run."""
-    return report_task(resolve_experiment(config, root))
+    exp = resolve_experiment(config, root)
+    label_run(exp)
+    return report_task(exp)

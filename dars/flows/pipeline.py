@@ -15,13 +15,14 @@ from prefect import flow
 from dars.config import Experiment, resolve_experiment
 from dars.flows.collect import collect_flow
 from dars.flows.evaluate import evaluate_flow, report_flow
+from dars.flows.names import label_run, run_name
 from dars.flows.supervise import supervise_flow
 from dars.flows.train import train_flow
 
 STAGES: tuple[str, ...] = ("collect", "supervise", "train", "evaluate", "report")
 
 
-@flow(name="pipeline")
+@flow(name="pipeline", flow_run_name=run_name("pipeline"))
 def pipeline_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -35,6 +36,7 @@ def pipeline_flow(
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid stages: {', '.join(STAGES)}")
     exp = resolve_experiment(config, root)
+    label_run(exp)
     out: dict[str, Any] = {}
     if "collect" in wanted:
         out["collect"] = collect_flow(exp, None, workers, processes)

@@ -13,14 +13,16 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.names import label_run, run_name
 from dars.tasks.supervise import supervise_dataset_task
 
 
-@flow(name="supervise")
+@flow(name="supervise", flow_run_name=run_name("supervise"))
 def supervise_flow(config: str | Experiment, root: str | None = None) -> pl.DataFrame:
     """Supervise every benchmark of the experiment (run directory ``root``, default: the
     config's ``root``); returns one summary row per (dataset, metric)."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     futures = [supervise_dataset_task.submit(exp, b.name) for b in exp.benchmarks]
     results = [f.result() for f in futures]
     logger = get_run_logger()

@@ -16,10 +16,11 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.names import label_run, run_name
 from dars.tasks.train import REPORT_SCHEMA, check_training, train_task
 
 
-@flow(name="train")
+@flow(name="train", flow_run_name=run_name("train"))
 def train_flow(
     config: str | Experiment,
     root: str | None = None,
@@ -31,6 +32,7 @@ def train_flow(
     single_shot, dars and the five ablations) on every benchmark of the experiment. Returns one
     report row per trained (dataset, family, supervision) with columns :data:`REPORT_SCHEMA`."""
     exp = resolve_experiment(config, root)
+    label_run(exp)
     families, supervisions = check_training(exp, families, supervisions)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
