@@ -1,4 +1,5 @@
-"""Print the reliability figures: ``python -m tests.reliability.summary [--quick] [--json FILE]``.
+"""Print the reliability figures: ``python -m tests.reliability.summary [--quick] [--json FILE]
+[--only money,integrity]``.
 
 Runs ``measure`` of every topic module of this package (see :mod:`tests.reliability.figures`)
 in a temporary directory and prints one table (topic, check, value, target, ok); exits 1 if a
@@ -51,10 +52,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="the smaller scenarios the tests run")
     ap.add_argument("--json", type=Path, help="also write the figures as JSON")
+    ap.add_argument("--only", help="comma-separated topic modules to run (default: all)")
     args = ap.parse_args(argv)
+    names = topic_modules()
+    if args.only:
+        wanted = {f"{pkg.__name__}.{t.strip()}" for t in args.only.split(",")}
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            unknown = [u.rsplit(".", 1)[1] for u in unknown]
+            ap.error(f"unknown topic(s) {unknown}; topics: {[n.rsplit('.', 1)[1] for n in names]}")
+        names = [n for n in names if n in wanted]
     figures: list[Figure] = []
     timings: dict[str, float] = {}
-    for name in topic_modules():
+    for name in names:
         mod = importlib.import_module(name)
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix="dars-reliability-") as tmp:
