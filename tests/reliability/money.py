@@ -38,6 +38,7 @@ from typing import Any
 
 import polars as pl
 
+from dars.storage import RunLayout
 from tests.fakeserver import FakeOpenAIServer
 from tests.reliability.figures import Figure
 from tests.tasks.test_collect import (
@@ -297,6 +298,21 @@ def _caps(workdir: Path, srv: CountingServer, full_cost: float, n_items: int) ->
             ),
             _fig("calls by a collect after the cap", again, "0", again == 0, "", t),
         ]
+        # The cap must not stop a collection early either: it is refused only when billed spend
+        # plus the next call's maximum cost would pass it, so billed >= cap - that maximum.
+        with sqlite3.connect(RunLayout(root).ledger_file()) as conn:
+            (largest,) = conn.execute("SELECT MAX(reserved_usd) FROM spend").fetchone()
+        floor = cap - (largest or 0.0)
+        figures.append(
+            _fig(
+                "cap used (not stopped early)",
+                f"${billed:.6f} ({billed / cap:.0%} of the cap)",
+                f">= ${floor:.6f} (cap - largest call's max cost)",
+                billed >= floor - 1e-12,
+                "max-cost reservations of calls in flight must not count as spent",
+                t,
+            )
+        )
     return figures
 
 

@@ -11,5 +11,5 @@ from tests.reliability.money import measure
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_money_figures_hold(tmp_path):
     figures = measure(tmp_path, quick=True)
-    assert len(figures) == 5 + 6 + 3
+    assert len(figures) == 5 + 9 + 3
     assert_all_ok(figures)
