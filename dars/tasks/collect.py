@@ -580,9 +580,10 @@ async def decode_shard(
     Keys come from ``dars.plan.build_plan``; keys stored ok anywhere in the partition are skipped,
     after the rows a killed run journaled are stored (``report.recovered``). Rewrite texts come
     from the rewrite store (run the rewrite stage first); a key whose rewrite is missing is not
-    run and is counted in ``not_run`` (in ``leased`` when another live run holds that rewrite
-    shard). Calls run concurrently, bounded by the model's limits in the client; each result (ok
-    or error) is journaled in the ledger, then becomes one store row at the next checkpoint. A
+    run and is counted in ``not_run`` (while another live run holds that rewrite shard, the
+    shard waits for it to finish first). Calls run concurrently, bounded by the model's limits
+    in the client; each result (ok or error) is journaled in the ledger, then becomes one store
+    row at the next checkpoint. A
     shard leased by another live run is skipped (``report.leased``, ``report.leased_by``).
     """
     t0 = time.monotonic()
@@ -647,8 +648,15 @@ async def _decode_todo(
     register_items(dataset, [it for items in splits[dataset].values() for it in items])
     prog = progress()
     rewrite_text: dict[tuple[str, int], str] = {}
-    rewrites_held_by: str | None = None
     if todo.filter(pl.col("rewrite_id") >= 0).height:
+        if exp.rewriter is not None:
+            # Another live run is writing this shard's rewrites: wait for it to finish them.
+            # Skipping these keys instead could leave them to nobody — that run skips this
+            # decode shard, which we hold (both collects then exit 0 with keys missing).
+            delay = 0.1
+            while led.holder("rewrite", dataset, split, exp.rewriter.name, shard) is not None:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         stored = (
             scan_rewrites(exp.root, dataset=dataset, split=split)
             .filter(pl.col("query_id").is_in(shard_ids))
@@ -656,8 +664,6 @@ async def _decode_todo(
             .collect()
         )
         rewrite_text = {(q, r): t for q, r, t in stored.iter_rows()}
-        if exp.rewriter is not None:
-            rewrites_held_by = led.holder("rewrite", dataset, split, exp.rewriter.name, shard)
     by_id = items_by_id(splits[dataset])
     params = GenParams.for_benchmark(exp, dataset)
     ttl = _reservation_ttl_s(exp)
@@ -675,10 +681,6 @@ async def _decode_todo(
     async def one(qid: str, view: str, rid: int, did: int) -> None:
         item = by_id[qid]
         if rid >= 0 and (qid, rid) not in rewrite_text:
-            if rewrites_held_by is not None:
-                report.leased += 1
-                report.leased_by = rewrites_held_by
-                return
             report.not_run += 1
             if len(report.notes) < 5:
                 report.notes.append(f"rewrite {rid} of {qid} missing: run the rewrite stage")
