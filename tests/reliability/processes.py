@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -43,8 +44,9 @@ def _config(workdir: Path) -> Path:
             "name": "orphans",
             "root": str(workdir / "run"),
             "benchmarks": [
-                {"name": "demo_math", "n_train": 8, "n_test": 4, "options": {"n_items": 12}},
-                {"name": "demo_mc", "n_train": 8, "n_test": 4, "options": {"n_items": 12}},
+                # Large enough that both kills land mid-collection on an idle machine too.
+                {"name": "demo_math", "n_train": 16, "n_test": 8, "options": {"n_items": 24}},
+                {"name": "demo_mc", "n_train": 16, "n_test": 8, "options": {"n_items": 24}},
             ],
             "protocol": {**TINY_PROTOCOL, "max_tokens": {"demo_math": 256, "demo_mc": 128}},
             "pool": {"models": [s.model_dump(mode="json") for s in default_sim_specs()[:2]]},
@@ -55,21 +57,25 @@ def _config(workdir: Path) -> Path:
     )
 
 
-def _descendants(pid: int, tag: str) -> list[str]:
-    """Command lines of the tagged processes below ``pid``."""
-    procs = tagged_processes(tag)
-    below, frontier = [], {pid}
-    while frontier:
-        kids = [p for p in procs if p[1] in frontier]
-        below += kids
-        frontier = {p[0] for p in kids}
-    return [cmd for _, _, cmd in below]
+def _calls_made(root: Path) -> int:
+    """Decode calls the run root's ledger has recorded so far (0 before it exists): decoding is
+    when every child we care about runs (pool workers, math-verify, the Prefect server)."""
+    path = root / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1.0) as conn:
+            sql = "SELECT COUNT(*) FROM spend WHERE stage = 'decode'"
+            return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.Error:  # created but not yet initialised by the run
+        return 0
 
 
 def kill_once(workdir: Path, cfg: Path, tag: str, processes: bool, seed: int) -> tuple[bool, int]:
-    """Start ``dars collect``, SIGKILL it ``seed``-drawn 0–2 s after its first math-verify worker
-    appeared; (killed mid-run, tagged processes alive ``GRACE_S`` later). Leftovers are then
-    killed so that one kill's orphans are not counted again."""
+    """Start ``dars collect`` and SIGKILL it ``seed``-drawn 0–2 s after its first decode (the
+    ledger grew: with ``--processes`` math-verify runs inline in the pool workers, so there is
+    no math worker to wait for); returns (killed mid-run, tagged processes alive ``GRACE_S``
+    later). Leftovers are then killed so that one kill's orphans are not counted again."""
     args = ["collect", "--yes", "-c", str(cfg), "--workers", "2"]
     args += ["--processes"] if processes else []
     cli = subprocess.Popen(
@@ -79,9 +85,11 @@ def kill_once(workdir: Path, cfg: Path, tag: str, processes: bool, seed: int) ->
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    root = workdir / "run"
+    before = _calls_made(root)
     deadline = time.monotonic() + START_TIMEOUT_S
     while cli.poll() is None and time.monotonic() < deadline:
-        if any("_mathworker" in cmd for cmd in _descendants(cli.pid, tag)):
+        if _calls_made(root) > before:
             break
         time.sleep(0.2)
     time.sleep(random.Random(seed).uniform(0.0, 2.0))
