@@ -447,16 +447,13 @@ def diagnostics(
     (columns :data:`METRIC_COLUMNS`). The two single-shot metrics follow ``definition`` (see
     :func:`single_shot_diagnostics`); the others use every observation.
     """
-    check_definition(definition)
-    boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
-    parts = [
-        outcome_instability(obs, tol=tol, **boot),
-        single_shot_diagnostics(
-            obs, models, definition, lam=lam, beta=beta, draws=draws, missing=missing, **boot
-        ),
-        variance_split(obs, **boot),
-    ]
-    return _in_metric_order(pl.concat(parts))
+    # One computation of the metrics: the table's rows for this definition, without the rows
+    # the table keeps for metrics that have no unit.
+    table = diagnostics_table(
+        obs, models, default=definition, lam=lam, beta=beta, draws=draws, seed=seed, tol=tol,
+        n_boot=n_boot, ci=ci, missing=missing,
+    )  # fmt: skip
+    return table.filter(pl.col("is_default") & (pl.col("n_units") > 0)).select(METRIC_COLUMNS)
 
 
 def diagnostics_table(
