@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from dars.storage import RunLayout
 from tests.reliability.clirun import (
     REPO,
     TINY_PROTOCOL,
@@ -60,7 +61,7 @@ def _config(workdir: Path) -> Path:
 def _calls_made(root: Path) -> int:
     """Decode calls the run root's ledger has recorded so far (0 before it exists): decoding is
     when every child we care about runs (pool workers, math-verify, the Prefect server)."""
-    path = root / "ledger.sqlite"
+    path = RunLayout(root).ledger_file()
     if not path.exists():
         return 0
     try:
