@@ -16,11 +16,13 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import wait
+from prefect.states import Completed, State
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
 from dars.flows.names import label_run, run_name
 from dars.procs import exit_with_parent
+from dars.tasks.chain import unchanged_message
 from dars.tasks.collect import (
     ShardIncomplete,
     decode_shard_task,
@@ -32,6 +34,9 @@ from dars.tasks.collect import (
     truth_task,
 )
 from dars.tasks.failures import CollectionIncomplete
+
+#: The name of the final state of a collect run that changed nothing (see :func:`collect_flow`).
+UNCHANGED = "Unchanged"
 
 
 def task_runner(workers: int, processes: bool) -> Any:
@@ -96,13 +101,14 @@ def rewrite_flow(
     processes: bool = False,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
+    run_label: str | None = None,
 ) -> dict[str, Any]:
     """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard).
     ``run_id`` (default: a new one) is recorded with every call in the root's ledger; ``only``
     (:func:`dars.plan.key_filter`, e.g. ``{"dataset": ["demo_mc"]}``) narrows the shards by
-    dataset and split."""
+    dataset and split; ``run_label`` tags the run (:func:`dars.flows.names.label_run`)."""
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     reset_progress()
     todo, complete = plan_rewrites_task(exp, only)
     run_id = run_id or new_run_id()
@@ -134,14 +140,15 @@ def decode_flow(
     processes: bool = False,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
+    run_label: str | None = None,
 ) -> dict[str, Any]:
     """Run every missing observation; one task per (dataset, split, model, shard). Then, for a
     simulated pool, store its ground truth per dataset (label recovery reads it). ``run_id``
     (default: a new one) is stored with every row and recorded in the root's ledger; ``only``
     (:func:`dars.plan.key_filter`, e.g. ``{"model": ["gpt-4o"]}``) keeps the shards of some
-    datasets, models and splits (``dars rerun --failed --model …``)."""
+    datasets, models and splits (``dars rerun --failed --model …``); ``run_label`` tags the run."""
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     reset_progress()
     todo, complete = plan_decodes_task(exp, only)
     run_id = run_id or new_run_id()
@@ -178,10 +185,19 @@ def collect_flow(
     processes: bool = False,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
-) -> dict[str, Any]:
+    run_label: str | None = None,
+) -> dict[str, Any] | State:
     """Rewrite then decode (two subflows, visible as such in the Prefect UI), both under one
     ``run_id`` (default: a new one; returned as ``run_id``), the key of this run's spend in the
-    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`).
+    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`); ``run_label`` tags
+    this run and both subflows.
+
+    Returns ``{"rewrite": summary, "decode": summary, "run_id": …}``. When the collection
+    changed nothing (:func:`dars.tasks.chain.unchanged_message`: no new rows, supervision and
+    report up to date) the run ends in a Completed-type state named ``Unchanged`` holding the
+    same dict: a caller of the flow gets the dict either way, and Prefect emits
+    ``prefect.flow-run.Unchanged`` instead of ``prefect.flow-run.Completed``, so the deployment
+    triggers of ``deploy/prefect.yaml`` (which expect the latter) start nothing downstream.
 
     Raises :class:`~dars.tasks.failures.CollectionIncomplete` (a ``RuntimeError``, one line per
     failed shard in ``failures``) at the end when some shard is incomplete, after every other
@@ -189,10 +205,10 @@ def collect_flow(
     do. Shards skipped because another live run holds them are not failures (see ``leased``).
     """
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     run_id = run_id or new_run_id()
-    rw = rewrite_flow(exp, None, workers, processes, run_id, only)
-    dec = decode_flow(exp, None, workers, processes, run_id, only)
+    rw = rewrite_flow(exp, None, workers, processes, run_id, only, run_label=run_label)
+    dec = decode_flow(exp, None, workers, processes, run_id, only, run_label=run_label)
     if rw["failures"] or dec["failures"]:
         raise CollectionIncomplete(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
@@ -200,7 +216,12 @@ def collect_flow(
             f"{(rw['failures'] + dec['failures'])[0]}",
             rw["failures"] + dec["failures"],
         )
-    return {"rewrite": rw, "decode": dec, "run_id": run_id}
+    result = {"rewrite": rw, "decode": dec, "run_id": run_id}
+    unchanged = unchanged_message(exp, rw, dec)
+    if unchanged is None:
+        return result
+    get_run_logger().info(unchanged)
+    return Completed(name=UNCHANGED, message=unchanged, data=result)
 
 
-__all__ = ["collect_flow", "decode_flow", "rewrite_flow", "task_runner"]
+__all__ = ["UNCHANGED", "collect_flow", "decode_flow", "rewrite_flow", "task_runner"]

@@ -27,11 +27,12 @@ def evaluate_flow(
     root: str | None = None,
     experiments: list[str] | None = None,
     workers: int = 2,
+    run_label: str | None = None,
 ) -> dict[str, Any]:
     """Run ``experiments`` (default: all, in report order) for the experiment; returns
-    experiment name → its tables (table name → frame)."""
+    experiment name → its tables (table name → frame). ``run_label`` tags the run."""
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     names = check_experiments(experiments)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -57,8 +58,11 @@ def evaluate_flow(
 
 
 @flow(name="report", flow_run_name=run_name("report"))
-def report_flow(config: str | Experiment, root: str | None = None) -> Path:
-    """Write ``report/index.{md,html}`` and the figures from the results of the run."""
+def report_flow(
+    config: str | Experiment, root: str | None = None, run_label: str | None = None
+) -> Path:
+    """Write ``report/index.{md,html}`` and the figures from the results of the run;
+    ``run_label`` tags the run."""
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     return report_task(exp)

@@ -2,9 +2,11 @@
 
 Every dars flow is declared with ``flow_run_name=run_name("<stage>")``: its runs are named
 ``<stage> <config name> root=<run root>`` (``collect demo root=runs/demo``) instead of Prefect's
-random ``sage-beagle``. Each flow then calls :func:`label_run` with the loaded experiment, which
-adds the tags ``config:<name>`` and ``root:<root>`` to its own run — whoever started it (the
-CLI, the pipeline flow, a deployment or a trigger), so the UI can filter runs by config and root.
+random ``sage-beagle``. Each flow then calls :func:`label_run` with the loaded experiment and its
+``run_label`` parameter, which adds the tags ``config:<name>``, ``root:<root>`` and, when a label
+is given, ``label:<run_label>`` to its own run — whoever started it (the CLI, the pipeline flow, a
+deployment or a trigger), so the UI can filter runs by config, root and label (the deployment
+triggers pass ``run_label`` on, so every stage of one triggered chain carries the same label).
 """
 
 from __future__ import annotations
@@ -54,12 +56,14 @@ def run_name(stage: str) -> Callable[[], str]:
     return name
 
 
-def run_tags(exp: Experiment) -> list[str]:
-    """The tags of every flow run of ``exp``: its config name and run root."""
-    return [f"config:{exp.name}", f"root:{exp.root}"]
+def run_tags(exp: Experiment, run_label: str | None = None) -> list[str]:
+    """The tags of every flow run of ``exp``: its config name and run root, and
+    ``label:<run_label>`` when the run has a label."""
+    tags = [f"config:{exp.name}", f"root:{exp.root}"]
+    return tags if run_label is None else [*tags, f"label:{run_label}"]
 
 
-def label_run(exp: Experiment) -> None:
+def label_run(exp: Experiment, run_label: str | None = None) -> None:
     """Add :func:`run_tags` to the current flow run's tags (kept: the tags it was created with,
     e.g. a deployment's). Called first thing in a flow body, where the experiment is loaded;
     outside a flow run (a flow's ``.fn`` in a test) it does nothing."""
@@ -68,7 +72,7 @@ def label_run(exp: Experiment) -> None:
     ctx = FlowRunContext.get()
     if ctx is None or ctx.flow_run is None:
         return
-    tags = sorted(set(ctx.flow_run.tags) | set(run_tags(exp)))
+    tags = sorted(set(ctx.flow_run.tags) | set(run_tags(exp, run_label)))
     if tags != sorted(ctx.flow_run.tags):
         ctx.client.update_flow_run(flow_run_id=ctx.flow_run.id, tags=tags)
         ctx.flow_run.tags = tags

@@ -29,24 +29,26 @@ def pipeline_flow(
     workers: int = 4,
     processes: bool = False,
     stages: list[str] | None = None,
+    run_label: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``stages`` (default: all, in DAG order) for the experiment in ``config``."""
+    """Run ``stages`` (default: all, in DAG order) for the experiment in ``config``;
+    ``run_label`` tags this run and every stage's (:func:`dars.flows.names.label_run`)."""
     wanted = list(stages or STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid stages: {', '.join(STAGES)}")
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     out: dict[str, Any] = {}
     if "collect" in wanted:
-        out["collect"] = collect_flow(exp, None, workers, processes)
+        out["collect"] = collect_flow(exp, None, workers, processes, run_label=run_label)
     if "supervise" in wanted:
-        out["supervise"] = supervise_flow(exp)
+        out["supervise"] = supervise_flow(exp, run_label=run_label)
     if "train" in wanted:
         # Each fit already runs on one thread; more than 2 workers oversubscribes 2 cores.
-        out["train"] = train_flow(exp, workers=min(workers, 2))
+        out["train"] = train_flow(exp, workers=min(workers, 2), run_label=run_label)
     if "evaluate" in wanted:
-        out["evaluate"] = evaluate_flow(exp, workers=min(workers, 2))
+        out["evaluate"] = evaluate_flow(exp, workers=min(workers, 2), run_label=run_label)
     if "report" in wanted:
-        out["report"] = report_flow(exp)
+        out["report"] = report_flow(exp, run_label=run_label)
     return out

@@ -18,11 +18,14 @@ from dars.tasks.supervise import supervise_dataset_task
 
 
 @flow(name="supervise", flow_run_name=run_name("supervise"))
-def supervise_flow(config: str | Experiment, root: str | None = None) -> pl.DataFrame:
+def supervise_flow(
+    config: str | Experiment, root: str | None = None, run_label: str | None = None
+) -> pl.DataFrame:
     """Supervise every benchmark of the experiment (run directory ``root``, default: the
-    config's ``root``); returns one summary row per (dataset, metric)."""
+    config's ``root``); returns one summary row per (dataset, metric). ``run_label`` tags the
+    run (:func:`dars.flows.names.label_run`)."""
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     futures = [supervise_dataset_task.submit(exp, b.name) for b in exp.benchmarks]
     results = [f.result() for f in futures]
     logger = get_run_logger()

@@ -27,12 +27,14 @@ def train_flow(
     families: list[str] | None = None,
     supervisions: list[str] | None = None,
     workers: int = 2,
+    run_label: str | None = None,
 ) -> pl.DataFrame:
     """Train ``families`` (default: the config's ``families``) × ``supervisions`` (default:
     single_shot, dars and the five ablations) on every benchmark of the experiment. Returns one
-    report row per trained (dataset, family, supervision) with columns :data:`REPORT_SCHEMA`."""
+    report row per trained (dataset, family, supervision) with columns :data:`REPORT_SCHEMA`.
+    ``run_label`` tags the run (:func:`dars.flows.names.label_run`)."""
     exp = resolve_experiment(config, root)
-    label_run(exp)
+    label_run(exp, run_label)
     families, supervisions = check_training(exp, families, supervisions)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")

@@ -70,6 +70,7 @@ def test_describe_names_config_and_root_from_an_experiment_or_a_yaml(tmp_path):
         defaults["root"].default,
     )
     assert run_tags(exp) == ["config:test", f"root:{tmp_path / 'r'}"]
+    assert run_tags(exp, "nightly")[-1] == "label:nightly"
 
 
 def test_flow_runs_are_named_and_tagged_with_config_and_root(prefect_harness, tmp_path):
