@@ -196,14 +196,32 @@ def test_a_run_without_config_is_refused(sqlite_stack):
         sqlite_stack.run_deployment("collect/dars-collect")
 
 
-def test_the_pipeline_schedule_is_registered_paused_with_its_parameters(sqlite_stack):
-    with sqlite_stack.client() as c:
-        dep = c.read_deployment_by_name("pipeline/dars-pipeline")
-    (sched,) = dep.schedules
+def test_the_pipeline_schedule_is_registered_paused_and_enabled_as_the_readme_says(
+    sqlite_stack, tmp_path
+):
+    def schedule():
+        with sqlite_stack.client() as c:
+            (sched,) = c.read_deployment_by_name("pipeline/dars-pipeline").schedules
+        return sched
+
+    sched = schedule()
     assert sched.active is False
     assert sched.schedule.cron == "0 2 * * *"
     assert sched.parameters["root"] == "runs/nightly"
     assert (REPO / sched.parameters["config"]).is_file()
+    params = sched.parameters
+
+    # deploy/README.md step 6: `active: true` in the YAML, deploy again; then back.
+    source = (REPO / "deploy" / "prefect.yaml").read_text()
+    assert source.count("        active: false") == 1
+    active = tmp_path / "prefect.yaml"
+    active.write_text(source.replace("        active: false", "        active: true"))
+    deploy = ("--no-prompt", "deploy", "--name", "dars-pipeline", "--prefect-file")
+    sqlite_stack.prefect(*deploy, str(active))
+    sched = schedule()
+    assert sched.active is True and sched.parameters == params
+    sqlite_stack.prefect(*deploy, str(REPO / "deploy" / "prefect.yaml"))
+    assert schedule().active is False
 
 
 def _git(*args: str, cwd: Path) -> None:
