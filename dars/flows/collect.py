@@ -6,6 +6,12 @@ the store; flows never do), then one task per remaining shard goes to the task r
 by default, processes with ``--workers N --processes`` (litellm costs CPU per call, so processes
 scale the simulated pool), or any Prefect task runner (e.g. prefect-dask's DaskTaskRunner) for
 scale-out. For a simulated pool the decode flow ends by storing the simulator's ground truth.
+
+A stage whose shards failed ends its subflow run Failed (:class:`StageIncomplete`), its state
+message naming each failed partition's model, dataset, split and cause (HTTP status and
+exception class, keys scrubbed); ``collect`` goes on to the next stage all the same and fails at
+the end. The Prefect UI also gets artifacts (:mod:`dars.flows.artifacts`): a progress bar per
+stage run and the store's table of partitions per collect run.
 """
 
 from __future__ import annotations
@@ -15,10 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.artifacts import StageProgress, publish_collect, redact, stage_message
 from dars.flows.names import label_run, run_name
 from dars.procs import exit_with_parent
 from dars.tasks.collect import (
@@ -31,7 +38,7 @@ from dars.tasks.collect import (
     rewrite_shard_task,
     truth_task,
 )
-from dars.tasks.failures import CollectionIncomplete
+from dars.tasks.failures import CollectionIncomplete, StageIncomplete
 
 
 def task_runner(workers: int, processes: bool) -> Any:
@@ -66,18 +73,29 @@ def _open_runner(workers: int, processes: bool) -> Iterator[Any]:
             yield runner
 
 
-def _summarise(futures: list, kind: str) -> dict[str, Any]:
-    """Wait for shard futures; count reports and failures (a failed shard does not stop others)."""
-    wait(futures)
-    reports, failures = [], []
-    for fut in futures:
+def _summarise(
+    futures: list, kind: str, exp: Experiment, shards: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Wait for shard futures (``shards``: their parameters, in the same order), advancing the
+    stage's progress artifact as they finish; count reports and failures (a failed shard does
+    not stop others). ``failed_shards`` has one dict per failed shard: its report, or where it
+    is and the exception it raised."""
+    progress = StageProgress(exp, kind, len(futures))
+    for _ in as_completed(futures):
+        progress.advance()
+    reports, failures, failed = [], [], []
+    for fut, shard in zip(futures, shards, strict=True):
         try:
             reports.append(fut.result())
         except ShardIncomplete as exc:
             reports.append(exc.report.to_dict())
             failures.append(str(exc))
+            failed.append(exc.report.to_dict())
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
-            failures.append(" ".join(f"{type(exc).__name__}: {exc}".split()))
+            line = " ".join(f"{type(exc).__name__}: {exc}".split())
+            failures.append(line)
+            where = {k: shard.get(k) for k in ("dataset", "split", "model", "shard")}
+            failed.append({**where, "exception": line[:200]})
     keys = ("planned", "already_done", "ok", "failed", "not_run", "leased", "recovered")
     totals = {k: sum(int(r.get(k, 0)) for r in reports) for k in keys}
     totals["cost_usd"] = sum(float(r.get("cost_usd", 0.0)) for r in reports)
@@ -85,7 +103,23 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
     leased = [r for r in reports if r.get("leased")]
     totals["leased_shards"] = len(leased)
     totals["leased_by"] = sorted({str(r["leased_by"]) for r in leased if r.get("leased_by")})
-    return {"stage": kind, "tasks": len(futures), **totals, "failures": failures}
+    return {
+        "stage": kind,
+        "tasks": len(futures),
+        **totals,
+        "failures": failures,
+        "failed_shards": failed,
+    }
+
+
+def _fail_if_incomplete(exp: Experiment, summary: dict[str, Any], model: str | None = None) -> None:
+    """End a stage's subflow Failed when some shard failed: raise :class:`StageIncomplete`
+    with the message naming each failed partition's cause (keys scrubbed) and the summary."""
+    if summary["failed_shards"]:
+        message = stage_message(
+            summary["stage"], summary["tasks"], summary["failed_shards"], model=model
+        )
+        raise StageIncomplete(redact(exp, message), summary)
 
 
 @flow(name="rewrite", flow_run_name=run_name("rewrite"))
@@ -100,7 +134,8 @@ def rewrite_flow(
     """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard).
     ``run_id`` (default: a new one) is recorded with every call in the root's ledger; ``only``
     (:func:`dars.plan.key_filter`, e.g. ``{"dataset": ["demo_mc"]}``) narrows the shards by
-    dataset and split."""
+    dataset and split. Returns the stage's summary; when some shard failed, raises
+    :class:`StageIncomplete` (the summary in ``summary``) after every shard ran."""
     exp = resolve_experiment(config, root)
     label_run(exp)
     reset_progress()
@@ -121,8 +156,9 @@ def rewrite_flow(
             )
             for s in todo
         ]
-        summary = _summarise(futures, "rewrite")
+        summary = _summarise(futures, "rewrite", exp, todo)
     get_run_logger().info("rewrites: %d shards run, %d already complete", len(futures), complete)
+    _fail_if_incomplete(exp, summary, exp.rewriter.name if exp.rewriter else None)
     return summary
 
 
@@ -139,7 +175,9 @@ def decode_flow(
     simulated pool, store its ground truth per dataset (label recovery reads it). ``run_id``
     (default: a new one) is stored with every row and recorded in the root's ledger; ``only``
     (:func:`dars.plan.key_filter`, e.g. ``{"model": ["gpt-4o"]}``) keeps the shards of some
-    datasets, models and splits (``dars rerun --failed --model …``)."""
+    datasets, models and splits (``dars rerun --failed --model …``). Returns the stage's
+    summary; when some shard failed, raises :class:`StageIncomplete` (the summary in
+    ``summary``) after every shard ran and the truth is stored."""
     exp = resolve_experiment(config, root)
     label_run(exp)
     reset_progress()
@@ -161,12 +199,13 @@ def decode_flow(
             )
             for s in todo
         ]
-        summary = _summarise(futures, "decode")
+        summary = _summarise(futures, "decode", exp, todo)
     for b in exp.collected:
         truth_task(exp, b.name)
     get_run_logger().info(
         "decode: %d partition shards run, %d already complete", len(futures), complete
     )
+    _fail_if_incomplete(exp, summary)
     return summary
 
 
@@ -187,12 +226,22 @@ def collect_flow(
     failed shard in ``failures``) at the end when some shard is incomplete, after every other
     shard has run, so the flow run is marked failed and ``dars rerun --failed`` knows what to
     do. Shards skipped because another live run holds them are not failures (see ``leased``).
+    Before that, the run's partition table artifact is made from the store.
     """
     exp = resolve_experiment(config, root)
     label_run(exp)
     run_id = run_id or new_run_id()
-    rw = rewrite_flow(exp, None, workers, processes, run_id, only)
-    dec = decode_flow(exp, None, workers, processes, run_id, only)
+    # A failed stage's subflow run is Failed with its cause; decode still runs after a failed
+    # rewrite stage (it runs every key whose rewrite is stored).
+    try:
+        rw = rewrite_flow(exp, None, workers, processes, run_id, only)
+    except StageIncomplete as exc:
+        rw = exc.summary
+    try:
+        dec = decode_flow(exp, None, workers, processes, run_id, only)
+    except StageIncomplete as exc:
+        dec = exc.summary
+    publish_collect(exp, only)
     if rw["failures"] or dec["failures"]:
         raise CollectionIncomplete(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
