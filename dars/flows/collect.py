@@ -95,7 +95,7 @@ def _summarise(
             line = " ".join(f"{type(exc).__name__}: {exc}".split())
             failures.append(line)
             where = {k: shard.get(k) for k in ("dataset", "split", "model", "shard")}
-            failed.append({**where, "exception": line[:200]})
+            failed.append({**where, "exception": line[:120]})
     keys = ("planned", "already_done", "ok", "failed", "not_run", "leased", "recovered")
     totals = {k: sum(int(r.get(k, 0)) for r in reports) for k in keys}
     totals["cost_usd"] = sum(float(r.get("cost_usd", 0.0)) for r in reports)

@@ -184,10 +184,9 @@ class ShardReport:
     recovered: int = 0
     # Failed keys by cause ("server_error 500", "timeout", "auth 401", …): the one-line report.
     errors: dict[str, int] = field(default_factory=dict)
-    # Per cause, what a person reads in the flow's state and the UI ("HTTP 500
-    # InternalServerError", see error_label); and the first failed call's error text (as stored).
+    # Per cause, what a person reads in the stage's state message ("HTTP 500
+    # InternalServerError", see error_label).
     labels: dict[str, str] = field(default_factory=dict)
-    first_error: str | None = None
     cost_usd: float = 0.0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -209,8 +208,6 @@ class ShardReport:
         self.errors[cause] = self.errors.get(cause, 0) + n
         if err is not None:
             self.labels.setdefault(cause, error_label(err))
-            if self.first_error is None:
-                self.first_error = str(err)
 
 
 def error_cause(err: LLMCallError) -> str:

@@ -28,8 +28,9 @@ from dars.flows.artifacts import (
     stage_message,
     table_rows,
 )
+from dars.llm import LLMCallError
 from dars.storage import write_observations
-from dars.tasks.collect import PARTITION_TABLE_SCHEMA, ShardReport, partition_table
+from dars.tasks.collect import PARTITION_TABLE_SCHEMA, ShardReport, error_label, partition_table
 from tests.evaluation.hand_example import TRAINED
 from tests.flows.test_failed_stages import _artifacts
 from tests.simstore import T0, observation_rows, sim_experiment
@@ -91,6 +92,19 @@ def test_failure_messages_and_artifact_texts_lose_the_keys(monkeypatch, tmp_path
     assert (
         redact(exp, f"HTTP 500 ({key}) Bearer abc123") == "HTTP 500 ([REDACTED]) Bearer [REDACTED]"
     )
+
+
+def test_error_labels_name_the_http_status_and_the_exception_class():
+    def label(kind: str, detail: str, status: int | None = None) -> str:
+        return error_label(LLMCallError(kind, detail, model="m", status_code=status))
+
+    assert label("server_error", "InternalServerError: litellm.X: boom", 500) == (
+        "HTTP 500 InternalServerError"
+    )
+    assert label("auth", "AuthenticationError: bad key", 401) == "HTTP 401 AuthenticationError"
+    assert label("timeout", "Timeout: litellm.Timeout: 10 s") == "timeout (Timeout)"
+    assert label("missing_key", "environment variable K is not set") == "missing_key"
+    assert label("malformed", "response has no choices/message") == "malformed"
 
 
 def test_table_rows_round_floats_and_drop_non_finite_values():

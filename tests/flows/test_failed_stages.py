@@ -83,6 +83,10 @@ def test_failed_decode_shards_fail_the_subflow_with_their_cause_and_a_rerun_fixe
         )
         first = runner.invoke(app, ["collect", "-c", str(config), "--yes"])
         assert first.exit_code == 1, first.output
+        # The CLI's summary: the failed shard in one line, then the store's status.
+        assert "collection incomplete: 1 shard(s) failed" in first.output
+        assert "demo_mc/train/fake-500/shard 0: 16 failed" in first.output
+        assert "total: 84 expected, 68 done, 16 failed, 0 missing" in first.output
         failed = _errors(root, "fake-500")
         assert set(failed["split"]) == {"train"} and failed.height == 16
 
