@@ -330,7 +330,7 @@ def test_object_store_root_fails_at_load_in_one_line(tmp_path):
         load_experiment(cfg)
     msg = str(info.value)
     assert "\n" not in msg and msg.startswith(f"{cfg}: root: run root 's3://bucket/prefix'")
-    assert "SQLite" in msg and "mount the bucket" in msg
+    assert "SQLite" in msg and "file:// URI on a local or POSIX network filesystem" in msg
     cfg.write_text(yaml.safe_dump(_minimal()))
     with pytest.raises(ConfigError, match=r"^--root: run root 'gs://b/p': gs:// is not supported"):
         load_experiment(cfg, root="gs://b/p")

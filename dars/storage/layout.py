@@ -32,8 +32,8 @@ temporary files stay invisible), so a model called ``_x`` would silently vanish 
 
 The root itself is a plain path or a ``file://`` URI (:func:`root_path`); other schemes
 (``s3://``, ``gs://`` …) are refused, because the ledger is SQLite and store files are committed
-by atomic rename: both need a local or shared POSIX filesystem (a mounted bucket or an NFS
-directory is one).
+by atomic rename under file locks: both need a POSIX filesystem, local or networked (NFS, EFS),
+which neither an object store nor a FUSE mount of one is.
 """
 
 from __future__ import annotations
@@ -108,11 +108,14 @@ def root_path(root: str | Path) -> Path:
         return Path(root)
     scheme = (m.group("scheme") or "file").lower()
     if scheme != "file":
+        # FUSE mounts of buckets are no way out: mountpoint-s3 has no rename, s3fs renames by
+        # copy and delete, none has cross-host locks, and SQLite cannot live on them.
         raise StorageError(
             f"run root {root!r}: {scheme}:// is not supported: the run's ledger is SQLite and its "
-            "files are committed by atomic rename, both need a local or shared POSIX "
-            "filesystem; mount the bucket (s3fs, mountpoint-s3, gcsfuse) or a shared NFS "
-            "directory and give its path, as a plain path or file:///that/path"
+            "files are committed by atomic rename under file locks, which object stores and "
+            "their FUSE mounts (mountpoint-s3, s3fs, gcsfuse) do not provide; give a plain path "
+            "or file:// URI on a local or POSIX network filesystem (NFS, EFS), mounted at the "
+            "same path on every worker"
         )
     parts = urlsplit(root)
     path = unquote(parts.path)

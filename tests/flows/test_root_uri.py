@@ -61,7 +61,7 @@ def test_object_store_root_is_refused_in_one_line_by_the_cli_and_by_a_flow(
     assert result.exit_code == 2
     (line,) = result.output.strip().splitlines()
     assert line.startswith("config error: --root: run root 's3://b/p': s3:// is not supported")
-    assert "SQLite" in line and "mount the bucket" in line
+    assert "SQLite" in line and "file:// URI on a local or POSIX network filesystem" in line
 
     with pytest.raises(ConfigError, match=r"^--root: run root 's3://b/p'") as info:
         collect_flow(str(config), "s3://b/p", workers=2)

@@ -109,5 +109,5 @@ def test_object_store_root_is_refused_in_one_line_saying_why_and_what_to_do(give
         RunLayout(given)
     msg = str(info.value)
     assert "\n" not in msg and given in msg
-    for part in ("SQLite", "atomic rename", "POSIX", "mount", "NFS"):
+    for part in ("SQLite", "atomic rename", "file locks", "POSIX", "NFS", "mounted at the same"):
         assert part in msg, part
