@@ -777,7 +777,9 @@ def _write_store_config(root: str, out: Path, res: Any) -> None:
         _error(f"  {d}: left out of {out}: no queries stored (import a question column)")
     labels = {col: {new: old for old, new in names.items()} for col, names in res.renamed.items()}
     try:
-        exp, left_out = store_experiment(root, models, name=Path(root).name, labels=labels)
+        exp, left_out = store_experiment(
+            root, models, name=RunLayout(root).root.name, labels=labels
+        )
     except ConfigError as exc:
         _error(str(exc), f"no config written to {out}")
         raise typer.Exit(1) from None

@@ -72,6 +72,7 @@ from dars.storage import (
     write_observations,
     write_rewrites,
 )
+from dars.storage.layout import RunLayout
 from dars.storage.ledger import CAP_BUSY, CallRef, Ledger, ledger
 from dars.storage.truth import remove_truth, write_truth
 from dars.tasks.failures import ExpectedFailure, quiet_expected_failures
@@ -896,7 +897,7 @@ def estimate_budget(
     splits = load_splits(exp)
     plan = filter_keys(build_plan(exp, splits), only)
     root = exp.root
-    against_store = remaining and Path(root).exists()
+    against_store = remaining and RunLayout(root).root.exists()
     if against_store:
         done = (
             scan_observations(root)
