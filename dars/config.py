@@ -573,7 +573,7 @@ def check_root(root: str | Path, field: str = "root") -> None:
     from dars.storage.layout import StorageError, root_path
 
     try:
-        p = root_path(root).expanduser()
+        p = root_path(root)
     except StorageError as exc:
         raise ConfigError(f"{field}: {exc}") from None
     for q in (p, *p.parents):

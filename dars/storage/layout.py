@@ -96,16 +96,17 @@ FILE_URI_FORM = "file:// + an absolute path, e.g. file:///srv/dars/runs/paper"
 
 def root_path(root: str | Path) -> Path:
     """The local directory of the run root ``root``: a plain path (relative to the working
-    directory, as given) or a ``file://`` URI, i.e. ``file://`` + an absolute path
-    (``file:///srv/runs/a``; ``file://localhost/srv/runs/a`` per RFC 8089; percent-escapes
-    decoded). Raises a one-line ``StorageError`` for a malformed ``file:`` URI and for every
-    other scheme (``s3://``, ``gs://``, ``http://`` …): the ledger is SQLite and the stores
-    commit files by atomic rename, both of which need a POSIX filesystem."""
+    directory, as given; a leading ``~`` is the home directory) or a ``file://`` URI, i.e.
+    ``file://`` + an absolute path (``file:///srv/runs/a``; ``file://localhost/srv/runs/a``
+    per RFC 8089; percent-escapes decoded). Raises a one-line ``StorageError`` for a
+    malformed ``file:`` URI and for every other scheme (``s3://``, ``gs://``, ``http://`` …):
+    the ledger is SQLite and the stores commit files by atomic rename, both of which need a
+    POSIX filesystem."""
     if isinstance(root, Path):
-        return root
+        return root.expanduser()
     m = _URI_RE.match(root)
     if m is None:
-        return Path(root)
+        return Path(root).expanduser()
     scheme = (m.group("scheme") or "file").lower()
     if scheme != "file":
         # FUSE mounts of buckets are no way out: mountpoint-s3 has no rename, s3fs renames by

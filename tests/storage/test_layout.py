@@ -77,6 +77,8 @@ def test_unknown_split_lists_valid_ones():
         ("FILE:///abs/run", Path("/abs/run")),
         ("file://localhost/abs/run", Path("/abs/run")),
         ("file:///abs/my%20run", Path("/abs/my run")),
+        # Checked and written at the same place (the check once expanded ~, the store did not).
+        ("~/runs/a", Path.home() / "runs/a"),
     ],
 )
 def test_root_is_a_path_or_a_file_uri(given, path):
