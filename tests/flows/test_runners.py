@@ -13,8 +13,13 @@ import asyncio
 import json
 import os
 import re
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ from tests.flows.test_cli import _tiny_config
 from tests.flows.test_collect import tiny_demo_config
 
 cli = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 
 #: Columns that differ between two runs of the same collection (who wrote a row, when, how fast).
 RUN_SPECIFIC = ("run_id", "created_at", "latency_s")
@@ -146,6 +152,75 @@ def test_dask_local_cluster_collects_the_thread_runners_store(
     again = collect_flow(str(tmp_path / "dask.yaml"), str(tmp_path / "dask"), 2, "dask")
     assert again["rewrite"]["tasks"] == again["decode"]["tasks"] == 0
     assert len(started) == 1
+
+
+@pytest.fixture
+def dask_cluster(tmp_path) -> Iterator[tuple[str, list[int]]]:
+    """An existing Dask cluster on loopback, started as deploy/README.md starts one (``dask
+    scheduler`` and ``dask worker --nworkers 2 --nthreads 1 --preload dars.flows.runners``);
+    yields (scheduler address, worker pids); stopped afterwards."""
+    from distributed import Client
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "dask-home")}
+    env.pop("PREFECT_API_URL", None)  # workers learn the API from each task they are given
+    dask = [str(Path(sys.executable).parent / "dask")]
+    procs = [
+        subprocess.Popen(
+            [*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    ]
+    try:
+        procs.append(
+            subprocess.Popen(
+                [*dask, "worker", address, "--host", "127.0.0.1", "--no-dashboard"]
+                + ["--nworkers", "2", "--nthreads", "1", "--preload", "dars.flows.runners"],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        with Client(address, timeout=300) as client:
+            client.wait_for_workers(2, timeout=300)
+            pids = sorted(client.run(os.getpid).values())
+        yield address, pids
+    finally:
+        for proc in reversed(procs):
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.mark.flow
+def test_an_existing_dask_cluster_runs_the_shards(prefect_harness, dask_cluster, tmp_path):
+    from distributed import Client
+
+    from dars.flows.collect import collect_flow
+
+    address, worker_pids = dask_cluster
+    root = tmp_path / "run"
+    config = tiny_demo_config(tmp_path / "tiny.yaml", root)
+    out = collect_flow(str(config), str(root), 2, "dask", address)
+
+    assert out["decode"]["ok"] == 2 * (32 + 12) and out["decode"]["failures"] == []
+    called = _call_pids(root, "rewrite") | _call_pids(root, "decode")
+    assert called and called <= set(worker_pids)
+    runs = asyncio.run(_shard_task_runs("decode", root))
+    assert sum(t.name.startswith("decode ") and t.state.is_completed() for t, _ in runs) == 8
+    # The cluster is the user's: the flow leaves it running.
+    with Client(address, timeout=60) as client:
+        assert sorted(client.run(os.getpid).values()) == worker_pids
 
 
 def test_check_runner_names_the_allowed_values():
