@@ -2,10 +2,10 @@
 
 Flows take parameters only (a config path, or the experiment the pipeline already loaded, and a
 run root) and wire tasks: a planning task says which partition shards still have work (it reads
-the store; flows never do), then one task per remaining shard goes to the task runner — threads
-by default, processes with ``--workers N --processes`` (litellm costs CPU per call, so processes
-scale the simulated pool), or any Prefect task runner (e.g. prefect-dask's DaskTaskRunner) for
-scale-out. For a simulated pool the decode flow ends by storing the simulator's ground truth.
+the store; flows never do), then one task per remaining shard goes to the task runner chosen by
+``runner`` (:mod:`dars.flows.runners`: ``thread`` by default, ``process``, or ``dask`` — a
+LocalCluster, or an existing cluster at ``dask_address`` whose workers may be on other
+machines). For a simulated pool the decode flow ends by storing the simulator's ground truth.
 
 A stage whose shards failed ends its subflow run Failed (:class:`StageIncomplete`), its state
 message naming each failed partition's model, dataset, split and cause (HTTP status and
@@ -16,18 +16,15 @@ stage run and the store's table of partitions per collect run.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
 from dars.flows.artifacts import StageProgress, publish_collect, redact, stage_message
 from dars.flows.names import label_run, run_name
-from dars.procs import exit_with_parent
+from dars.flows.runners import check_runner, open_runner, shared_dask_cluster
 from dars.tasks.collect import (
     ShardIncomplete,
     decode_shard_task,
@@ -39,38 +36,6 @@ from dars.tasks.collect import (
     truth_task,
 )
 from dars.tasks.failures import CollectionIncomplete, StageIncomplete
-
-
-def task_runner(workers: int, processes: bool) -> Any:
-    """Threads (default) or processes for the shard tasks of one flow run; a process worker
-    exits when the flow's process is gone (killed), instead of living on as an orphan."""
-    if processes:
-        return ProcessPoolTaskRunner(max_workers=workers, initializer=exit_with_parent)
-    return ThreadPoolTaskRunner(workers)
-
-
-@contextlib.contextmanager
-def _open_runner(workers: int, processes: bool) -> Iterator[Any]:
-    """The entered task runner of one flow run.
-
-    Process workers are spawned and must report to this process's Prefect API. When that is a
-    temporary local server (no ``PREFECT_API_URL``, the offline default), a worker would start a
-    temporary server of its own on its first task (tens of seconds each, and its task runs would
-    land in a database nobody sees), so the running server's URL is handed down to the workers.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    runner = task_runner(workers, processes)
-    if processes and not PREFECT_API_URL.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()  # the process-wide instance the flow run is using
-        server.start()  # no-op when it is running
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), runner:
-            yield runner
-    else:
-        with runner:
-            yield runner
 
 
 def _summarise(
@@ -127,7 +92,8 @@ def rewrite_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
@@ -136,14 +102,15 @@ def rewrite_flow(
     (:func:`dars.plan.key_filter`, e.g. ``{"dataset": ["demo_mc"]}``) narrows the shards by
     dataset and split. Returns the stage's summary; when some shard failed, raises
     :class:`StageIncomplete` (the summary in ``summary``) after every shard ran."""
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp)
     reset_progress()
     todo, complete = plan_rewrites_task(exp, only)
     run_id = run_id or new_run_id()
-    with _open_runner(workers, processes) as runner:
+    with open_runner(runner, workers, dask_address) as shards:
         futures = [
-            runner.submit(
+            shards.submit(
                 rewrite_shard_task,
                 parameters={
                     "exp": exp,
@@ -167,7 +134,8 @@ def decode_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
@@ -178,14 +146,15 @@ def decode_flow(
     datasets, models and splits (``dars rerun --failed --model …``). Returns the stage's
     summary; when some shard failed, raises :class:`StageIncomplete` (the summary in
     ``summary``) after every shard ran and the truth is stored."""
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp)
     reset_progress()
     todo, complete = plan_decodes_task(exp, only)
     run_id = run_id or new_run_id()
-    with _open_runner(workers, processes) as runner:
+    with open_runner(runner, workers, dask_address) as shards:
         futures = [
-            runner.submit(
+            shards.submit(
                 decode_shard_task,
                 parameters={
                     "exp": exp,
@@ -214,13 +183,17 @@ def collect_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Rewrite then decode (two subflows, visible as such in the Prefect UI), both under one
     ``run_id`` (default: a new one; returned as ``run_id``), the key of this run's spend in the
-    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`).
+    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`). ``workers``,
+    ``runner`` (thread | process | dask) and ``dask_address`` say where the shard tasks run
+    (:mod:`dars.flows.runners`); ``runner="dask"`` without an address starts one LocalCluster
+    of ``workers`` processes for both stages, when the first shard is submitted.
 
     Raises :class:`~dars.tasks.failures.CollectionIncomplete` (a ``RuntimeError``, one line per
     failed shard in ``failures``) at the end when some shard is incomplete, after every other
@@ -228,19 +201,22 @@ def collect_flow(
     do. Shards skipped because another live run holds them are not failures (see ``leased``).
     Before that, the run's partition table artifact is made from the store.
     """
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp)
     run_id = run_id or new_run_id()
     # A failed stage's subflow run is Failed with its cause; decode still runs after a failed
     # rewrite stage (it runs every key whose rewrite is stored).
-    try:
-        rw = rewrite_flow(exp, None, workers, processes, run_id, only)
-    except StageIncomplete as exc:
-        rw = exc.summary
-    try:
-        dec = decode_flow(exp, None, workers, processes, run_id, only)
-    except StageIncomplete as exc:
-        dec = exc.summary
+    # One Dask LocalCluster (when asked for) for both stages: its workers start once.
+    with shared_dask_cluster(runner, workers, dask_address):
+        try:
+            rw = rewrite_flow(exp, None, workers, runner, dask_address, run_id, only)
+        except StageIncomplete as exc:
+            rw = exc.summary
+        try:
+            dec = decode_flow(exp, None, workers, runner, dask_address, run_id, only)
+        except StageIncomplete as exc:
+            dec = exc.summary
     publish_collect(exp, only)
     if rw["failures"] or dec["failures"]:
         raise CollectionIncomplete(
@@ -252,4 +228,4 @@ def collect_flow(
     return {"rewrite": rw, "decode": dec, "run_id": run_id}
 
 
-__all__ = ["collect_flow", "decode_flow", "rewrite_flow", "task_runner"]
+__all__ = ["collect_flow", "decode_flow", "rewrite_flow"]

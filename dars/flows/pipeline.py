@@ -16,6 +16,7 @@ from dars.config import Experiment, resolve_experiment
 from dars.flows.collect import collect_flow
 from dars.flows.evaluate import evaluate_flow, report_flow
 from dars.flows.names import label_run, run_name
+from dars.flows.runners import check_runner
 from dars.flows.supervise import supervise_flow
 from dars.flows.train import train_flow
 
@@ -27,19 +28,23 @@ def pipeline_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     stages: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run ``stages`` (default: all, in DAG order) for the experiment in ``config``."""
+    """Run ``stages`` (default: all, in DAG order) for the experiment in ``config``; ``workers``,
+    ``runner`` and ``dask_address`` choose where the collection's shard tasks run (see
+    :func:`~dars.flows.collect.collect_flow`)."""
     wanted = list(stages or STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid stages: {', '.join(STAGES)}")
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp)
     out: dict[str, Any] = {}
     if "collect" in wanted:
-        out["collect"] = collect_flow(exp, None, workers, processes)
+        out["collect"] = collect_flow(exp, None, workers, runner, dask_address)
     if "supervise" in wanted:
         out["supervise"] = supervise_flow(exp)
     if "train" in wanted:
