@@ -63,7 +63,7 @@ def run_mode(config: Path, root: Path, *, processes: bool, workers: int) -> dict
     exp = load_experiment(config, root=str(root))
     calls = int(estimate_budget(exp)["calls"].sum())
     t0 = time.perf_counter()
-    result = collect_flow(exp, None, workers, processes)
+    result = collect_flow(exp, None, workers, "process" if processes else "thread")
     wall = time.perf_counter() - t0
     dec = result["decode"]
     if dec["failures"] or result["rewrite"]["failures"]:

@@ -133,8 +133,32 @@ def FilterOpt(name: str, allowed: str) -> Any:  # noqa: N802 - used like the *Op
     ]
 
 
+RunnerOpt = Annotated[
+    str,
+    typer.Option(
+        "--runner",
+        metavar="thread|process|dask",
+        help="Where shard tasks run: thread (a thread pool, default), process (a process pool "
+        "on this machine) or dask (a Dask LocalCluster of --workers processes, or the cluster "
+        "at --dask-address).",
+    ),
+]
+DaskAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-address",
+        metavar="tcp://HOST:PORT",
+        help="Scheduler of an existing Dask cluster, with --runner dask (workers on other "
+        "machines need the run root at the same path on a shared filesystem).",
+    ),
+]
 ProcOpt = Annotated[
-    bool, typer.Option("--processes/--threads", help="Run shard tasks in processes or threads.")
+    bool | None,
+    typer.Option(
+        "--processes/--threads",
+        help="Deprecated: same as --runner process / --runner thread.",
+        show_default=False,
+    ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")]
 
@@ -153,6 +177,33 @@ def _quiet_prefect(verbose: bool) -> None:
     from dars.procs import own_prefect_server
 
     own_prefect_server()
+
+
+def _runner(runner: str, dask_address: str | None, processes: bool | None) -> str:
+    """The runner of ``--runner`` (see ``dars.flows.runners``), with the deprecated
+    ``--processes/--threads`` spelling folded in; a bad combination is one line, exit 2."""
+    from dars.flows.runners import RUNNERS, dask_address_problem
+
+    problem = None
+    if processes is not None:
+        alias = "process" if processes else "thread"
+        flag = "--processes" if processes else "--threads"
+        if runner not in ("thread", alias):
+            problem = (
+                f"{flag} (deprecated) means --runner {alias}; it conflicts with --runner {runner}"
+            )
+        runner = alias
+    if problem is None and runner not in RUNNERS:
+        problem = f"--runner {runner!r} is not one of: {', '.join(RUNNERS)}"
+    elif problem is None and dask_address is not None and runner != "dask":
+        problem = f"--dask-address needs --runner dask (got --runner {runner})"
+    elif problem is None and dask_address is not None:
+        reason = dask_address_problem(dask_address)
+        problem = None if reason is None else f"--dask-address {reason}"
+    if problem is not None:
+        _error(problem, "bad option")
+        raise typer.Exit(2)
+    return runner
 
 
 def _load(config: Path, root: str | None) -> Any:
@@ -267,14 +318,14 @@ def bench_prepare(
 
 class _CollectBar:
     """A rich progress bar fed by the process-wide collection counters (thread runner) or by
-    polling the store (process runner, whose counters live in other processes)."""
+    polling the store (process and Dask runners, whose counters live in other processes)."""
 
     def __init__(
-        self, exp: Any, root: str, processes: bool, only: dict[str, list[str]] | None = None
+        self, exp: Any, root: str, runner: str, only: dict[str, list[str]] | None = None
     ) -> None:
         from dars.tasks.collect import estimate_budget
 
-        self.exp, self.root, self.processes = exp, root, processes
+        self.exp, self.root, self.polled = exp, root, runner != "thread"
         est = estimate_budget(exp, only=only)
         decodes = est if exp.rewriter is None else est.filter(est["model"] != exp.rewriter.name)
         self.total = int(decodes["calls"].sum())
@@ -293,7 +344,7 @@ class _CollectBar:
         )
         self.task = self.progress.add_task("calls", total=self.total, failed=0, cost=0.0)
         self._since = datetime.now(UTC)
-        self._base = self._store_counts() if processes else (0, 0, 0.0)
+        self._base = self._store_counts() if self.polled else (0, 0, 0.0)
 
     def _store_counts(self) -> tuple[int, int, float]:
         """(ok rows, keys that failed since the bar started and have no ok row, cost of the ok
@@ -317,7 +368,7 @@ class _CollectBar:
         from dars.tasks.collect import progress
 
         while not self._stop.wait(0.5):
-            if self.processes:
+            if self.polled:
                 ok, failed, cost = self._store_counts()
                 ok, cost = ok - self._base[0], cost - self._base[2]
             else:
@@ -373,15 +424,19 @@ def _confirm_spend(exp: Any, upper: float, yes: bool) -> None:
 
 
 def _run_collect(
-    exp: Any, workers: int, processes: bool, only: dict[str, list[str]] | None = None
+    exp: Any,
+    workers: int,
+    runner: str,
+    dask_address: str | None,
+    only: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     from dars.flows.collect import collect_flow
     from dars.tasks.collect import new_run_id
 
     run_id = new_run_id()
     try:
-        with _CollectBar(exp, exp.root, processes, only):
-            return collect_flow(exp, None, workers, processes, run_id, only=only)
+        with _CollectBar(exp, exp.root, runner, only):
+            return collect_flow(exp, None, workers, runner, dask_address, run_id, only=only)
     finally:
         _print_spend(exp, run_id)
 
@@ -481,11 +536,14 @@ def collect(
     config: ConfigOpt = Path("configs/demo.yaml"),
     root: RootOpt = None,
     workers: WorkersOpt = 4,
-    processes: ProcOpt = False,
+    runner: RunnerOpt = "thread",
+    dask_address: DaskAddressOpt = None,
+    processes: ProcOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Collect rewrites and the observation matrix (Prefect flow `collect`)."""
+    runner = _runner(runner, dask_address, processes)
     _quiet_prefect(verbose)
     exp = _load(config, root)
     _exit_if_damaged(_sound_store(exp.root))
@@ -493,7 +551,7 @@ def collect(
     _confirm_spend(exp, upper, yes)
     t0 = time.monotonic()
     try:
-        result = _run_collect(exp, workers, processes)
+        result = _run_collect(exp, workers, runner, dask_address)
     except RuntimeError as exc:
         _collection_failed(exc, exp)
     dec = result["decode"]
@@ -599,7 +657,9 @@ def rerun(
     model: FilterOpt("model", "pool models") = None,
     split: FilterOpt("split", "splits (train, test)") = None,
     workers: WorkersOpt = 4,
-    processes: ProcOpt = False,
+    runner: RunnerOpt = "thread",
+    dask_address: DaskAddressOpt = None,
+    processes: ProcOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
     verbose: VerboseOpt = False,
 ) -> None:
@@ -608,6 +668,7 @@ def rerun(
     if not failed:
         console.print("nothing to do: pass --failed to rerun failed or missing keys")
         raise typer.Exit(2)
+    runner = _runner(runner, dask_address, processes)
     _quiet_prefect(verbose)
     exp = _load(config, root)
     only = _key_filter(exp, dataset, model, split)
@@ -619,7 +680,7 @@ def rerun(
     upper = _print_budget(exp, exp.root, only)
     _confirm_spend(exp, upper, yes)
     try:
-        _run_collect(exp, workers, processes, only)
+        _run_collect(exp, workers, runner, dask_address, only)
     except RuntimeError as exc:
         _collection_failed(exc, exp, only)
     _print_status(exp, only)
@@ -777,7 +838,9 @@ def _write_store_config(root: str, out: Path, res: Any) -> None:
         _error(f"  {d}: left out of {out}: no queries stored (import a question column)")
     labels = {col: {new: old for old, new in names.items()} for col, names in res.renamed.items()}
     try:
-        exp, left_out = store_experiment(root, models, name=Path(root).name, labels=labels)
+        exp, left_out = store_experiment(
+            root, models, name=RunLayout(root).root.name, labels=labels
+        )
     except ConfigError as exc:
         _error(str(exc), f"no config written to {out}")
         raise typer.Exit(1) from None
@@ -1000,10 +1063,13 @@ def run(
     config: ConfigOpt = Path("configs/demo.yaml"),
     root: RootOpt = None,
     workers: WorkersOpt = 4,
-    processes: ProcOpt = False,
+    runner: RunnerOpt = "thread",
+    dask_address: DaskAddressOpt = None,
+    processes: ProcOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole pipeline (flow `pipeline`): collect, supervise, train, evaluate, report."""
+    runner = _runner(runner, dask_address, processes)
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
@@ -1012,8 +1078,8 @@ def run(
     _exit_if_damaged(_sound_store(exp.root))
     _print_budget(exp, exp.root)
     try:
-        with _CollectBar(exp, exp.root, processes):
-            out = pipeline_flow(exp, None, workers, processes)
+        with _CollectBar(exp, exp.root, runner):
+            out = pipeline_flow(exp, None, workers, runner, dask_address)
     except RuntimeError as exc:
         _collection_failed(exc, exp)
     _print_status(exp)

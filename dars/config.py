@@ -8,7 +8,8 @@ set, the allowed values.
 What :func:`load_experiment` checks, so that nothing knowable at load fails later (after money
 was spent): the file is UTF-8 and YAML without duplicate keys; every field's type and range
 (numbers finite, ``max_tokens`` ≥ 1); names that refer to registries (benchmarks, router
-families, the diagnostics definition, the pool's models); the run root is not a file; and, for
+families, the diagnostics definition, the pool's models); the run root is a path or a
+``file://`` URI and not a file; a model names at most one key source; and, for
 each collected benchmark, whatever its data tells without a network (:func:`check_sources`:
 ``path`` exists, ``options`` are accepted, ``n_train`` + ``n_test`` fit the items). A hub
 benchmark without a local copy (no ``path``, nothing cached) is sized when collect loads it.
@@ -43,6 +44,7 @@ FALLBACK_MAX_TOKENS = 512
 SIM_PREFIX = "dars-sim/"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_BLOCK_NAME_RE = re.compile(r"^[a-z0-9-]+$")
 
 
 class ConfigError(ValueError):
@@ -65,10 +67,12 @@ class ModelSpec(_Strict):
     ``label`` is how reports show the model when it differs from ``name`` (e.g. an imported
     name that was not path-safe, ``gpt-4o[json-schema]`` stored as ``gpt-4o-json-schema``).
     Prices are USD per one million tokens and, when set, override litellm's cost map.
-    ``api_key_env`` names the environment variable holding the key: the key itself never appears
-    in a config, a log or a file we write. A model with an ``api_base`` and no ``api_key_env`` is
-    a keyless server (a local llama.cpp, vLLM or Ollama): it is sent a placeholder key, never one
-    from the environment.
+    The key comes from one of two places, never from the config itself: ``api_key_env`` names
+    the environment variable holding it, ``api_key_secret`` the Prefect ``Secret`` block (read
+    through the Prefect API once per process, :mod:`dars.llm.keys`); a model may name one of
+    them, not both. Either way the key never appears in a config, a flow parameter, a log or a
+    file we write. A model with an ``api_base`` and neither is a keyless server (a local
+    llama.cpp, vLLM or Ollama): it is sent a placeholder key, never one from the environment.
     """
 
     name: str
@@ -76,6 +80,7 @@ class ModelSpec(_Strict):
     label: str | None = None
     api_base: str | None = None
     api_key_env: str | None = None
+    api_key_secret: str | None = None
     input_price_per_m: float | None = Field(default=None, ge=0)
     output_price_per_m: float | None = Field(default=None, ge=0)
     max_concurrency: int = Field(default=8, ge=1)
@@ -93,6 +98,18 @@ class ModelSpec(_Strict):
             )
         return v
 
+    @field_validator("api_key_secret")
+    @classmethod
+    def _block_name(cls, v: str | None) -> str | None:
+        # Prefect's rule for block document names (prefect.types.names.BlockDocumentName),
+        # checked here so a typo fails at load, not at the first call of the model.
+        if v is not None and not _BLOCK_NAME_RE.match(v):
+            raise ValueError(
+                f"{v!r} is not a Prefect block name: it must match {_BLOCK_NAME_RE.pattern} "
+                "(lowercase letters, digits and dashes)"
+            )
+        return v
+
     @field_validator("extra_params")
     @classmethod
     def _no_secrets_in_params(cls, v: dict[str, Any]) -> dict[str, Any]:
@@ -101,9 +118,19 @@ class ModelSpec(_Strict):
             if low.endswith("key") or low.endswith("token") or "secret" in low or "password" in low:
                 raise ValueError(
                     f"extra_params.{key} looks like a credential; put secrets in an environment "
-                    "variable and name it in api_key_env"
+                    "variable named in api_key_env, or a Prefect Secret block named in "
+                    "api_key_secret"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ModelSpec:
+        if self.api_key_env is not None and self.api_key_secret is not None:
+            raise ValueError(
+                f"model {self.name!r} sets both api_key_env and api_key_secret; keep one "
+                "(the environment variable or the Prefect Secret block holding its key)"
+            )
+        return self
 
 
 class Pool(_Strict):
@@ -329,6 +356,18 @@ class Experiment(_Strict):
     def _known_families(cls, v: list[str]) -> list[str]:
         return _check_families(v)
 
+    @field_validator("root")
+    @classmethod
+    def _root_is_a_path_or_file_uri(cls, v: str) -> str:
+        # Kept as given (flow-run names and tags show it); RunLayout turns it into a path.
+        from dars.storage.layout import StorageError, root_path
+
+        try:
+            root_path(v)
+        except StorageError as exc:
+            raise ValueError(str(exc)) from None
+        return v
+
     @field_validator("diagnostics", mode="before")
     @classmethod
     def _definition_shorthand(cls, v: Any) -> Any:
@@ -527,10 +566,16 @@ def read_yaml(path: Path) -> Any:
 
 
 def check_root(root: str | Path, field: str = "root") -> None:
-    """Raise ``ConfigError`` when the run directory ``root`` cannot be one: it, or the nearest
-    of its parents that exists, is not a directory (``--root /etc/hostname`` would otherwise
-    read as an empty store: "everything missing")."""
-    p = Path(root).expanduser()
+    """Raise ``ConfigError`` when the run directory ``root`` cannot be one: a URI other than
+    ``file://`` + an absolute path (:func:`dars.storage.layout.root_path`), or it, or the
+    nearest of its parents that exists, is not a directory (``--root /etc/hostname`` would
+    otherwise read as an empty store: "everything missing")."""
+    from dars.storage.layout import StorageError, root_path
+
+    try:
+        p = root_path(root)
+    except StorageError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
     for q in (p, *p.parents):
         if q.exists():
             if not q.is_dir():
@@ -605,6 +650,8 @@ def load_experiment(path: str | Path, **overrides: Any) -> Experiment:
         raise ConfigError(f"{p}: the file is empty; an experiment needs `benchmarks` and `pool`")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: top level must be a mapping, got {type(data).__name__}")
+    if overrides.get("root") is not None:
+        check_root(overrides["root"], "--root")
     data.update({k: v for k, v in overrides.items() if v is not None})
     exp = experiment_from_dict(data, source=str(p))
     check_root(exp.root, "--root" if overrides.get("root") is not None else f"{p}: root")
@@ -617,11 +664,10 @@ def resolve_experiment(config: str | Path | Experiment, root: str | None = None)
     per flow run) or an already loaded ``Experiment`` (what the pipeline hands its stages);
     ``root``, when given, replaces the run directory."""
     if isinstance(config, Experiment):
-        return (
-            config
-            if root is None or root == config.root
-            else config.model_copy(update={"root": str(root)})
-        )
+        if root is None or root == config.root:
+            return config
+        check_root(root, "root")  # model_copy validates nothing
+        return config.model_copy(update={"root": str(root)})
     return load_experiment(config, root=root)
 
 

@@ -1,8 +1,16 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
-from dars.config import ConfigError, Experiment, experiment_from_dict, load_experiment
+from dars.config import (
+    ConfigError,
+    Experiment,
+    check_root,
+    experiment_from_dict,
+    load_experiment,
+    resolve_experiment,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -260,3 +268,84 @@ def test_a_hub_benchmark_without_a_local_copy_is_not_sized_at_load(tmp_path, mon
     from dars.config import check_sources
 
     check_sources(exp, "x.yaml")  # nothing raised: not knowable without the network
+
+
+# -- keys from a Prefect Secret block, run root as a URI (issue 13) ----------------------------
+
+
+def _pool_model(**fields):
+    return {"models": [{"name": "a", "litellm_model": "openai/x", **fields}]}
+
+
+def test_a_model_may_name_a_prefect_secret_block_for_its_key():
+    exp = experiment_from_dict(_minimal(pool=_pool_model(api_key_secret="openai-key-2")))
+    spec = exp.pool.get("a")
+    assert spec.api_key_secret == "openai-key-2" and spec.api_key_env is None
+
+
+def test_env_and_secret_together_fail_in_one_line_naming_the_model_and_both_fields():
+    pool = _pool_model(api_key_env="OPENAI_API_KEY", api_key_secret="openai-key")
+    with pytest.raises(ConfigError) as info:
+        experiment_from_dict(_minimal(pool=pool), source="x.yaml")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("x.yaml: pool.models.0: model 'a' sets both")
+    assert "api_key_env" in msg and "api_key_secret" in msg
+
+
+@pytest.mark.parametrize("name", ["OpenAI-Key", "openai_key", "openai/key", "openai key"])
+def test_secret_block_name_follows_prefect_block_name_rules(name):
+    from prefect.types.names import BlockDocumentName
+    from pydantic import TypeAdapter, ValidationError
+
+    # Prefect itself refuses the name (so the check is not stricter than Prefect's) …
+    with pytest.raises(ValidationError):
+        TypeAdapter(BlockDocumentName).validate_python(name)
+    # … and so does the config, at load, naming the field.
+    with pytest.raises(
+        ConfigError, match=r"pool\.models\.0\.api_key_secret: .* Prefect block name"
+    ):
+        experiment_from_dict(_minimal(pool=_pool_model(api_key_secret=name)))
+
+
+def test_secret_block_name_accepted_by_prefect_is_accepted():
+    from prefect.types.names import BlockDocumentName
+    from pydantic import TypeAdapter
+
+    for name in ("openai", "or-key-2", "0key"):
+        assert TypeAdapter(BlockDocumentName).validate_python(name) == name
+        assert experiment_from_dict(_minimal(pool=_pool_model(api_key_secret=name)))
+
+
+def test_root_may_be_a_file_uri_and_is_kept_as_given(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_minimal(root=f"file://{tmp_path}/run")))
+    assert load_experiment(cfg).root == f"file://{tmp_path}/run"
+    assert load_experiment(cfg, root=f"file://{tmp_path}/other").root == f"file://{tmp_path}/other"
+
+
+def test_object_store_root_fails_at_load_in_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(_minimal(root="s3://bucket/prefix")))
+    with pytest.raises(ConfigError) as info:
+        load_experiment(cfg)
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith(f"{cfg}: root: run root 's3://bucket/prefix'")
+    assert "SQLite" in msg and "file:// URI on a local or POSIX network filesystem" in msg
+    cfg.write_text(yaml.safe_dump(_minimal()))
+    with pytest.raises(ConfigError, match=r"^--root: run root 'gs://b/p': gs:// is not supported"):
+        load_experiment(cfg, root="gs://b/p")
+    with pytest.raises(ConfigError, match=r"^--root: run root 'file://runs/a' names host 'runs'"):
+        load_experiment(cfg, root="file://runs/a")
+
+
+def test_a_file_root_given_as_a_uri_is_refused_like_a_path(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a directory"):
+        check_root(f"file://{tmp_path}/f/run")
+
+
+def test_resolve_experiment_checks_a_root_given_with_a_loaded_experiment():
+    exp = experiment_from_dict(_minimal())
+    with pytest.raises(ConfigError, match=r"^root: run root 's3://b/p'"):
+        resolve_experiment(exp, "s3://b/p")
+    assert resolve_experiment(exp, "file:///tmp/r").root == "file:///tmp/r"

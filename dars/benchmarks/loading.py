@@ -92,7 +92,7 @@ def load_benchmark_splits(spec: BenchmarkSpec, seed: int, root: str | Path | Non
 
         path = RunLayout(root).queries_file(spec.name)
         stamp = path.stat().st_mtime_ns if path.is_file() else None
-        key = json.dumps(["store", str(Path(root).resolve()), spec.name, stamp])
+        key = json.dumps(["store", str(path.resolve()), stamp])
         with _LOCK:
             if key not in _CACHE:
                 _CACHE[key] = _store_items(root, spec.name)

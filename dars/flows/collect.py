@@ -2,26 +2,30 @@
 
 Flows take parameters only (a config path, or the experiment the pipeline already loaded, and a
 run root) and wire tasks: a planning task says which partition shards still have work (it reads
-the store; flows never do), then one task per remaining shard goes to the task runner — threads
-by default, processes with ``--workers N --processes`` (litellm costs CPU per call, so processes
-scale the simulated pool), or any Prefect task runner (e.g. prefect-dask's DaskTaskRunner) for
-scale-out. For a simulated pool the decode flow ends by storing the simulator's ground truth.
+the store; flows never do), then one task per remaining shard goes to the task runner chosen by
+``runner`` (:mod:`dars.flows.runners`: ``thread`` by default, ``process``, or ``dask`` — a
+LocalCluster, or an existing cluster at ``dask_address`` whose workers may be on other
+machines). For a simulated pool the decode flow ends by storing the simulator's ground truth.
+
+A stage whose shards failed ends its subflow run Failed (:class:`StageIncomplete`), its state
+message naming each failed partition's model, dataset, split and cause (HTTP status and
+exception class, keys scrubbed); ``collect`` goes on to the next stage all the same and fails at
+the end. The Prefect UI also gets artifacts (:mod:`dars.flows.artifacts`): a progress bar per
+stage run and the store's table of partitions per collect run.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.states import Completed, State
-from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.artifacts import StageProgress, publish_collect, redact, stage_message
 from dars.flows.names import label_run, run_name
-from dars.procs import exit_with_parent
+from dars.flows.runners import check_runner, open_runner, shared_dask_cluster
 from dars.tasks.chain import unchanged_message
 from dars.tasks.collect import (
     ShardIncomplete,
@@ -33,56 +37,35 @@ from dars.tasks.collect import (
     rewrite_shard_task,
     truth_task,
 )
-from dars.tasks.failures import CollectionIncomplete
+from dars.tasks.failures import CollectionIncomplete, StageIncomplete
 
 #: The name of the final state of a collect run that changed nothing (see :func:`collect_flow`).
 UNCHANGED = "Unchanged"
 
 
-def task_runner(workers: int, processes: bool) -> Any:
-    """Threads (default) or processes for the shard tasks of one flow run; a process worker
-    exits when the flow's process is gone (killed), instead of living on as an orphan."""
-    if processes:
-        return ProcessPoolTaskRunner(max_workers=workers, initializer=exit_with_parent)
-    return ThreadPoolTaskRunner(workers)
-
-
-@contextlib.contextmanager
-def _open_runner(workers: int, processes: bool) -> Iterator[Any]:
-    """The entered task runner of one flow run.
-
-    Process workers are spawned and must report to this process's Prefect API. When that is a
-    temporary local server (no ``PREFECT_API_URL``, the offline default), a worker would start a
-    temporary server of its own on its first task (tens of seconds each, and its task runs would
-    land in a database nobody sees), so the running server's URL is handed down to the workers.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    runner = task_runner(workers, processes)
-    if processes and not PREFECT_API_URL.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        server = SubprocessASGIServer()  # the process-wide instance the flow run is using
-        server.start()  # no-op when it is running
-        with temporary_settings(updates={PREFECT_API_URL: server.api_url}), runner:
-            yield runner
-    else:
-        with runner:
-            yield runner
-
-
-def _summarise(futures: list, kind: str) -> dict[str, Any]:
-    """Wait for shard futures; count reports and failures (a failed shard does not stop others)."""
-    wait(futures)
-    reports, failures = [], []
-    for fut in futures:
+def _summarise(
+    futures: list, kind: str, exp: Experiment, shards: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Wait for shard futures (``shards``: their parameters, in the same order), advancing the
+    stage's progress artifact as they finish; count reports and failures (a failed shard does
+    not stop others). ``failed_shards`` has one dict per failed shard: its report, or where it
+    is and the exception it raised."""
+    progress = StageProgress(exp, kind, len(futures))
+    for _ in as_completed(futures):
+        progress.advance()
+    reports, failures, failed = [], [], []
+    for fut, shard in zip(futures, shards, strict=True):
         try:
             reports.append(fut.result())
         except ShardIncomplete as exc:
             reports.append(exc.report.to_dict())
             failures.append(str(exc))
+            failed.append(exc.report.to_dict())
         except Exception as exc:  # noqa: BLE001 - reported to the caller, who decides
-            failures.append(" ".join(f"{type(exc).__name__}: {exc}".split()))
+            line = " ".join(f"{type(exc).__name__}: {exc}".split())
+            failures.append(line)
+            where = {k: shard.get(k) for k in ("dataset", "split", "model", "shard")}
+            failed.append({**where, "exception": line[:120]})
     keys = ("planned", "already_done", "ok", "failed", "not_run", "leased", "recovered")
     totals = {k: sum(int(r.get(k, 0)) for r in reports) for k in keys}
     totals["cost_usd"] = sum(float(r.get("cost_usd", 0.0)) for r in reports)
@@ -90,7 +73,23 @@ def _summarise(futures: list, kind: str) -> dict[str, Any]:
     leased = [r for r in reports if r.get("leased")]
     totals["leased_shards"] = len(leased)
     totals["leased_by"] = sorted({str(r["leased_by"]) for r in leased if r.get("leased_by")})
-    return {"stage": kind, "tasks": len(futures), **totals, "failures": failures}
+    return {
+        "stage": kind,
+        "tasks": len(futures),
+        **totals,
+        "failures": failures,
+        "failed_shards": failed,
+    }
+
+
+def _fail_if_incomplete(exp: Experiment, summary: dict[str, Any], model: str | None = None) -> None:
+    """End a stage's subflow Failed when some shard failed: raise :class:`StageIncomplete`
+    with the message naming each failed partition's cause (keys scrubbed) and the summary."""
+    if summary["failed_shards"]:
+        message = stage_message(
+            summary["stage"], summary["tasks"], summary["failed_shards"], model=model
+        )
+        raise StageIncomplete(redact(exp, message), summary)
 
 
 @flow(name="rewrite", flow_run_name=run_name("rewrite"))
@@ -98,7 +97,8 @@ def rewrite_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
     run_label: str | None = None,
@@ -106,15 +106,18 @@ def rewrite_flow(
     """Ask the rewriter for every missing rewrite; one task per (dataset, split, shard).
     ``run_id`` (default: a new one) is recorded with every call in the root's ledger; ``only``
     (:func:`dars.plan.key_filter`, e.g. ``{"dataset": ["demo_mc"]}``) narrows the shards by
-    dataset and split; ``run_label`` tags the run (:func:`dars.flows.names.label_run`)."""
+    dataset and split; ``run_label`` tags the run (:func:`dars.flows.names.label_run`). Returns
+    the stage's summary; when some shard failed, raises :class:`StageIncomplete` (the summary in
+    ``summary``) after every shard ran."""
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
     reset_progress()
     todo, complete = plan_rewrites_task(exp, only)
     run_id = run_id or new_run_id()
-    with _open_runner(workers, processes) as runner:
+    with open_runner(runner, workers, dask_address) as shards:
         futures = [
-            runner.submit(
+            shards.submit(
                 rewrite_shard_task,
                 parameters={
                     "exp": exp,
@@ -127,8 +130,9 @@ def rewrite_flow(
             )
             for s in todo
         ]
-        summary = _summarise(futures, "rewrite")
+        summary = _summarise(futures, "rewrite", exp, todo)
     get_run_logger().info("rewrites: %d shards run, %d already complete", len(futures), complete)
+    _fail_if_incomplete(exp, summary, exp.rewriter.name if exp.rewriter else None)
     return summary
 
 
@@ -137,7 +141,8 @@ def decode_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
     run_label: str | None = None,
@@ -146,15 +151,18 @@ def decode_flow(
     simulated pool, store its ground truth per dataset (label recovery reads it). ``run_id``
     (default: a new one) is stored with every row and recorded in the root's ledger; ``only``
     (:func:`dars.plan.key_filter`, e.g. ``{"model": ["gpt-4o"]}``) keeps the shards of some
-    datasets, models and splits (``dars rerun --failed --model …``); ``run_label`` tags the run."""
+    datasets, models and splits (``dars rerun --failed --model …``); ``run_label`` tags the run.
+    Returns the stage's summary; when some shard failed, raises :class:`StageIncomplete` (the
+    summary in ``summary``) after every shard ran and the truth is stored."""
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
     reset_progress()
     todo, complete = plan_decodes_task(exp, only)
     run_id = run_id or new_run_id()
-    with _open_runner(workers, processes) as runner:
+    with open_runner(runner, workers, dask_address) as shards:
         futures = [
-            runner.submit(
+            shards.submit(
                 decode_shard_task,
                 parameters={
                     "exp": exp,
@@ -168,12 +176,13 @@ def decode_flow(
             )
             for s in todo
         ]
-        summary = _summarise(futures, "decode")
+        summary = _summarise(futures, "decode", exp, todo)
     for b in exp.collected:
         truth_task(exp, b.name)
     get_run_logger().info(
         "decode: %d partition shards run, %d already complete", len(futures), complete
     )
+    _fail_if_incomplete(exp, summary)
     return summary
 
 
@@ -182,15 +191,19 @@ def collect_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     run_id: str | None = None,
     only: dict[str, list[str]] | None = None,
     run_label: str | None = None,
 ) -> dict[str, Any] | State:
     """Rewrite then decode (two subflows, visible as such in the Prefect UI), both under one
     ``run_id`` (default: a new one; returned as ``run_id``), the key of this run's spend in the
-    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`); ``run_label`` tags
-    this run and both subflows.
+    root's ledger. ``only`` narrows both stages (see :func:`decode_flow`). ``workers``,
+    ``runner`` (thread | process | dask) and ``dask_address`` say where the shard tasks run
+    (:mod:`dars.flows.runners`); ``runner="dask"`` without an address starts one LocalCluster
+    of ``workers`` processes for both stages, when the first shard is submitted. ``run_label``
+    tags this run and both subflows.
 
     Returns ``{"rewrite": summary, "decode": summary, "run_id": …}``. When the collection
     changed nothing (:func:`dars.tasks.chain.unchanged_message`: no new rows, supervision and
@@ -203,12 +216,29 @@ def collect_flow(
     failed shard in ``failures``) at the end when some shard is incomplete, after every other
     shard has run, so the flow run is marked failed and ``dars rerun --failed`` knows what to
     do. Shards skipped because another live run holds them are not failures (see ``leased``).
+    Before that, the run's partition table artifact is made from the store.
     """
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
     run_id = run_id or new_run_id()
-    rw = rewrite_flow(exp, None, workers, processes, run_id, only, run_label=run_label)
-    dec = decode_flow(exp, None, workers, processes, run_id, only, run_label=run_label)
+    # A failed stage's subflow run is Failed with its cause; decode still runs after a failed
+    # rewrite stage (it runs every key whose rewrite is stored).
+    # One Dask LocalCluster (when asked for) for both stages: its workers start once.
+    with shared_dask_cluster(runner, workers, dask_address):
+        try:
+            rw = rewrite_flow(
+                exp, None, workers, runner, dask_address, run_id, only, run_label=run_label
+            )
+        except StageIncomplete as exc:
+            rw = exc.summary
+        try:
+            dec = decode_flow(
+                exp, None, workers, runner, dask_address, run_id, only, run_label=run_label
+            )
+        except StageIncomplete as exc:
+            dec = exc.summary
+    publish_collect(exp, only)
     if rw["failures"] or dec["failures"]:
         raise CollectionIncomplete(
             f"collection incomplete: {len(rw['failures'])} rewrite shard(s) and "
@@ -224,4 +254,4 @@ def collect_flow(
     return Completed(name=UNCHANGED, message=unchanged, data=result)
 
 
-__all__ = ["UNCHANGED", "collect_flow", "decode_flow", "rewrite_flow", "task_runner"]
+__all__ = ["UNCHANGED", "collect_flow", "decode_flow", "rewrite_flow"]

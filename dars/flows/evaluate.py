@@ -16,9 +16,10 @@ from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.artifacts import publish_evaluate, publish_report
 from dars.flows.names import label_run, run_name
 from dars.tasks.evaluate import check_experiments, experiment_task
-from dars.tasks.report import report_task
+from dars.tasks.report import report_files, report_task
 
 
 @flow(name="evaluate", flow_run_name=run_name("evaluate"))
@@ -50,6 +51,7 @@ def evaluate_flow(
         except Exception as exc:  # noqa: BLE001 - collected and raised below, after every task
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
     get_run_logger().info("ran %d of %d experiments", len(out), len(names))
+    publish_evaluate(exp, out)
     if failures:
         raise RuntimeError(
             f"{len(failures)} of {len(names)} experiments failed:\n" + "\n".join(failures)
@@ -65,4 +67,6 @@ def report_flow(
     ``run_label`` tags the run."""
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
-    return report_task(exp)
+    md = report_task(exp)
+    publish_report(exp, *report_files(exp))
+    return md

@@ -16,6 +16,7 @@ from dars.config import Experiment, resolve_experiment
 from dars.flows.collect import collect_flow
 from dars.flows.evaluate import evaluate_flow, report_flow
 from dars.flows.names import label_run, run_name
+from dars.flows.runners import check_runner
 from dars.flows.supervise import supervise_flow
 from dars.flows.train import train_flow
 
@@ -27,21 +28,25 @@ def pipeline_flow(
     config: str | Experiment,
     root: str | None = None,
     workers: int = 4,
-    processes: bool = False,
+    runner: str = "thread",
+    dask_address: str | None = None,
     stages: list[str] | None = None,
     run_label: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``stages`` (default: all, in DAG order) for the experiment in ``config``;
-    ``run_label`` tags this run and every stage's (:func:`dars.flows.names.label_run`)."""
+    """Run ``stages`` (default: all, in DAG order) for the experiment in ``config``; ``workers``,
+    ``runner`` and ``dask_address`` choose where the collection's shard tasks run (see
+    :func:`~dars.flows.collect.collect_flow`); ``run_label`` tags this run and every stage's
+    (:func:`dars.flows.names.label_run`)."""
     wanted = list(stages or STAGES)
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; valid stages: {', '.join(STAGES)}")
+    check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
     out: dict[str, Any] = {}
     if "collect" in wanted:
-        out["collect"] = collect_flow(exp, None, workers, processes, run_label=run_label)
+        out["collect"] = collect_flow(exp, None, workers, runner, dask_address, run_label=run_label)
     if "supervise" in wanted:
         out["supervise"] = supervise_flow(exp, run_label=run_label)
     if "train" in wanted:

@@ -3,9 +3,9 @@
 ``generate(spec, messages, params, key=...)`` is the only way the pipeline calls a model; real
 providers and in-process ones (the simulated pool of :mod:`dars.sim`, plugged in through the
 ``dars.llm_providers`` entry point) go through the same code path. Modules: ``types`` (call key,
-parameters, result), ``errors`` (failure classes, key scrubbing), ``limits`` (rate and
-concurrency limits), ``client`` (the client). Importing this package does not import litellm
-(that happens on the first call).
+parameters, result), ``errors`` (failure classes, key scrubbing), ``keys`` (API keys from the
+environment or Prefect Secret blocks), ``limits`` (rate and concurrency limits), ``client`` (the
+client). Importing this package does not import litellm (that happens on the first call).
 """
 
 from dars.llm.client import (
@@ -21,9 +21,9 @@ from dars.llm.errors import (
     EmptyCompletionError,
     LLMCallError,
     classify_exception,
-    remember_keys,
     scrub,
 )
+from dars.llm.keys import api_key, remember_keys
 from dars.llm.limits import ModelLimits, TokenBucket
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
 
@@ -38,6 +38,7 @@ __all__ = [
     "LLMClient",
     "ModelLimits",
     "TokenBucket",
+    "api_key",
     "classify_exception",
     "default_client",
     "estimate_tokens",

@@ -24,12 +24,13 @@ goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
   (:mod:`dars.llm.limits`);
 * the cost from the spec's prices per 1M tokens, else litellm's local cost map, else 0 with a
   one-time warning per model;
-* the API key read from the environment variable named by ``spec.api_key_env``, passed to
-  litellm as ``api_key`` and scrubbed from every error message we produce and from the
-  completion text returned (every key remembered by the process, see
-  :func:`dars.llm.errors.remember_keys`, is scrubbed from both); a model with an
-  ``api_base`` and no ``api_key_env`` (a local server: llama.cpp, vLLM, Ollama) gets the
-  placeholder :data:`KEYLESS_API_KEY`, never a key litellm would find in the environment.
+* the API key from the environment variable ``spec.api_key_env`` or the Prefect ``Secret``
+  block ``spec.api_key_secret`` (:mod:`dars.llm.keys`), passed to litellm as ``api_key`` and
+  scrubbed from every error message we produce and from the completion text returned (every
+  key remembered by the process, see :func:`dars.llm.keys.remember_keys`, is scrubbed from
+  both); a model with an ``api_base`` and neither (a local server: llama.cpp, vLLM, Ollama)
+  gets the placeholder :data:`KEYLESS_API_KEY`, never a key litellm would find in the
+  environment.
 
 A final failure raises ``LLMCallError``; ``str(err)`` is the short error string the store records.
 
@@ -63,10 +64,10 @@ from dars.llm.errors import (
     LLMCallError,
     ScrubFilter,
     classify_exception,
-    remember_secret,
     scrub,
     scrub_known,
 )
+from dars.llm.keys import aapi_key
 from dars.llm.limits import ModelLimits
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
 from dars.registry import Registry
@@ -85,7 +86,7 @@ PROVIDERS: Registry[Callable[[], Any]] = Registry(
     "LLM provider", Callable, instances=True, group="dars.llm_providers"
 )
 
-#: The key sent to a model with an ``api_base`` and no ``api_key_env`` (a keyless local server).
+#: The key sent to a model with an ``api_base`` and no key source (a keyless local server).
 KEYLESS_API_KEY = "no-key"
 
 # Keys litellm must not take from ModelSpec.extra_params: they are set by this module.
@@ -232,7 +233,8 @@ class LLMClient:
         if clash:
             raise ValueError(
                 f"model {spec.name!r}: extra_params may not set {sorted(clash)}; "
-                "use the ModelSpec fields (api_base, api_key_env) and GenParams instead"
+                "use the ModelSpec fields (api_base, api_key_env, api_key_secret) and GenParams "
+                "instead"
             )
         kwargs: dict[str, Any] = {
             "model": spec.litellm_model,
@@ -250,7 +252,7 @@ class LLMClient:
         if api_key:
             kwargs["api_key"] = api_key
         elif spec.api_base:
-            # A server at an api_base with no api_key_env is a keyless local one (llama.cpp,
+            # A server at an api_base with no key source is a keyless local one (llama.cpp,
             # vLLM, Ollama), which ignores the key. litellm's OpenAI route refuses to call
             # without one, and would otherwise fall back to OPENAI_API_KEY, sending the user's
             # OpenAI key to that server: send a placeholder instead.
@@ -289,17 +291,7 @@ class LLMClient:
         """Call ``spec`` on ``messages``; retry transient failures; raise ``LLMCallError``."""
         litellm = get_litellm()
         started = time.perf_counter()
-        api_key: str | None = None
-        if spec.api_key_env:
-            api_key = os.environ.get(spec.api_key_env)
-            if not api_key:
-                raise LLMCallError(
-                    "missing_key",
-                    f"environment variable {spec.api_key_env} is not set",
-                    model=spec.name,
-                    attempts=0,
-                )
-            remember_secret(api_key)
+        api_key = await aapi_key(spec)  # raises LLMCallError(missing_key) before any request
         secrets = [api_key] if api_key else []
         kwargs = self._request_kwargs(spec, messages, params, key, api_key)
         limits = self.limits_for(spec)

@@ -6,26 +6,22 @@ are retried by the client, the rest fail at once. A final failure is an ``LLMCal
 ``str`` is the short error string the store records; ``EmptyCompletionError`` is the one for
 calls whose every answer was empty or whitespace-only.
 
-Every key the client reads is remembered (``remember_secret``; ``remember_keys`` reads and
-remembers the keys of a whole pool up front) and ``scrub`` removes it, and anything key-shaped,
-from error text; ``ScrubFilter`` does the same to litellm's own log records, which include
-provider error bodies. Completions get ``scrub_known``: the remembered key values only, since a
-key-shaped pattern would also rewrite legitimate answers (a code sample with ``api_key=...``).
+Every key the client reads is remembered (``remember_secret``; ``dars.llm.keys.remember_keys``
+reads and remembers the keys of a whole pool up front) and ``scrub`` removes it, and anything
+key-shaped, from error text; ``ScrubFilter`` does the same to litellm's own log records, which
+include provider error bodies. Completions get ``scrub_known``: the remembered key values only,
+since a key-shaped pattern would also rewrite legitimate answers (a code sample with
+``api_key=...``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from dars.config import ModelSpec
+from collections.abc import Sequence
 
 # Classes of failure. The transient ones are retried; the rest fail at once. An empty answer
 # ("empty") is a provider fault, not an answer; one cut at max_tokens before any visible text
@@ -109,17 +105,6 @@ def remember_secret(value: str) -> None:
     """Scrub ``value`` from every text this process scrubs from now on (an API key just read)."""
     with _SECRETS_LOCK:
         _SECRETS.add(value)
-
-
-def remember_keys(specs: Iterable[ModelSpec | None]) -> None:
-    """Remember the key of every spec (the values of the environment variables their
-    ``api_key_env`` name, where set), so that a key is scrubbed from every call's text, errors
-    and logs even when it was never read for that call: the rewriter's key echoed in a pool
-    model's answer, a pool key echoed before that model was first called."""
-    for spec in specs:
-        value = os.environ.get(spec.api_key_env) if spec is not None and spec.api_key_env else None
-        if value:
-            remember_secret(value)
 
 
 def scrub_known(text: str, secrets: Sequence[str] = ()) -> str:

@@ -103,7 +103,7 @@ def check_store(root: str | Path) -> StoreCheck:
     the listing, and every file that does not read (zero bytes, truncated, unreadable footer,
     wrong schema, a page whose checksum fails).
     """
-    root = Path(root)
+    root = RunLayout(root).root
     out = StoreCheck()
     for kind in STORES:
         files = list_files(root, kind)

@@ -29,12 +29,18 @@ polars read the stores with no custom code. Every value that becomes a path comp
 here: letters, digits, ``.``, ``_`` and ``-``, starting with a letter or digit. The leading
 character matters because hive readers skip entries starting with ``.`` or ``_`` (that is how our
 temporary files stay invisible), so a model called ``_x`` would silently vanish from every read.
+
+The root itself is a plain path or a ``file://`` URI (:func:`root_path`); other schemes
+(``s3://``, ``gs://`` …) are refused, because the ledger is SQLite and store files are committed
+by atomic rename under file locks: both need a POSIX filesystem, local or networked (NFS, EFS),
+which neither an object store nor a FUSE mount of one is.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SPLITS: tuple[str, ...] = ("train", "test")
@@ -81,11 +87,60 @@ def shard_from_file_name(name: str) -> int:
     return int(m.group(1))
 
 
+# ``scheme://`` (RFC 3986 scheme, two characters or more so that a Windows drive ``C:`` is not
+# one), or any ``file:`` form (``file:/abs`` has no ``//``, and is still not a relative path).
+_URI_RE = re.compile(r"^(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]+)://|(?P<file>file:))", re.IGNORECASE)
+
+FILE_URI_FORM = "file:// + an absolute path, e.g. file:///srv/dars/runs/paper"
+
+
+def root_path(root: str | Path) -> Path:
+    """The local directory of the run root ``root``: a plain path (relative to the working
+    directory, as given; a leading ``~`` is the home directory) or a ``file://`` URI, i.e.
+    ``file://`` + an absolute path (``file:///srv/runs/a``; ``file://localhost/srv/runs/a``
+    per RFC 8089; percent-escapes decoded). Raises a one-line ``StorageError`` for a
+    malformed ``file:`` URI and for every other scheme (``s3://``, ``gs://``, ``http://`` …):
+    the ledger is SQLite and the stores commit files by atomic rename, both of which need a
+    POSIX filesystem."""
+    if isinstance(root, Path):
+        return root.expanduser()
+    m = _URI_RE.match(root)
+    if m is None:
+        return Path(root).expanduser()
+    scheme = (m.group("scheme") or "file").lower()
+    if scheme != "file":
+        # FUSE mounts of buckets are no way out: mountpoint-s3 has no rename, s3fs renames by
+        # copy and delete, none has cross-host locks, and SQLite cannot live on them.
+        raise StorageError(
+            f"run root {root!r}: {scheme}:// is not supported: the run's ledger is SQLite and its "
+            "files are committed by atomic rename under file locks, which object stores and "
+            "their FUSE mounts (mountpoint-s3, s3fs, gcsfuse) do not provide; give a plain path "
+            "or file:// URI on a local or POSIX network filesystem (NFS, EFS), mounted at the "
+            "same path on every worker"
+        )
+    parts = urlsplit(root)
+    path = unquote(parts.path)
+    if parts.query or parts.fragment or root.endswith(("?", "#")):
+        problem = "takes no query or fragment"
+    elif not root.lower().startswith("file://"):
+        problem = "is not a file:// URI"
+    elif not path.startswith("/"):
+        problem = "has no absolute path"
+    elif parts.netloc not in ("", "localhost"):
+        # file://runs/a: "runs" is the URI's host, not the first directory.
+        problem = f"names host {parts.netloc!r} (a relative path cannot be a URI)"
+    else:
+        return Path(path)
+    raise StorageError(f"run root {root!r} {problem}; give {FILE_URI_FORM} or a plain path")
+
+
 class RunLayout:
-    """Paths of one run. Methods only compute paths; they never create or read anything."""
+    """Paths of one run. Methods only compute paths; they never create or read anything.
+
+    ``root`` is a path or a ``file://`` URI (:func:`root_path`); ``self.root`` is the path."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = root_path(root)
 
     def __repr__(self) -> str:
         return f"RunLayout({str(self.root)!r})"

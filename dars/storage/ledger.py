@@ -556,7 +556,7 @@ _MAX_OPEN = 8
 
 def ledger(root: str | Path) -> Ledger:
     """The process-wide :class:`Ledger` of ``root`` (one connection per thread)."""
-    key = str(Path(root).resolve())
+    key = str(RunLayout(root).root.resolve())
     with _LEDGERS_LOCK:
         led = _LEDGERS.get(key)
         if led is None:

@@ -40,6 +40,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -71,6 +72,7 @@ from dars.storage import (
     write_observations,
     write_rewrites,
 )
+from dars.storage.layout import RunLayout
 from dars.storage.ledger import CAP_BUSY, CallRef, Ledger, ledger
 from dars.storage.truth import remove_truth, write_truth
 from dars.tasks.failures import ExpectedFailure, quiet_expected_failures
@@ -151,6 +153,11 @@ def reset_progress() -> CollectProgress:
     return _PROGRESS
 
 
+#: Why a key was not run (``ShardReport.blocked``).
+SPEND_CAP = "spend cap reached"
+REWRITE_MISSING = "rewrite missing"
+
+
 @dataclass
 class ShardReport:
     """What one shard task did: how many keys were planned, already done, run ok or failed."""
@@ -168,6 +175,8 @@ class ShardReport:
     # only these make a shard retry worthwhile; an auth or bad-request failure repeats as is.
     transient_failed: int = 0
     not_run: int = 0  # blocked: spend cap reached or a rewrite missing
+    # Keys not run by reason (SPEND_CAP, REWRITE_MISSING).
+    blocked: dict[str, int] = field(default_factory=dict)
     # Keys left to another live run that holds the shard's lease (or its rewrites' shard): not a
     # failure, that run collects them.
     leased: int = 0
@@ -176,6 +185,9 @@ class ShardReport:
     recovered: int = 0
     # Failed keys by cause ("server_error 500", "timeout", "auth 401", …): the one-line report.
     errors: dict[str, int] = field(default_factory=dict)
+    # Per cause, what a person reads in the stage's state message ("HTTP 500
+    # InternalServerError", see error_label).
+    labels: dict[str, str] = field(default_factory=dict)
     cost_usd: float = 0.0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -187,13 +199,35 @@ class ShardReport:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def count_error(self, cause: str, n: int = 1) -> None:
+    def count_not_run(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` keys not run for ``reason`` (SPEND_CAP, REWRITE_MISSING)."""
+        self.not_run += n
+        self.blocked[reason] = self.blocked.get(reason, 0) + n
+
+    def count_error(self, cause: str, n: int = 1, err: LLMCallError | None = None) -> None:
+        """Count ``n`` keys failed for ``cause``; the first ``err`` of a cause labels it."""
         self.errors[cause] = self.errors.get(cause, 0) + n
+        if err is not None:
+            self.labels.setdefault(cause, error_label(err))
 
 
 def error_cause(err: LLMCallError) -> str:
     """The failure class of a call and its HTTP status, e.g. "server_error 500", "timeout"."""
     return f"{err.kind} {err.status_code}" if err.status_code else err.kind
+
+
+# The client's error detail starts with the class of the exception it caught ("Timeout: …").
+_EXCEPTION_CLASS = re.compile(r"([A-Z][A-Za-z0-9_]*): ")
+
+
+def error_label(err: LLMCallError) -> str:
+    """A call's failure for a person: its HTTP status and the exception class the provider
+    client raised ("HTTP 500 InternalServerError", "HTTP 401 AuthenticationError"), or its
+    failure class when there is no status ("timeout (Timeout)", "missing_key")."""
+    m = _EXCEPTION_CLASS.match(err.detail)
+    if err.status_code:
+        return f"HTTP {err.status_code}" + (f" {m.group(1)}" if m else "")
+    return err.kind + (f" ({m.group(1)})" if m else "")
 
 
 class ShardIncomplete(ExpectedFailure):
@@ -463,7 +497,7 @@ async def _rewrite_todo(
         cap = exp.spend_cap_usd
         call_id = await _reserve(led, ref, max_cost_usd(rewriter, messages, params), cap, ttl)
         if call_id is None:
-            report.not_run += n_ids
+            report.count_not_run(SPEND_CAP, n_ids)
             report.notes.append("spend cap reached")
             return None
         settled = False
@@ -478,7 +512,7 @@ async def _rewrite_todo(
                 )
                 settled = True
                 report.failed += n_ids
-                report.count_error(error_cause(err), n_ids)
+                report.count_error(error_cause(err), n_ids, err)
                 if err.transient:
                     report.transient_failed += n_ids
                 report.notes.append(f"{qid}: {err}")
@@ -520,6 +554,8 @@ async def _rewrite_todo(
             except ValueError as err:
                 last_err = str(err)
         report.failed += len(rewrite_ids)
+        report.count_error("unparseable", len(rewrite_ids))
+        report.labels.setdefault("unparseable", "unparseable rewriter answer")
         report.notes.append(f"{qid}: unparseable rewriter answer: {last_err[:200]}")
         return None
 
@@ -681,7 +717,7 @@ async def _decode_todo(
     async def one(qid: str, view: str, rid: int, did: int) -> None:
         item = by_id[qid]
         if rid >= 0 and (qid, rid) not in rewrite_text:
-            report.not_run += 1
+            report.count_not_run(REWRITE_MISSING)
             if len(report.notes) < 5:
                 report.notes.append(f"rewrite {rid} of {qid} missing: run the rewrite stage")
             return
@@ -692,7 +728,7 @@ async def _decode_todo(
             led, ref, max_cost_usd(spec, messages, params), exp.spend_cap_usd, ttl
         )
         if call_id is None:
-            report.not_run += 1
+            report.count_not_run(SPEND_CAP)
             if "spend cap reached" not in report.notes:
                 report.notes.append("spend cap reached")
             return
@@ -709,13 +745,13 @@ async def _decode_todo(
             "run_id": run_id,
         }
         settled = transient = False
-        gen, cause = None, ""
+        gen, cause, failure = None, "", None
         billed = 0.0  # what the provider billed, empty attempts included (the ledger's cost)
         try:
             try:
                 gen = await generate(spec, messages, params, key=key)
             except LLMCallError as err:
-                transient, cause = err.transient, error_cause(err)
+                transient, cause, failure = err.transient, error_cause(err), err
                 billed = err.billed_usd
                 row |= {
                     "response": None,
@@ -774,7 +810,7 @@ async def _decode_todo(
                     led.abandon(call_id)
         if gen is None:
             report.failed += 1
-            report.count_error(cause)
+            report.count_error(cause, 1, failure)
             if transient:
                 report.transient_failed += 1
             prog.add(failed=1, key=(dataset, split, qid, model, rid, did))
@@ -861,7 +897,7 @@ def estimate_budget(
     splits = load_splits(exp)
     plan = filter_keys(build_plan(exp, splits), only)
     root = exp.root
-    against_store = remaining and Path(root).exists()
+    against_store = remaining and RunLayout(root).root.exists()
     if against_store:
         done = (
             scan_observations(root)
@@ -1098,3 +1134,66 @@ def collection_status(
     :func:`~dars.storage.read_observations`, so it is safe during a collection."""
     plan = filter_keys(build_plan(exp, load_splits(exp)), only)
     return status(plan, read_observations(exp.root, [*KEY, "status"]))
+
+
+#: Columns of :func:`partition_table`.
+PARTITION_TABLE_SCHEMA = {
+    "dataset": pl.String,
+    "split": pl.String,
+    "model": pl.String,
+    "expected": pl.Int64,
+    "done": pl.Int64,
+    "failed": pl.Int64,
+    "missing": pl.Int64,
+    "cost_usd": pl.Float64,
+    "error": pl.String,
+}
+
+
+def partition_table(
+    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
+) -> pl.DataFrame:
+    """The store's state per partition of the plan, for the collect run's table in the UI.
+
+    One row per (dataset, split, model) of the plan ``only`` keeps (:func:`dars.plan.key_filter`;
+    all by default), in plan order: ``expected``, ``done``, ``failed``, ``missing`` planned keys
+    (as :func:`dars.plan.status` counts them), ``cost_usd`` the summed cost of its planned keys'
+    ok rows (what its part of the matrix cost), ``error`` the latest stored error of a key that
+    is still failed (null when none is). Reads with :func:`~dars.storage.read_observations`."""
+    part = ["dataset", "split", "model"]
+    plan = filter_keys(build_plan(exp, load_splits(exp)), only)
+    cols = [*KEY, "status", "cost_usd", "error", "created_at"]
+    obs = read_observations(exp.root, cols).with_columns(
+        pl.col("rewrite_id").cast(pl.Int32), pl.col("decode_id").cast(pl.Int32)
+    )
+    keys = plan.select(KEY).with_columns(
+        pl.col("rewrite_id").cast(pl.Int32), pl.col("decode_id").cast(pl.Int32)
+    )
+    obs = obs.join(keys, on=list(KEY), how="semi")
+    ok = obs.filter(pl.col("status") == "ok")
+    cost = ok.group_by(part).agg(pl.col("cost_usd").sum())
+    error = (
+        obs.filter(pl.col("status") == "error")
+        .join(ok.select(KEY), on=list(KEY), how="anti")
+        .sort("created_at")
+        .group_by(part)
+        .agg(pl.col("error").last())
+    )
+    st = status(plan, obs).filter(pl.col("dataset").is_not_null())
+    return (
+        st.with_row_index("__i")
+        .group_by(part)
+        .agg(pl.col("__i").min(), pl.col("expected", "done", "failed", "missing").sum())
+        .join(cost, on=part, how="left")
+        .join(error, on=part, how="left")
+        .sort("__i")
+        .with_columns(pl.col("cost_usd").fill_null(0.0))
+        .select(list(PARTITION_TABLE_SCHEMA))
+        .cast(PARTITION_TABLE_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+@task(name="partition-table", retries=1, retry_delay_seconds=5, cache_policy=_CACHE)
+def partition_table_task(exp: Experiment, only: dict[str, list[str]] | None = None) -> pl.DataFrame:
+    """The store's state per partition (see :func:`partition_table`)."""
+    return partition_table(exp, only)

@@ -13,6 +13,7 @@ one line per failed shard itself. Any other exception keeps its traceback.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 #: Prefect's loggers that report task and flow run failures.
 PREFECT_RUN_LOGGERS = ("prefect.task_runs", "prefect.flow_runs", "prefect.engine")
@@ -34,6 +35,20 @@ class CollectionIncomplete(ExpectedFailure):
     def __reduce__(self) -> tuple[type[CollectionIncomplete], tuple[str, list[str]]]:
         # Prefect pickles a flow's exception into its result store.
         return (type(self), (str(self), self.failures))
+
+
+class StageIncomplete(ExpectedFailure):
+    """Some shards of one stage's subflow (rewrite or decode) failed: raised by the subflow
+    after every shard ran, so its run is Failed with the message (which partitions failed and
+    why). ``summary`` is what the subflow returns when it completes; ``collect`` reads it from
+    here and goes on with the next stage."""
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = dict(summary)
+
+    def __reduce__(self) -> tuple[type[StageIncomplete], tuple[str, dict[str, Any]]]:
+        return (type(self), (str(self), self.summary))
 
 
 def _expected_names() -> tuple[str, ...]:

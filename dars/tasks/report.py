@@ -22,7 +22,7 @@ from dars.storage import RunLayout, atomic_write_bytes, atomic_write_text
 from dars.storage.results import ResultMissingError, read_context, read_result, result_exists
 from dars.tasks.retry import retry_on_transient_io
 
-__all__ = ["report_task", "write_report"]
+__all__ = ["report_files", "report_task", "write_report"]
 
 
 def _context(root: str, name: str) -> dict[str, Any] | None:
@@ -64,6 +64,12 @@ def write_report(exp: Experiment) -> Path:
     md = layout.report_file("index", "md")
     atomic_write_text(render_markdown(doc), md)
     return md
+
+
+def report_files(exp: Experiment) -> tuple[Path, Path]:
+    """(``report/index.html``, ``report/index.md``) of the run under ``exp.root``."""
+    layout = RunLayout(exp.root)
+    return layout.report_file("index", "html"), layout.report_file("index", "md")
 
 
 @task(

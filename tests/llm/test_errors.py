@@ -12,11 +12,11 @@ from dars.llm.errors import (
     LLMCallError,
     ScrubFilter,
     classify_exception,
-    remember_keys,
     remember_secret,
     scrub,
     scrub_known,
 )
+from dars.llm.keys import remember_keys
 
 
 def test_scrub_removes_known_and_key_shaped_secrets() -> None:

@@ -1,8 +1,9 @@
 """Orphans after SIGKILL (issue 12, item 5): a killed ``dars collect`` must leave no process.
 
 Scenario: a small simulated collection with a math benchmark (so math-verify workers run), run
-through the real CLI with threads and with ``--processes``; each run is SIGKILLed at a seeded
-moment after its first math-verify worker started (Prefect's temporary server is up by then).
+through the real CLI with each runner (``--runner thread|process|dask``: the Dask runner's
+LocalCluster worker processes must go too); each run is SIGKILLed at a seeded moment after its
+first decode call (Prefect's temporary server is up by then).
 Counted: processes started by the run (found by an environment tag, see ``clirun``) still alive
 a few seconds after the kill. Before issue 12, each kill left the temporary server (and often a
 math-verify worker) reparented to PID 1.
@@ -72,13 +73,17 @@ def _calls_made(root: Path) -> int:
         return 0
 
 
-def kill_once(workdir: Path, cfg: Path, tag: str, processes: bool, seed: int) -> tuple[bool, int]:
-    """Start ``dars collect`` and SIGKILL it ``seed``-drawn 0–2 s after its first decode (the
-    ledger grew: with ``--processes`` math-verify runs inline in the pool workers, so there is
-    no math worker to wait for); returns (killed mid-run, tagged processes alive ``GRACE_S``
-    later). Leftovers are then killed so that one kill's orphans are not counted again."""
-    args = ["collect", "--yes", "-c", str(cfg), "--workers", "2"]
-    args += ["--processes"] if processes else []
+#: Each runner and the name its figure carries.
+RUNNER_NAMES = {"thread": "threads", "process": "processes", "dask": "dask"}
+
+
+def kill_once(workdir: Path, cfg: Path, tag: str, runner: str, seed: int) -> tuple[bool, int]:
+    """Start ``dars collect --runner RUNNER`` and SIGKILL it ``seed``-drawn 0–2 s after its first
+    decode (the ledger grew: with the process runner math-verify runs inline in the pool
+    workers, so there is no math worker to wait for); returns (killed mid-run, tagged processes
+    alive ``GRACE_S`` later). Leftovers are then killed so that one kill's orphans are not
+    counted again."""
+    args = ["collect", "--yes", "-c", str(cfg), "--workers", "2", "--runner", runner]
     cli = subprocess.Popen(
         dars_command(*args),
         env=cli_env(workdir, tag),
@@ -113,19 +118,18 @@ def measure(workdir: Path, quick: bool) -> list[Figure]:
     if not sys.platform.startswith("linux"):
         return [Figure(TOPIC, "orphans", "n/a", "0", True, "needs /proc (Linux)")]
     cfg = _config(workdir)
-    plan = [False, True] if quick else [False, True] * 3
+    plan = list(RUNNER_NAMES) * (1 if quick else 3)
     tag = f"orphans-{os.getpid()}"
-    results = [kill_once(workdir, cfg, tag, processes, seed) for seed, processes in enumerate(plan)]
+    results = [kill_once(workdir, cfg, tag, runner, seed) for seed, runner in enumerate(plan)]
     figures = []
-    for processes in (False, True):
-        mine = [r for r, p in zip(results, plan, strict=True) if p == processes]
+    for runner, name in RUNNER_NAMES.items():
+        mine = [r for r, p in zip(results, plan, strict=True) if p == runner]
         killed = sum(k for k, _ in mine)
         left = sum(n for _, n in mine)
-        runner = "processes" if processes else "threads"
         figures.append(
             Figure(
                 TOPIC,
-                f"processes left after SIGKILL ({runner})",
+                f"processes left after SIGKILL ({name})",
                 str(left),
                 "0",
                 left == 0 and killed == len(mine),

@@ -2,7 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from dars.storage.layout import RunLayout, StorageError, shard_file_name, shard_from_file_name
+from dars.storage.layout import (
+    RunLayout,
+    StorageError,
+    root_path,
+    shard_file_name,
+    shard_from_file_name,
+)
 
 
 def test_observation_and_rewrite_paths_are_hive_partitions():
@@ -55,3 +61,55 @@ def test_unsafe_partition_values_rejected(name):
 def test_unknown_split_lists_valid_ones():
     with pytest.raises(StorageError, match="allowed values: train, test"):
         RunLayout("/r").rewrite_partition("gpqa", "dev")
+
+
+# -- the run root as a plain path or a file:// URI (issue 13) ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "path"),
+    [
+        ("runs/a", Path("runs/a")),
+        ("/abs/run", Path("/abs/run")),
+        (Path("/abs/run"), Path("/abs/run")),
+        ("file:///abs/run", Path("/abs/run")),
+        ("file:///abs/run/", Path("/abs/run")),
+        ("FILE:///abs/run", Path("/abs/run")),
+        ("file://localhost/abs/run", Path("/abs/run")),
+        ("file:///abs/my%20run", Path("/abs/my run")),
+        # Checked and written at the same place (the check once expanded ~, the store did not).
+        ("~/runs/a", Path.home() / "runs/a"),
+    ],
+)
+def test_root_is_a_path_or_a_file_uri(given, path):
+    assert root_path(given) == path
+    assert RunLayout(given).root == path
+    assert RunLayout(given).ledger_file() == path / "ledger.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("file://relative/run", "file:// + an absolute path"),
+        ("file://", "file:// + an absolute path"),
+        ("file:relative", "file:// + an absolute path"),
+        ("file:///abs/run?x=1", "no query or fragment"),
+        ("file://runs/a", "names host 'runs'"),
+        ("file:///abs/run#x", "no query or fragment"),
+    ],
+)
+def test_malformed_file_uri_is_one_line_naming_the_form(given, says):
+    with pytest.raises(StorageError) as info:
+        root_path(given)
+    msg = str(info.value)
+    assert "\n" not in msg and given in msg and says in msg and "file:///" in msg
+
+
+@pytest.mark.parametrize("given", ["s3://bucket/prefix", "gs://b/p", "az://c/p", "hdfs://n/p"])
+def test_object_store_root_is_refused_in_one_line_saying_why_and_what_to_do(given):
+    with pytest.raises(StorageError) as info:
+        RunLayout(given)
+    msg = str(info.value)
+    assert "\n" not in msg and given in msg
+    for part in ("SQLite", "atomic rename", "file locks", "POSIX", "NFS", "mounted at the same"):
+        assert part in msg, part
