@@ -10,15 +10,8 @@ runs of its own on the shared stack."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -29,53 +22,11 @@ pytestmark = pytest.mark.deploy
 STAGES = ("collect", "supervise", "train", "evaluate", "report")
 
 
-@pytest.fixture
-def dask_cluster(sqlite_stack) -> Iterator[tuple[str, list[int]]]:
-    """``dask scheduler`` and ``dask worker --nworkers 2 --nthreads 1 --preload
-    dars.flows.runners`` on loopback (the README's commands, on a free port); yields (scheduler
-    address, worker pids); stopped afterwards."""
-    from distributed import Client
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    dask = str(Path(sys.executable).parent / "dask")
-    env = sqlite_stack.server.env()
-    commands = [
-        [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-        [dask, "worker", address, "--host", "127.0.0.1", "--no-dashboard"]
-        + ["--nworkers", "2", "--nthreads", "1", "--preload", "dars.flows.runners"],
-    ]
-    procs = []
-    try:
-        for cmd in commands:
-            procs.append(
-                subprocess.Popen(
-                    cmd,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-        with Client(address, timeout=300) as client:
-            client.wait_for_workers(2, timeout=300)
-            pids = sorted(client.run(os.getpid).values())
-        yield address, pids
-    finally:
-        for proc in reversed(procs):
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-
-
 def test_the_collect_deployment_runs_its_shards_on_an_existing_dask_cluster(
     sqlite_stack, dask_cluster, prefect_stack_module
 ):
+    """``dask_cluster`` (tests/flows/test_runners.py, via conftest): the cluster as
+    deploy/README.md starts one, on loopback, stopped after the test."""
     address, worker_pids = dask_cluster
     work = sqlite_stack.workdir
     root = work / "runs" / "dask"
