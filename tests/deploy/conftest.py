@@ -47,6 +47,10 @@ def _load_stack() -> ModuleType:
 
 stack_mod = _load_stack()
 
+# ``dask scheduler`` + ``dask worker --nworkers 2 --nthreads 1 --preload dars.flows.runners`` on
+# loopback, as deploy/README.md starts a cluster (yields its address and worker pids).
+from tests.flows.test_runners import dask_cluster  # noqa: E402, F401 - a fixture
+
 
 @pytest.fixture(scope="session")
 def prefect_stack_module() -> ModuleType:
