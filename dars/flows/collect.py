@@ -26,7 +26,7 @@ from dars.config import Experiment, resolve_experiment
 from dars.flows.artifacts import StageProgress, publish_collect, redact, stage_message
 from dars.flows.names import label_run, run_name
 from dars.flows.runners import check_runner, open_runner, shared_dask_cluster
-from dars.tasks.chain import unchanged_message
+from dars.tasks.chain import unchanged_task
 from dars.tasks.collect import (
     ShardIncomplete,
     decode_shard_task,
@@ -247,7 +247,7 @@ def collect_flow(
             rw["failures"] + dec["failures"],
         )
     result = {"rewrite": rw, "decode": dec, "run_id": run_id}
-    unchanged = unchanged_message(exp, rw, dec)
+    unchanged = unchanged_task(exp, rw, dec)
     if unchanged is None:
         return result
     get_run_logger().info(unchanged)

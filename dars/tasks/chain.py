@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
 from dars.config import Experiment
 from dars.storage.freshness import outputs_behind_store
 
@@ -38,4 +41,11 @@ def unchanged_message(exp: Experiment, *summaries: dict[str, Any]) -> str | None
     )
 
 
-__all__ = ["NEW_ROW_COUNTS", "new_rows", "unchanged_message"]
+@task(name="chain-rule", cache_policy=NO_CACHE)
+def unchanged_task(exp: Experiment, rewrite: dict[str, Any], decode: dict[str, Any]) -> str | None:
+    """:func:`unchanged_message` of a collect run's ``rewrite`` and ``decode`` summaries, as the
+    collect flow's task: it reads the root's file times, which flows never do themselves."""
+    return unchanged_message(exp, rewrite, decode)
+
+
+__all__ = ["NEW_ROW_COUNTS", "new_rows", "unchanged_message", "unchanged_task"]
