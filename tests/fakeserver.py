@@ -25,10 +25,18 @@ a request and still has uses left decides what happens to it::
 ``ceil(chars / 4)`` of the prompt messages and of the reply, so tests can predict costs.
 ``FakeOpenAIServer(echo_auth_header=True)`` also sends the request's key back in a response
 header on every reply (``X-Echo-Api-Key``), the way some debugging proxies do.
+
+``FakeOpenAIServer(rate_limit=(limit, window_s))`` enforces a provider's rate limit over a
+sliding window: a request arriving when ``limit`` requests were admitted in the last
+``window_s`` seconds gets a 429 with ``Retry-After`` (seconds until the oldest of them leaves the
+window) and is not counted; scripted rules apply to admitted requests only.
+``srv.admitted_at`` (monotonic arrival times of admitted requests) and ``srv.rate_limited``
+(429s sent) say how a client kept the limit.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import threading
@@ -168,8 +176,12 @@ class FakeOpenAIServer:
         responder: Callable[[dict[str, Any]], str] | None = None,
         latency_s: float = 0.0,
         echo_auth_header: bool = False,
+        rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.responder = responder or _default_responder
+        self.rate_limit = rate_limit
+        self.admitted_at: list[float] = []
+        self.rate_limited = 0
         self.latency_s = latency_s
         self.echo_auth_header = echo_auth_header
         self.rules: list[Rule] = []
@@ -260,11 +272,26 @@ class FakeOpenAIServer:
             self.hits[prompt] += 1
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.rate_limit is not None:
+                refused = self._over_limit(*self.rate_limit)
+                if refused is not None:
+                    return prompt, refused
             for rule in self.rules:
                 if rule.applies(body, prompt):
                     rule.used += 1
                     return prompt, rule.fault
         return prompt, None
+
+    def _over_limit(self, limit: int, window_s: float) -> Status | None:
+        """Admit a request (None) or refuse it with a 429 (under ``self._lock``)."""
+        now = time.monotonic()
+        recent = self.admitted_at[bisect.bisect_right(self.admitted_at, now - window_s) :]
+        if len(recent) < limit:
+            self.admitted_at.append(now)
+            return None
+        self.rate_limited += 1
+        wait = round(recent[0] + window_s - now, 3)
+        return Status(429, f"rate limit: {limit} requests per {window_s:g} s", retry_after=wait)
 
     def _leave(self, prompt: str, *, ok: bool) -> None:
         with self._lock:

@@ -303,8 +303,14 @@ class LLMClient:
         empty_cost = 0.0  # billed by the provider for attempts answered with an empty text
         while True:
             attempt += 1
-            await limits.wait_for_rate(est_tokens)
+            # Slot first, then the rate: a request paced while the slots were full would
+            # otherwise go out with every other one that waited, in a burst, when slots free.
             await limits.acquire_slot()
+            try:
+                await limits.wait_for_rate(est_tokens)
+            except BaseException:
+                limits.release_slot()
+                raise
             t0 = time.perf_counter()
             response: Any = None
             failure: BaseException | None = None

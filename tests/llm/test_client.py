@@ -4,6 +4,7 @@ limits, cost, keys; and the in-process providers it installs in litellm."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import subprocess
 import sys
@@ -279,7 +280,7 @@ async def _gather(client: LLMClient, spec: ModelSpec, n: int) -> list[Any]:
 
 
 def test_rpm_limit_paces_calls(server: FakeOpenAIServer, api_key: str) -> None:
-    # rpm 240 = 4 requests/s with a one-second bucket: 4 go at once, the next 4 at 0.25 s steps.
+    # rpm 240 paced at 98%: one request every 0.255 s, the first at once (7 gaps ≈ 1.79 s).
     spec = fake_spec(server, rpm=240, max_concurrency=16)
     t0 = time.perf_counter()
     asyncio.run(_gather(fast_client(), spec, 8))
@@ -288,8 +289,8 @@ def test_rpm_limit_paces_calls(server: FakeOpenAIServer, api_key: str) -> None:
 
 
 def test_tpm_limit_paces_calls_by_estimated_tokens(server: FakeOpenAIServer, api_key: str) -> None:
-    # Each call reserves prompt estimate + max_tokens = 15 + 16 = 31 tokens. tpm 6000 = 100
-    # tokens/s with a 100-token bucket: 6 concurrent calls (186 tokens) need >= 0.86 s.
+    # Each call reserves prompt estimate + max_tokens = 15 + 16 = 31 tokens. tpm 6000 paced at
+    # 98 tokens/s from a one-token bucket: 6 concurrent calls (186 tokens) need >= 1.8 s.
     params = GenParams(max_tokens=16, timeout_s=5.0, max_retries=0)
     assert estimate_tokens(MESSAGES) + params.max_tokens == 31
     spec = fake_spec(server, tpm=6000, max_concurrency=16)
@@ -301,6 +302,29 @@ def test_tpm_limit_paces_calls_by_estimated_tokens(server: FakeOpenAIServer, api
     t0 = time.perf_counter()
     asyncio.run(six())
     assert time.perf_counter() - t0 >= 0.8
+
+
+@pytest.mark.parametrize("bucket", ["old", "paced"])
+def test_rpm_limit_keeps_a_sliding_window_limit(
+    litellm_module, api_key: str, monkeypatch: pytest.MonkeyPatch, bucket: str
+) -> None:
+    # Issue 14: a provider allowing 40 requests per sliding 4 s window (rpm 600, scaled down),
+    # 50 calls at once. The bucket dars had (a second of traffic, full at start) sends 10 at
+    # once then 10/s, so the first window sees 50 and the server answers 429s; the paced bucket
+    # (98% of the rate, no burst) gets none.
+    if bucket == "old":
+        old = functools.partial(client_module.ModelLimits, headroom=1.0, burst_s=1.0)
+        monkeypatch.setattr(client_module, "ModelLimits", old)
+    with FakeOpenAIServer(rate_limit=(40, 4.0)) as server:
+        spec = fake_spec(server, rpm=600, max_concurrency=16)
+        # Retry-After honoured in full (backoff_max_s): a 429 is retried when the window allows.
+        client = LLMClient(backoff_base_s=0.01, backoff_max_s=5.0)
+        gens = asyncio.run(_gather(client, spec, 50))
+    assert len(gens) == 50  # every call succeeded (429s were retried)
+    if bucket == "old":
+        assert server.rate_limited > 0
+    else:
+        assert server.rate_limited == 0 and len(server.admitted_at) == 50
 
 
 def test_retry_after_header_is_honoured(server: FakeOpenAIServer, api_key: str) -> None:
