@@ -332,8 +332,7 @@ class LLMClient:
                         pt = estimate_tokens(messages)
                     if ct is None:
                         ct = math.ceil(len(text) / 4)
-                    if limits.tpm_bucket is not None:
-                        limits.tpm_bucket.refund(est_tokens - (pt + ct))
+                    limits.refund_tokens(est_tokens - (pt + ct))
                     cost = self._cost(spec, pt, ct)
                     if text.strip() or params.empty_completion == "accept":
                         return Generation(

@@ -96,10 +96,11 @@ class ModelLimits:
     """Concurrency slots and rpm/tpm buckets of one model (shared by all threads and loops).
 
     The buckets refill at ``headroom`` × rpm/60 requests and tpm/60 tokens per second and hold
-    ``burst_s`` seconds of that traffic, at least one unit; they start full. The defaults pace
-    evenly with no burst (see the module docstring); ``headroom=1, burst_s=1`` is the bucket
-    dars had before (a second of traffic, full at start), kept for the benchmark that compares
-    them (``bench/bench_rate_limit.py``).
+    ``burst_s`` seconds of that traffic, at least one unit; they start full. A request reserves
+    its place in both when it asks (so requests go in the order they asked) and sleeps until
+    then. The defaults pace evenly with no burst (see the module docstring); ``headroom=1,
+    burst_s=1`` is the bucket dars had before (a second of traffic, full at start), kept for
+    the benchmark that compares them (``bench/bench_rate_limit.py``).
     """
 
     def __init__(
@@ -143,21 +144,28 @@ class ModelLimits:
         """Reserve one request and ``est_tokens`` tokens at the first time both buckets hold
         them (both are charged at that same time, so neither limit is overrun by the other's
         wait); returns the wait until then."""
+        rpm, tpm = self.rpm_bucket, self.tpm_bucket
         with self._reserve_lock:
             wait = max(
-                self.rpm_bucket.wait(1) if self.rpm_bucket is not None else 0.0,
-                self.tpm_bucket.wait(est_tokens) if self.tpm_bucket is not None else 0.0,
+                rpm.wait(1) if rpm is not None else 0.0,
+                tpm.wait(est_tokens) if tpm is not None else 0.0,
             )
-            if self.rpm_bucket is not None:
-                wait = self.rpm_bucket.reserve(1, after=wait)
-            if self.tpm_bucket is not None:
-                wait = self.tpm_bucket.reserve(est_tokens, after=wait)
+            if rpm is not None:
+                wait = rpm.reserve(1, after=wait)
+            if tpm is not None:
+                wait = tpm.reserve(est_tokens, after=wait)
             return wait
 
     async def wait_for_rate(self, est_tokens: int) -> None:
+        """Sleep until a request of ``est_tokens`` tokens may go (see the class)."""
         wait = self.reserve(est_tokens)
         if wait > 0:
             await asyncio.sleep(wait)
+
+    def refund_tokens(self, amount: float) -> None:
+        """Give back tokens reserved but not used (max_tokens that were not generated)."""
+        if self.tpm_bucket is not None:
+            self.tpm_bucket.refund(amount)
 
     async def acquire_slot(self) -> None:
         # Polling keeps the semaphore usable from any thread's event loop; the poll interval
