@@ -172,11 +172,25 @@ def _quiet_prefect(verbose: bool) -> None:
     ``PREFECT_LOGGING_LEVEL`` instead, as dars once did, filters at the loggers and the UI then
     showed 0 lines for a successful run.) Set before Prefect configures logging, which reads
     ``PREFECT_LOGGING_<path in logging.yml>`` overrides from the environment."""
+    _prefect_log_level(verbose)
+    _prefect_server()
+
+
+def _prefect_log_level(verbose: bool) -> None:
+    """The terminal log level part of :func:`_quiet_prefect` (before Prefect is imported)."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+
+
+def _prefect_server() -> None:
+    """The server part of :func:`_quiet_prefect`: a running server the user named
+    (``PREFECT_API_URL``) is used as it is, and said so in one line; else the temporary server
+    Prefect starts at the first flow call dies with this process."""
     from dars.procs import own_prefect_server
 
-    own_prefect_server()
+    url = own_prefect_server()
+    if url is not None:
+        console.print(f"using the Prefect server at {url}", soft_wrap=True)
 
 
 def _runner(runner: str, dask_address: str | None, processes: bool | None) -> str:
@@ -481,7 +495,7 @@ def _collection_failed(
 def _print_status(exp: Any, only: dict[str, list[str]] | None = None) -> Any:
     import polars as pl
 
-    from dars.tasks.collect import collection_status
+    from dars.tasks.pending import collection_status
 
     st = collection_status(exp, only)
     per = (
@@ -540,13 +554,32 @@ def collect(
     dask_address: DaskAddressOpt = None,
     processes: ProcOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
+    run_flow: Annotated[
+        bool,
+        typer.Option(
+            "--run-flow",
+            help="Start the collect flow even when nothing is left to collect (by default "
+            "the command then stops before starting Prefect).",
+        ),
+    ] = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Collect rewrites and the observation matrix (Prefect flow `collect`)."""
     runner = _runner(runner, dask_address, processes)
-    _quiet_prefect(verbose)
+    _prefect_log_level(verbose)
     exp = _load(config, root)
     _exit_if_damaged(_sound_store(exp.root))
+    if not run_flow:
+        from dars.tasks.pending import nothing_to_collect
+
+        # Checked from the store before Prefect starts (its server and imports cost seconds to
+        # minutes): a collect with nothing to do says so and stops.
+        done = nothing_to_collect(exp)
+        if done is not None:
+            console.print(done, soft_wrap=True)
+            _print_status(exp)
+            return
+    _prefect_server()
     upper = _print_budget(exp, exp.root)
     _confirm_spend(exp, upper, yes)
     t0 = time.monotonic()

@@ -96,21 +96,23 @@ def kill_with_this_thread() -> Callable[[], None] | None:
     return preexec
 
 
-def own_prefect_server() -> None:
+def own_prefect_server() -> str | None:
     """Make the temporary Prefect server this process starts (if it starts one) die with it.
 
-    Does nothing when a server for this process was already created, or when ``PREFECT_API_URL``
-    (environment or Prefect profile) points at a server of the user's: Prefect starts none.
+    Returns the URL when ``PREFECT_API_URL`` (environment or Prefect profile) points at a
+    server of the user's: Prefect uses that one and starts none, and nothing is done. Does
+    nothing either (returns None) when a server for this process was already created.
     """
     from prefect.settings import PREFECT_API_URL
 
-    if PREFECT_API_URL.value():  # env, profile or temporary settings
-        return
+    url = PREFECT_API_URL.value()  # env, profile or temporary settings
+    if url:
+        return str(url)
     from prefect.server.api import server as prefect_server
 
     base = prefect_server.SubprocessASGIServer
     if None in base._instances:
-        return
+        return None
 
     class _OwnedServer(base):  # type: ignore[misc, valid-type]
         """Prefect's temporary server, started with a parent-death signal when the main
@@ -137,6 +139,7 @@ def own_prefect_server() -> None:
                     prefect_server.subprocess = subprocess
 
     _OwnedServer()  # registers itself as the instance every SubprocessASGIServer() returns
+    return None
 
 
 _SHIM_LOCK = threading.Lock()

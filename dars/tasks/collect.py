@@ -76,6 +76,13 @@ from dars.storage.layout import RunLayout
 from dars.storage.ledger import CAP_BUSY, CallRef, Ledger, ledger
 from dars.storage.truth import remove_truth, write_truth
 from dars.tasks.failures import ExpectedFailure, quiet_expected_failures
+from dars.tasks.pending import (  # noqa: F401 - re-exported: the flows and CLI import them here
+    collection_status,
+    nothing_to_collect,
+    pending_decode_shards,
+    pending_rewrite_shards,
+    truth_current,
+)
 
 # Failed shards are reported in one line each, not by Prefect tracebacks (see the module).
 quiet_expected_failures()
@@ -835,12 +842,13 @@ async def _decode_todo(
 def embedding_similarity(encoder: str) -> Callable[[list[str], list[str]], list[float]]:
     """A ``similarity(originals, rewrites)`` function: cosine of sentence embeddings from
     ``encoder`` (TF-IDF fitted on the pair's texts when the sentence encoder is unavailable).
-    Memoised: the encoder loads once per process."""
+    The encoder is the process's shared one (:func:`~dars.routers.encoders.shared_encoder`):
+    a sentence model loads once per process, when the first rewrites are compared."""
     import numpy as np
 
-    from dars.routers.encoders import TfidfEncoder, make_encoder
+    from dars.routers.encoders import TfidfEncoder, shared_encoder
 
-    enc = make_encoder(encoder)
+    enc = shared_encoder(encoder)
 
     def similarity(originals: list[str], rewrites: list[str]) -> list[float]:
         if isinstance(enc, TfidfEncoder):
@@ -978,49 +986,6 @@ def estimate_budget(
 
 
 # --------------------------------------------------------------------------------------------
-# planning: which shards still have work
-
-
-def pending_rewrite_shards(
-    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
-) -> tuple[list[dict[str, Any]], int]:
-    """The (dataset, split, shard) rewrite shards with a planned rewrite not stored yet, with
-    ``done`` (rewrites already stored), and the number of shards that are complete. ``only``
-    (:func:`dars.plan.key_filter`) narrows to some datasets and splits; its models do not
-    narrow rewrites (every model's decodes need them)."""
-    plan = filter_keys(expected_rewrites(exp, load_splits(exp)), only)
-    key = ["dataset", "split", "query_id", "rewrite_id"]
-    have = scan_rewrites(exp.root).select(key).collect()
-    done = plan.join(have, on=key, how="semi").group_by("dataset", "split", "shard").len("done")
-    shards = (
-        plan.group_by("dataset", "split", "shard", maintain_order=True)
-        .len("expected")
-        .join(done, on=["dataset", "split", "shard"], how="left")
-        .with_columns(pl.col("done").fill_null(0))
-    )
-    todo = shards.filter(pl.col("done") < pl.col("expected"))
-    return todo.select("dataset", "split", "shard", "done").to_dicts(), shards.height - todo.height
-
-
-def pending_decode_shards(
-    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
-) -> tuple[list[dict[str, Any]], int]:
-    """The (dataset, split, model, shard) decode shards with a planned key not stored ok yet,
-    with ``done`` (keys already stored ok), and the number of shards that are complete.
-    ``only`` (:func:`dars.plan.key_filter`) keeps the shards of some datasets, models and
-    splits; a shard lies in one (dataset, split, model), so a kept shard asks for no key
-    outside the filter. Reads the store with :func:`~dars.storage.read_observations` (safe
-    while shards are being replaced)."""
-    plan = filter_keys(build_plan(exp, load_splits(exp)), only)
-    st = status(plan, read_observations(exp.root, [*KEY, "status"])).filter(
-        pl.col("dataset").is_not_null()
-    )
-    todo = st.filter(pl.col("done") < pl.col("expected"))
-    rows = todo.select("dataset", "split", "model", "shard", "done").to_dicts()
-    return rows, st.height - todo.height
-
-
-# --------------------------------------------------------------------------------------------
 # the simulator's truth, for label recovery
 
 
@@ -1123,17 +1088,6 @@ def truth_task(exp: Experiment, dataset: str) -> str | None:
     """Store (simulated pool) or remove (any other pool) the ground truth of ``dataset``."""
     path = store_truth(exp, dataset)
     return None if path is None else str(path)
-
-
-def collection_status(
-    exp: Experiment, only: Mapping[str, Sequence[str]] | None = None
-) -> pl.DataFrame:
-    """Progress of the experiment's plan in its store (:func:`dars.plan.status`: one row per
-    (dataset, split, model, shard) with expected / done / failed / missing, then a total row),
-    for the keys ``only`` keeps (:func:`dars.plan.key_filter`; all by default). Reads with
-    :func:`~dars.storage.read_observations`, so it is safe during a collection."""
-    plan = filter_keys(build_plan(exp, load_splits(exp)), only)
-    return status(plan, read_observations(exp.root, [*KEY, "status"]))
 
 
 #: Columns of :func:`partition_table`.

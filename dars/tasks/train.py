@@ -35,7 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from dars.benchmarks.loading import load_benchmark_splits
 from dars.config import Experiment
 from dars.routers import BatchedTargets, Router, route_many
-from dars.routers.encoders import QueryEncoder, TfidfEncoder, item_text, make_encoder
+from dars.routers.encoders import QueryEncoder, TfidfEncoder, item_text, shared_encoder
 from dars.routers.training import (
     DEFAULT_SUPERVISIONS,
     LAM_SWEEP_SUPERVISIONS,
@@ -92,7 +92,7 @@ def _encoder(name: str, train_texts: Sequence[str]) -> QueryEncoder:
     with _ENCODER_LOCK:
         base = _ENCODERS.get(name)
         if base is None:
-            base = _ENCODERS[name] = make_encoder(name)
+            base = _ENCODERS[name] = shared_encoder(name)
         if not isinstance(base, TfidfEncoder):
             return base
         corpus = hashlib.sha256("\0".join(train_texts).encode("utf-8")).hexdigest()

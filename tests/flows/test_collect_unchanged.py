@@ -43,11 +43,17 @@ def test_a_collect_with_nothing_new_ends_unchanged_and_callers_keep_its_summary(
     summary = state.result()
     assert summary["decode"]["ok"] == 0 and summary["decode"]["tasks"] == 0  # all complete
 
-    # The CLI's route: a direct call returns the summary; `dars collect` reports 0 new calls.
+    # The CLI's route: a direct call returns the summary; `dars collect --run-flow` reports 0
+    # new calls, and `dars collect` proves from the store that nothing is left and says so in
+    # one line, without starting the flow (issue 14: a no-op collect in seconds).
     assert collect_flow(config)["rewrite"]["ok"] == 0
-    result = CliRunner().invoke(app, ["collect", "-c", config])
+    result = CliRunner().invoke(app, ["collect", "-c", config, "--run-flow"])
     assert result.exit_code == 0, result.output
     assert "collected 0 calls" in result.output
+    result = CliRunner().invoke(app, ["collect", "-c", config])
+    assert result.exit_code == 0, result.output
+    assert "the collect flow was not started" in result.output
+    assert "collected" not in result.output and "0 missing" in result.output
 
     # A stage after collect did not finish on this store (no report): the chain must run again.
     RunLayout(root).report_file("index", "html").unlink()

