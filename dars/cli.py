@@ -164,28 +164,23 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect'
 
 
 def _quiet_prefect(verbose: bool) -> None:
-    """Prefect setup of every command that runs a flow: its terminal log level, and a temporary
-    server that dies with this process (a killed CLI leaves no orphan server, issue 12).
+    """The terminal log level of every command that runs a flow, set first thing (before
+    anything imports Prefect).
 
     Without ``verbose`` only the console handler drops below WARNING: the API handler still
     ships every INFO line to the server, so the Prefect UI has the run's full log. (Lowering
     ``PREFECT_LOGGING_LEVEL`` instead, as dars once did, filters at the loggers and the UI then
     showed 0 lines for a successful run.) Set before Prefect configures logging, which reads
     ``PREFECT_LOGGING_<path in logging.yml>`` overrides from the environment."""
-    _prefect_log_level(verbose)
-    _prefect_server()
-
-
-def _prefect_log_level(verbose: bool) -> None:
-    """The terminal log level part of :func:`_quiet_prefect` (before Prefect is imported)."""
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def _prefect_server() -> None:
-    """The server part of :func:`_quiet_prefect`: a running server the user named
-    (``PREFECT_API_URL``) is used as it is, and said so in one line; else the temporary server
-    Prefect starts at the first flow call dies with this process."""
+    """Prefect's server, just before a command's first flow call (after its options, config
+    and store were checked): a running server the user named (``PREFECT_API_URL``) is used as
+    it is, and said so in one line; else the temporary server Prefect starts at that call dies
+    with this process (a killed CLI leaves no orphan server, issue 12)."""
     from dars.procs import own_prefect_server
 
     url = own_prefect_server()
@@ -257,7 +252,9 @@ def _error(message: str, title: str | None = None) -> None:
 def _or_exit(
     fn: Any, *args: Any, errors: tuple[type[Exception], ...] = (FileNotFoundError,), **kw: Any
 ) -> Any:
-    """Run a stage; an expected failure (missing inputs, bad names) is one red line, exit 1."""
+    """Run a stage's flow; an expected failure (missing inputs, bad names) is one red line,
+    exit 1."""
+    _prefect_server()
     try:
         return fn(*args, **kw)
     except errors as exc:
@@ -448,6 +445,7 @@ def _run_collect(
     from dars.tasks.collect import new_run_id
 
     run_id = new_run_id()
+    _prefect_server()
     try:
         with _CollectBar(exp, exp.root, runner, only):
             return collect_flow(exp, None, workers, runner, dask_address, run_id, only=only)
@@ -566,7 +564,7 @@ def collect(
 ) -> None:
     """Collect rewrites and the observation matrix (Prefect flow `collect`)."""
     runner = _runner(runner, dask_address, processes)
-    _prefect_log_level(verbose)
+    _quiet_prefect(verbose)
     exp = _load(config, root)
     _exit_if_damaged(_sound_store(exp.root))
     if not run_flow:
@@ -579,7 +577,6 @@ def collect(
             console.print(done, soft_wrap=True)
             _print_status(exp)
             return
-    _prefect_server()
     upper = _print_budget(exp, exp.root)
     _confirm_spend(exp, upper, yes)
     t0 = time.monotonic()
@@ -1110,6 +1107,7 @@ def run(
     t0 = time.monotonic()
     _exit_if_damaged(_sound_store(exp.root))
     _print_budget(exp, exp.root)
+    _prefect_server()
     try:
         with _CollectBar(exp, exp.root, runner):
             out = pipeline_flow(exp, None, workers, runner, dask_address)
