@@ -88,6 +88,16 @@ class HTTPStatusError(Exception):
         super().__init__(f"{status_code}: {message}")
 
 
+def _content_policy_violation(text: str) -> bool:
+    """litellm's test for a content-policy refusal of an OpenAI-compatible route (1.110:
+    ``exception_mapping_utils``, the ``openai`` branch)."""
+    return (
+        ("invalid_request_error" in text and "content_policy_violation" in text)
+        or ("Invalid prompt" in text and "violating our usage policy" in text)
+        or "request was rejected as a result of the safety system" in text.lower()
+    )
+
+
 def http_error_kind(status: int, message: str) -> str:
     """The failure class of an error answer of an OpenAI-compatible endpoint, as
     :func:`classify_exception` classifies litellm's exception for the same answer: litellm's own
@@ -98,7 +108,7 @@ def http_error_kind(status: int, message: str) -> str:
         return "rate_limit"
     if status == 400 and ExceptionCheckers.is_error_str_context_window_exceeded(message):
         return "context_window"
-    if status == 400 and ExceptionCheckers.is_azure_content_policy_violation_error(message):
+    if status == 400 and _content_policy_violation(message):
         return "content_filter"
     by_status = {401: "auth", 403: "permission", 404: "not_found", 408: "timeout"}
     if status in by_status:

@@ -17,14 +17,15 @@ What a failure raises, for :func:`dars.llm.errors.classify_exception`:
 * the timeout: ``TimeoutError`` (``timeout``).
 
 One ``aiohttp.ClientSession`` per event loop (connections are reused across calls and models);
-the process-wide LLM loop (:mod:`dars.llm.loop`) keeps its session for the life of the process,
-and a session whose loop has closed (``asyncio.run`` in tests) is released when the next one is
-made. ``aiohttp`` is imported on first use.
+the process-wide LLM loop (:mod:`dars.llm.loop`) keeps its session for the life of the process
+(closed at exit), and a session whose loop has closed (``asyncio.run`` in tests) is released
+when the next one is made. ``aiohttp`` is imported on first use.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import threading
@@ -49,6 +50,7 @@ class HttpTransport:
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
+        self._exit_hook = False
 
     def session(self) -> Any:
         """The running loop's session (made on first use)."""
@@ -66,6 +68,9 @@ class HttpTransport:
                     trust_env=True,
                 )
                 self._sessions[loop] = sess
+                if not self._exit_hook:
+                    atexit.register(self._close_at_exit)
+                    self._exit_hook = True
         return sess
 
     def _release_stale(self) -> None:
@@ -77,6 +82,19 @@ class HttpTransport:
                 with contextlib.suppress(Exception):
                     connector._close()  # no await possible: the loop is gone
                 del self._sessions[loop]
+
+    def _close_at_exit(self) -> None:
+        """Close every session still open when the process exits (the process-wide LLM loop's:
+        its thread still runs then), quietly."""
+        for loop, sess in list(self._sessions.items()):
+            if sess.closed:
+                continue
+            if loop.is_running() and not loop.is_closed():
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(sess.close(), loop).result(timeout=2.0)
+            if not sess.closed:
+                with contextlib.suppress(Exception):
+                    sess.connector._close()
 
     async def aclose(self) -> None:
         """Close the running loop's session (the next call makes a new one)."""
