@@ -1,7 +1,24 @@
 """The one LLM client interface: ``generate(spec, messages, params, key=...) -> Generation``.
 
 Every model call of the package (decoding and rewriting, real providers and the simulated pool)
-goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
+goes through ``LLMClient.generate``. How a request reaches the model is the spec's
+``transport``; everything else (retries, limits, keys, cost, parsing) is the same code for all:
+
+* ``litellm`` (the route of every real provider under ``auto``): ``litellm.acompletion``, as a
+  call whose caller logs and bills it: inside litellm's ``internal_sub_call`` marker (no
+  success/failure logging, callbacks or spend bookkeeping) and with litellm's per-call
+  ``response_cost_calculator`` skipped (:func:`_skip_litellm_cost`); dars prices the tokens
+  itself, from litellm's cost map. litellm caches its provider clients (one ``AsyncOpenAI``
+  per key, base and loop), so no HTTP client is built per call;
+* ``http``: a direct POST to an OpenAI-compatible ``/chat/completions`` (``openai/`` routes)
+  over one aiohttp session per event loop (:mod:`dars.llm.http`), its failures classified as
+  litellm classifies the same answers;
+* ``auto`` on an in-process provider whose handler has a ``dars_answer(model, messages,
+  max_tokens, key) -> (text, prompt_tokens, completion_tokens)`` method (the simulated pool):
+  that method, called directly, without litellm (``transport: litellm`` keeps the litellm
+  route, which the tests compare it with).
+
+Each request is made with:
 
 * an explicit ``timeout`` and litellm's own retries switched off (``num_retries=0``,
   ``max_retries=0``): retries are ours, so every attempt passes our rate limiter and is counted;
@@ -385,14 +402,12 @@ class LLMClient:
                     # In process, no I/O: no timeout task needed.
                     parsed = _direct_answer(direct, spec.litellm_model, messages, params, key)
                 elif spec.transport == "http":
-                    body = await asyncio.wait_for(
-                        self._http.chat(
-                            spec.api_base or OPENAI_API_BASE,
-                            _http_body(kwargs),
-                            api_key=kwargs.get("api_key"),
-                            timeout_s=params.timeout_s,
-                        ),
-                        timeout=hard_timeout,
+                    # aiohttp enforces the timeout itself (no guard task needed).
+                    body = await self._http.chat(
+                        spec.api_base or OPENAI_API_BASE,
+                        _http_body(kwargs),
+                        api_key=kwargs.get("api_key"),
+                        timeout_s=params.timeout_s,
                     )
                     parsed = _parse_body(body)
                 else:

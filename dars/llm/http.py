@@ -64,8 +64,10 @@ class HttpTransport:
                 sess = aiohttp.ClientSession(
                     connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ttl_dns_cache=300),
                     json_serialize=json.dumps,
-                    # Proxies from the environment, as litellm's transport honours them.
-                    trust_env=True,
+                    # Not trust_env: aiohttp would then read ~/.netrc in a worker thread on
+                    # every request. The HTTP transport ignores HTTP(S)_PROXY; reach a proxied
+                    # endpoint through litellm (``transport: litellm``).
+                    trust_env=False,
                 )
                 self._sessions[loop] = sess
                 if not self._exit_hook:
