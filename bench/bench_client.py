@@ -21,8 +21,10 @@ processes the sum of both workers'.
 
 Then the simulated pool (in process, no server): ``LLMClient.generate`` on ``dars-sim`` models
 through litellm (``transport: litellm``) and on the direct path (``transport: auto``, the
-default), CPU ms per call, and what the demo's 40k calls cost at that rate; both must return the
-same generations (the script exits with status 1 if not).
+default), CPU ms per call, and what the demo's 40k calls cost at that rate; then the collect
+stage's tasks (rewrites, then decodes; no Prefect) on configs/demo.yaml (41,880 calls; quick: a
+small cut of it) on both paths: the whole collection's CPU seconds. Both paths must return the
+same generations and store the same rows (the script exits with status 1 if not).
 
     python bench/bench_client.py                     # 2000 calls per row, 3 rounds
     python bench/bench_client.py --quick --out /tmp/bench_client.json   # what the test runs
@@ -40,6 +42,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -375,6 +378,68 @@ def simulated(calls: int) -> tuple[list[dict], bool]:
     return rows, outputs["litellm"] == outputs["auto"]
 
 
+async def _collect(exp: Any) -> tuple[int, int]:
+    """Every rewrite shard, then every decode shard of ``exp``, concurrently on this loop (the
+    collect stage's tasks without Prefect); (rewrite calls, decode calls) stored ok."""
+    from dars.benchmarks.loading import load_splits
+    from dars.plan import PARTITION, build_plan, expected_rewrites
+    from dars.tasks.collect import decode_shard, rewrite_shard
+
+    splits = load_splits(exp)
+    rw_shards = expected_rewrites(exp, splits).select("dataset", "split", "shard").unique()
+    rw = await asyncio.gather(
+        *(rewrite_shard(exp, d, sp, sh, run_id="bench") for d, sp, sh in rw_shards.rows())
+    )
+    parts = build_plan(exp, splits).select(PARTITION).unique()
+    dec = await asyncio.gather(*(decode_shard(exp, *p, run_id="bench") for p in parts.rows()))
+    return sum(r.ok for r in rw), sum(r.ok for r in dec)
+
+
+def collection(quick: bool, tmp: Path) -> tuple[list[dict], bool]:
+    """The collect stage's tasks on configs/demo.yaml (quick: 4 + 2 queries per benchmark, 2
+    models), every model on the direct path and then through litellm: CPU seconds of the whole
+    collection (plan, ledger, scoring, storage included) and whether both stores are equal."""
+    import yaml
+
+    from dars.config import experiment_from_dict
+    from dars.llm.loop import run_sync
+    from dars.storage import scan_observations
+
+    data = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
+    data["encoder"] = "tfidf"  # the bench measures calls, not the sentence encoder
+    if quick:
+        data["benchmarks"] = [
+            {**b, "n_train": 4, "n_test": 2, "options": {"n_items": 6}} for b in data["benchmarks"]
+        ]
+        data["pool"]["models"] = data["pool"]["models"][:2]
+    rows, stores = [], {}
+    for label, transport in (("collect direct", "auto"), ("collect via litellm", "litellm")):
+        root = tmp / transport
+        for m in [*data["pool"]["models"], data["rewriter"]]:
+            m["transport"] = transport
+        exp = experiment_from_dict({**data, "root": str(root)})
+        c0, t0 = time.process_time(), time.perf_counter()
+        n_rw, n_dec = run_sync(_collect(exp))
+        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+        calls = n_rw + n_dec
+        rows.append(
+            {
+                "row": label,
+                "transport": transport,
+                "calls": calls,
+                "decode_calls": n_dec,
+                "wall_s": wall,
+                "cpu_s": cpu,
+                "cpu_ms_per_call": 1000 * cpu / calls,
+            }
+        )
+        cols = ["dataset", "split", "query_id", "model", "rewrite_id", "decode_id", "response"]
+        cols += ["score", "prompt_tokens", "completion_tokens", "cost_usd", "status"]
+        stores[transport] = scan_observations(root).select(cols).collect().sort(cols[:6])
+    same = stores["auto"].height > 0 and stores["auto"].equals(stores["litellm"])
+    return rows, same
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="200 calls per row, 1 round")
@@ -402,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = one_process(args, api_base)
         multi = two_processes(args, api_base, PROCESS_ROWS)
     sim_rows, same = simulated(sim_calls)
+    with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:
+        collect_rows, same_store = collection(args.quick, Path(tmp))
 
     base = rows[0]
     single = {r["row"]: r for r in rows}
@@ -428,6 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     cols = ["row", "calls", "calls_per_s", "cpu_ms_per_call", "demo_40k_cpu_s", "x_cpu_per_call"]
     print(table(sim_rows, cols))
     print(f"\nsimulated generations identical on both paths: {same}")
+    print(
+        "\nThe collect stage's tasks on configs/demo.yaml"
+        + (" (quick: 4 + 2 queries per benchmark, 2 models)" if args.quick else "")
+        + ": the whole collection's CPU (plan, ledger, scoring, storage included)"
+    )
+    cols = ["row", "calls", "decode_calls", "wall_s", "cpu_s", "cpu_ms_per_call"]
+    print(table(collect_rows, cols))
+    print(f"\nstored rows identical on both paths: {same_store}")
     print(f"bench wall time: {time.perf_counter() - t_start:.1f} s")
 
     if args.out:
@@ -449,11 +524,13 @@ def main(argv: list[str] | None = None) -> int:
                     "processes": multi,
                     "simulated": sim_rows,
                     "simulated_identical": same,
+                    "collect": collect_rows,
+                    "collect_identical": same_store,
                 },
                 indent=2,
             )
         )
-    return 0 if same else 1
+    return 0 if same and same_store else 1
 
 
 if __name__ == "__main__":

@@ -24,5 +24,9 @@ def test_bench_client_quick_prints_the_table_and_writes_json(bench_client, tmp_p
         assert r["calls_per_s"] > 0 and r["cpu_ms_per_call"] > 0, r
     assert saved["rows"][0]["row"] == "litellm bare" and saved["rows"][0]["x_calls_per_s"] == 1.0
     assert saved["simulated_identical"] is True
+    assert saved["collect_identical"] is True
+    assert [r["row"] for r in saved["collect"]] == ["collect direct", "collect via litellm"]
+    assert saved["collect"][0]["calls"] == saved["collect"][1]["calls"] > 0
+    assert "stored rows identical on both paths: True" in printed
     sim = {r["row"]: r for r in saved["simulated"]}
     assert sim["sim direct"]["demo_40k_cpu_s"] == sim["sim direct"]["cpu_ms_per_call"] * 40
