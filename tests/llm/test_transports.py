@@ -272,3 +272,30 @@ def test_simulated_errors_are_the_same_on_both_paths(litellm_module) -> None:
                 )
             got[transport] = (ei.value.kind, ei.value.status_code, ei.value.attempts)
         assert got["auto"] == got["litellm"], (key, got)
+
+
+def test_litellm_route_builds_one_openai_client_per_loop(
+    server: FakeOpenAIServer, litellm_module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """litellm caches its provider client: the litellm route makes no HTTP client per call."""
+    import litellm.llms.openai.openai as openai_route
+
+    made: list[object] = []
+    real = openai_route.AsyncOpenAI
+
+    class Counting(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            made.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(openai_route, "AsyncOpenAI", Counting)
+    client = LLMClient()
+    spec = spec_for(server, "litellm", litellm_model="openai/fresh-cache-key-model")
+
+    async def go() -> None:
+        for _ in range(3):
+            await client.generate(spec, MESSAGES, PARAMS)
+        await asyncio.gather(*(client.generate(spec, MESSAGES, PARAMS) for _ in range(12)))
+
+    asyncio.run(go())
+    assert server.total_requests == 15 and len(made) == 1  # a new api_base: one new client
