@@ -73,6 +73,14 @@ class ModelSpec(_Strict):
     them, not both. Either way the key never appears in a config, a flow parameter, a log or a
     file we write. A model with an ``api_base`` and neither is a keyless server (a local
     llama.cpp, vLLM or Ollama): it is sent a placeholder key, never one from the environment.
+
+    ``transport`` is how calls reach the model (:mod:`dars.llm.client`): ``auto`` (default)
+    calls an in-process provider that offers a direct path (the simulated pool) in process and
+    everything else through litellm; ``litellm`` sends every call through ``litellm.acompletion``
+    (the simulated pool included); ``http`` posts straight to an OpenAI-compatible
+    ``/chat/completions`` endpoint (``openai/<model>`` routes only: vLLM, llama.cpp, OpenAI;
+    ``api_base`` defaults to OpenAI's) with one shared HTTP session per process, the same
+    retries, limits and error classes, and litellm's cost map still pricing the tokens.
     """
 
     name: str
@@ -87,6 +95,7 @@ class ModelSpec(_Strict):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     extra_params: dict[str, Any] = Field(default_factory=dict)
+    transport: Literal["auto", "litellm", "http"] = "auto"
 
     @field_validator("name")
     @classmethod
@@ -122,6 +131,16 @@ class ModelSpec(_Strict):
                     "api_key_secret"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _http_needs_openai_route(self) -> ModelSpec:
+        if self.transport == "http" and not (self.litellm_model or "").startswith("openai/"):
+            raise ValueError(
+                f"model {self.name!r}: transport 'http' speaks the OpenAI chat-completions "
+                f"protocol and needs an 'openai/<model>' litellm_model, got "
+                f"{self.litellm_model!r}; use transport 'litellm' (or 'auto') for other routes"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_key_source(self) -> ModelSpec:

@@ -56,7 +56,9 @@ __all__ = [
     "Reply",
     "Rule",
     "Status",
+    "completion_json",
     "count_tokens",
+    "default_responder",
     "last_user_prompt",
 ]
 
@@ -157,7 +159,7 @@ def count_tokens(text: str) -> int:
     return math.ceil(len(text) / 4)
 
 
-def _default_responder(body: dict[str, Any]) -> str:
+def default_responder(body: dict[str, Any]) -> str:
     return f"echo: {last_user_prompt(body)}\nFinal Answer: 42"
 
 
@@ -178,7 +180,7 @@ class FakeOpenAIServer:
         echo_auth_header: bool = False,
         rate_limit: tuple[int, float] | None = None,
     ) -> None:
-        self.responder = responder or _default_responder
+        self.responder = responder or default_responder
         self.rate_limit = rate_limit
         self.admitted_at: list[float] = []
         self.rate_limited = 0
@@ -304,24 +306,30 @@ class FakeOpenAIServer:
 
     def _encode(self, body: dict[str, Any], text: str | None, finish_reason: str) -> bytes:
         """An OpenAI chat-completion body answering ``body`` with ``text`` (None: JSON null)."""
-        prompt_chars = "".join(str(m.get("content") or "") for m in body.get("messages") or [])
-        pt, ct = count_tokens(prompt_chars), count_tokens(text or "")
-        return json.dumps(
-            {
-                "id": f"chatcmpl-fake-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": body.get("model", "fake"),
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": finish_reason,
-                    }
-                ],
-                "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-            }
-        ).encode()
+        return completion_json(body, text, finish_reason, n=len(self.requests))
+
+
+def completion_json(body: dict[str, Any], text: str | None, finish_reason: str, *, n: int) -> bytes:
+    """An OpenAI chat-completion body (the ``n``-th) answering the request ``body`` with
+    ``text`` (None: JSON null); usage by :func:`count_tokens` of the prompt and of ``text``."""
+    prompt_chars = "".join(str(m.get("content") or "") for m in body.get("messages") or [])
+    pt, ct = count_tokens(prompt_chars), count_tokens(text or "")
+    return json.dumps(
+        {
+            "id": f"chatcmpl-fake-{n}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "fake"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish_reason,
+                }
+            ],
+            "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
+        }
+    ).encode()
 
 
 def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:

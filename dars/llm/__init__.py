@@ -1,11 +1,13 @@
-"""LLM calls: one async client over litellm; it returns generations and writes nothing.
+"""LLM calls: one async client over litellm (or a direct HTTP transport for OpenAI-compatible
+endpoints); it returns generations and writes nothing.
 
 ``generate(spec, messages, params, key=...)`` is the only way the pipeline calls a model; real
 providers and in-process ones (the simulated pool of :mod:`dars.sim`, plugged in through the
 ``dars.llm_providers`` entry point) go through the same code path. Modules: ``types`` (call key,
 parameters, result), ``errors`` (failure classes, key scrubbing), ``keys`` (API keys from the
-environment or Prefect Secret blocks), ``limits`` (rate and concurrency limits), ``client`` (the
-client). Importing this package does not import litellm (that happens on the first call).
+environment or Prefect Secret blocks), ``limits`` (rate and concurrency limits), ``http`` (the
+direct HTTP transport), ``client`` (the client). Importing this package does not import litellm
+(that happens on the first call).
 """
 
 from dars.llm.client import (

@@ -1,7 +1,24 @@
 """The one LLM client interface: ``generate(spec, messages, params, key=...) -> Generation``.
 
 Every model call of the package (decoding and rewriting, real providers and the simulated pool)
-goes through ``LLMClient.generate``, which calls ``litellm.acompletion`` with:
+goes through ``LLMClient.generate``. How a request reaches the model is the spec's
+``transport``; everything else (retries, limits, keys, cost, parsing) is the same code for all:
+
+* ``litellm`` (the route of every real provider under ``auto``): ``litellm.acompletion``, as a
+  call whose caller logs and bills it: inside litellm's ``internal_sub_call`` marker (no
+  success/failure logging, callbacks or spend bookkeeping) and with litellm's per-call
+  ``response_cost_calculator`` skipped (:func:`_skip_litellm_cost`); dars prices the tokens
+  itself, from litellm's cost map. litellm caches its provider clients (one ``AsyncOpenAI``
+  per key, base and loop), so no HTTP client is built per call;
+* ``http``: a direct POST to an OpenAI-compatible ``/chat/completions`` (``openai/`` routes)
+  over one aiohttp session per event loop (:mod:`dars.llm.http`), its failures classified as
+  litellm classifies the same answers;
+* ``auto`` on an in-process provider whose handler has a ``dars_answer(model, messages,
+  max_tokens, key) -> (text, prompt_tokens, completion_tokens)`` method (the simulated pool):
+  that method, called directly, without litellm (``transport: litellm`` keeps the litellm
+  route, which the tests compare it with).
+
+Each request is made with:
 
 * an explicit ``timeout`` and litellm's own retries switched off (``num_retries=0``,
   ``max_retries=0``): retries are ours, so every attempt passes our rate limiter and is counted;
@@ -46,6 +63,8 @@ in-process answerer needs it, a real provider never sees it. This module imports
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import math
 import os
@@ -61,12 +80,14 @@ from dars.llm.errors import (
     EMPTY_KINDS,
     TRANSIENT_KINDS,
     EmptyCompletionError,
+    HTTPStatusError,
     LLMCallError,
     ScrubFilter,
     classify_exception,
     scrub,
     scrub_known,
 )
+from dars.llm.http import OPENAI_API_BASE, HttpTransport
 from dars.llm.keys import aapi_key
 from dars.llm.limits import ModelLimits
 from dars.llm.types import CallKey, Generation, GenParams, estimate_tokens
@@ -126,6 +147,7 @@ def get_litellm() -> Any:
             litellm.suppress_debug_info = True
             # First, so that a broken provider fails every call the same way, before any setup.
             _install_providers(litellm)
+            _skip_litellm_cost(litellm)
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
                 logging.getLogger(name).addFilter(ScrubFilter())
             _LITELLM = litellm
@@ -156,6 +178,65 @@ def _install_providers(litellm: Any) -> None:
         litellm.custom_provider_map = [*litellm.custom_provider_map, *added]
 
 
+# Set while litellm runs a call of ours: litellm's per-call cost calculation is skipped then.
+_OUR_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("dars_llm_call", default=False)
+
+
+def _skip_litellm_cost(litellm: Any) -> None:
+    """Make litellm's per-call cost calculation (``Logging.response_cost_calculator``: the cost
+    map walk, and a formatted zero-cost diagnostic, on every response) a no-op for the calls
+    this module makes; dars prices tokens itself (:meth:`LLMClient._cost`, with litellm's cost
+    map). litellm has no switch for it; other callers of litellm in the process are unaffected.
+    A litellm without that method is left alone."""
+    try:
+        from litellm.litellm_core_utils.litellm_logging import Logging
+    except ImportError:
+        return
+    original = getattr(Logging, "response_cost_calculator", None)
+    if original is None or getattr(original, "_dars_skips_ours", False):
+        return
+
+    def response_cost_calculator(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _OUR_CALL.get():
+            return None
+        return original(self, *args, **kwargs)
+
+    response_cost_calculator._dars_skips_ours = True  # type: ignore[attr-defined]
+    Logging.response_cost_calculator = response_cost_calculator
+
+
+def _unlogged() -> contextlib.AbstractContextManager[Any]:
+    """litellm's marker for a call whose caller logs and bills it (``internal_sub_call``): no
+    success/failure logging, no callbacks, no spend bookkeeping for it. A no-op on a litellm
+    without it."""
+    try:
+        from litellm._internal_context import internal_sub_call
+    except ImportError:
+        return contextlib.nullcontext()
+    return internal_sub_call()
+
+
+async def _litellm_completion(litellm: Any, kwargs: dict[str, Any]) -> Any:
+    """``litellm.acompletion(**kwargs)`` as a call of ours (no cost calculation, no logging)."""
+    token = _OUR_CALL.set(True)
+    try:
+        with _unlogged():
+            return await litellm.acompletion(**kwargs)
+    finally:
+        _OUR_CALL.reset(token)
+
+
+def _direct_handler(litellm: Any, litellm_model: str) -> Any:
+    """The in-process provider's handler serving ``litellm_model`` when it offers a direct path
+    (a ``dars_answer`` method), else None."""
+    for entry in litellm.custom_provider_map:
+        name = entry.get("provider")
+        if name and litellm_model.startswith(name + "/"):
+            handler = entry.get("custom_handler")
+            return handler if callable(getattr(handler, "dars_answer", None)) else None
+    return None
+
+
 def _in_process(litellm_model: str) -> bool:
     """True when ``litellm_model`` is routed to one of the in-process providers."""
     return any(litellm_model.startswith(name + "/") for name in PROVIDERS.names())
@@ -167,6 +248,8 @@ def _in_process(litellm_model: str) -> bool:
 
 def _retry_after_s(exc: BaseException) -> float | None:
     headers = getattr(exc, "litellm_response_headers", None)
+    if headers is None and isinstance(exc, HTTPStatusError):
+        headers = exc.headers
     if headers is None:
         response = getattr(exc, "response", None)
         headers = getattr(response, "headers", None)
@@ -199,6 +282,11 @@ class LLMClient:
         self._limits: dict[str, ModelLimits] = {}
         self._limits_lock = threading.Lock()
         self._rng = random.Random()
+        self._http = HttpTransport()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session of the running loop (``transport: http``), if any."""
+        await self._http.aclose()
 
     def limits_for(self, spec: ModelSpec) -> ModelLimits:
         """The (process-wide for this client) limits of ``spec``; rebuilt if its limits change."""
@@ -298,6 +386,7 @@ class LLMClient:
         est_tokens = estimate_tokens(messages) + params.max_tokens
         # Guards against a provider path that ignores ``timeout`` (it should never fire first).
         hard_timeout = params.timeout_s * 1.5 + 5.0
+        direct = _direct_handler(litellm, spec.litellm_model) if spec.transport == "auto" else None
 
         attempt = 0
         empty_cost = 0.0  # billed by the provider for attempts answered with an empty text
@@ -312,12 +401,26 @@ class LLMClient:
                 limits.release_slot()
                 raise
             t0 = time.perf_counter()
-            response: Any = None
+            parsed: tuple[str, int | None, int | None, str | None] | None = None
             failure: BaseException | None = None
             try:
-                response = await asyncio.wait_for(
-                    litellm.acompletion(**kwargs), timeout=hard_timeout
-                )
+                if direct is not None:
+                    # In process, no I/O: no timeout task needed.
+                    parsed = _direct_answer(direct, spec.litellm_model, messages, params, key)
+                elif spec.transport == "http":
+                    # aiohttp enforces the timeout itself (no guard task needed).
+                    body = await self._http.chat(
+                        spec.api_base or OPENAI_API_BASE,
+                        _http_body(kwargs),
+                        api_key=kwargs.get("api_key"),
+                        timeout_s=params.timeout_s,
+                    )
+                    parsed = _parse_body(body)
+                else:
+                    response = await asyncio.wait_for(
+                        _litellm_completion(litellm, kwargs), timeout=hard_timeout
+                    )
+                    parsed = _parse_response(response)
             except Exception as exc:  # classified below; CancelledError still propagates
                 failure = exc
             finally:
@@ -325,7 +428,6 @@ class LLMClient:
                 limits.release_slot()
 
             if failure is None:
-                parsed = _parse_response(response)
                 if parsed is not None:
                     text, pt, ct, finish = parsed
                     if pt is None:
@@ -383,6 +485,51 @@ class LLMClient:
                 delay,
             )
             await asyncio.sleep(delay)
+
+
+def _direct_answer(
+    handler: Any,
+    litellm_model: str,
+    messages: Sequence[dict[str, Any]],
+    params: GenParams,
+    key: CallKey | None,
+) -> tuple[str, int | None, int | None, str | None]:
+    """An in-process provider's answer, called directly (``transport: auto``): what litellm
+    would have returned from the same handler, without litellm. The handler raises an exception
+    with a ``status_code`` for a call it cannot answer."""
+    model = litellm_model.split("/", 1)[1]
+    text, pt, ct = handler.dars_answer(model, messages, params.max_tokens, key)
+    if not pt and not ct:  # as _parse_response reads a usage of 0/0
+        return text, None, None, "stop"
+    return text, pt, ct, "stop"
+
+
+def _http_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The chat-completions body the HTTP transport posts: litellm's request kwargs without
+    the transport ones, and the model id without its ``openai/`` route prefix."""
+    body = {k: v for k, v in kwargs.items() if k not in _PROTECTED_KWARGS}
+    body["model"] = kwargs["model"].split("/", 1)[1]
+    body["messages"] = kwargs["messages"]
+    return body
+
+
+def _parse_body(body: Any) -> tuple[str, int | None, int | None, str | None] | None:
+    """:func:`_parse_response` of a JSON answer (the HTTP transport's)."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return None
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return None
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    usage = body.get("usage") or {}
+    pt = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+    ct = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    if not pt and not ct:
+        pt = ct = None
+    return text, pt, ct, choice.get("finish_reason")
 
 
 def _parse_response(response: Any) -> tuple[str, int | None, int | None, str | None] | None:

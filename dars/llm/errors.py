@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 # Classes of failure. The transient ones are retried; the rest fail at once. An empty answer
 # ("empty") is a provider fault, not an answer; one cut at max_tokens before any visible text
@@ -72,6 +73,51 @@ class LLMCallError(Exception):
         code = f" {self.status_code}" if self.status_code else ""
         tries = f"{self.attempts} attempt" + ("s" if self.attempts != 1 else "")
         return f"{self.kind}{code} after {tries} ({self.model}): {self.detail}"[:300]
+
+
+class HTTPStatusError(Exception):
+    """An OpenAI-compatible endpoint answered the HTTP transport (``transport: http``) with an
+    error status. ``kind`` is its failure class, decided where the body is read
+    (:func:`http_error_kind`); ``headers`` are the response's (Retry-After)."""
+
+    def __init__(self, status_code: int, message: str, *, kind: str, headers: Any = None) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.kind = kind
+        self.headers = headers
+        super().__init__(f"{status_code}: {message}")
+
+
+def _content_policy_violation(text: str) -> bool:
+    """litellm's test for a content-policy refusal of an OpenAI-compatible route (1.110:
+    ``exception_mapping_utils``, the ``openai`` branch)."""
+    return (
+        ("invalid_request_error" in text and "content_policy_violation" in text)
+        or ("Invalid prompt" in text and "violating our usage policy" in text)
+        or "request was rejected as a result of the safety system" in text.lower()
+    )
+
+
+def http_error_kind(status: int, message: str) -> str:
+    """The failure class of an error answer of an OpenAI-compatible endpoint, as
+    :func:`classify_exception` classifies litellm's exception for the same answer: litellm's own
+    message checks first (context window, content policy), then the status."""
+    from litellm.litellm_core_utils.exception_mapping_utils import ExceptionCheckers
+
+    if status == 429:
+        return "rate_limit"
+    if status == 400 and ExceptionCheckers.is_error_str_context_window_exceeded(message):
+        return "context_window"
+    if status == 400 and _content_policy_violation(message):
+        return "content_filter"
+    by_status = {401: "auth", 403: "permission", 404: "not_found", 408: "timeout"}
+    if status in by_status:
+        return by_status[status]
+    if status == 413:
+        return "context_window"
+    if status >= 500:
+        return "server_error"
+    return "bad_request" if status >= 400 else "unknown"
 
 
 class EmptyCompletionError(LLMCallError):
@@ -177,6 +223,8 @@ def classify_exception(exc: BaseException) -> tuple[str, int | None]:
     def litellm_error(*names: str) -> bool:
         return litellm is not None and isinstance(exc, tuple(getattr(litellm, n) for n in names))
 
+    if isinstance(exc, HTTPStatusError):  # the HTTP transport classified it already
+        return exc.kind, exc.status_code
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     chain = _exception_chain(exc)

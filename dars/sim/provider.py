@@ -74,11 +74,14 @@ def register_items(dataset: str, items: Iterable[Item]) -> int:
 # the litellm provider
 
 
+_NO_KEY = "dars-sim: the call carries no CallKey; call through dars.llm.generate"
+
+
 def _key_from_litellm_params(litellm_params: dict[str, Any] | None) -> CallKey:
     meta = (litellm_params or {}).get("metadata") or {}
     raw = meta.get("dars_call_key")
     if not raw:
-        raise SimError(400, "dars-sim: the call carries no CallKey; call through dars.llm.generate")
+        raise SimError(400, _NO_KEY)
     return CallKey(**raw)
 
 
@@ -102,6 +105,17 @@ def _provider_class() -> type:
         def __init__(self, world: SimWorld | None = None) -> None:
             super().__init__()
             self.world = world
+
+        def dars_answer(
+            self, model: str, messages: list, max_tokens: int, key: CallKey | None
+        ) -> tuple[str, int, int]:
+            """The client's direct path (``transport: auto``): (text, prompt_tokens,
+            completion_tokens) of the call, without litellm; a ``SimError`` (with its
+            ``status_code``) for a call that cannot be answered."""
+            world = self.world if self.world is not None else _WORLD
+            if key is None:
+                raise SimError(400, _NO_KEY)
+            return world.respond(model, messages, max_tokens, key)
 
         def _answer(
             self,

@@ -27,3 +27,8 @@ def bench_local() -> ModuleType:
 @pytest.fixture(scope="session")
 def local_server(bench_local) -> ModuleType:
     return bench_local.local_server
+
+
+@pytest.fixture(scope="session")
+def bench_client() -> ModuleType:
+    return load_bench("bench_client")

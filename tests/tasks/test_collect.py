@@ -91,13 +91,16 @@ def fake_experiment(
     *,
     concurrency: int = 4,
     protocol: dict[str, Any] | None = None,
+    transport: str = "auto",
     **top: Any,
 ) -> Experiment:
     """demo_mc (12 items: 6 train, 6 test, shards of 3 queries), two models and the rewriter on
-    the fake server; ``protocol`` and ``top`` override the protocol and top-level fields."""
+    the fake server, called over ``transport``; ``protocol`` and ``top`` override the protocol
+    and top-level fields."""
 
     def model(name: str) -> dict[str, Any]:
         return {
+            "transport": transport,
             "name": name,
             "litellm_model": f"openai/{name}",
             "api_base": base_url,
@@ -506,6 +509,33 @@ def test_a_killed_run_resumes_without_requesting_checkpointed_keys(tmp_path):
 # litellm creates its provider coroutine before awaiting it; a call cancelled in between leaves
 # it unawaited, which Python reports when it is collected.
 @pytest.mark.filterwarnings("ignore:coroutine '.*acompletion' was never awaited:RuntimeWarning")
+def test_both_transports_store_the_same_rows(tmp_path):
+    """The same server answering the same collection over litellm and over the direct HTTP
+    transport: the same stored rows (answers, scores, tokens, cost, status, attempts), failures
+    included (a 500 answered once, then ok; a 401 for good)."""
+    compared = [*KEY, "view", "response", "parsed", "score", "prompt_tokens"]
+    compared += ["completion_tokens", "cost_usd", "status", "attempts"]
+    out = {}
+    for transport in ("litellm", "http"):
+        root = tmp_path / transport
+        with FakeOpenAIServer(responder=fake_responder) as srv:
+            exp = fake_experiment(root, srv.base_url, transport=transport)
+            train = load_splits(exp)["demo_mc"]["train"]
+            srv.add_rule(Status(500), times=1, match=train[0].question)
+            srv.add_rule(
+                Status(401),
+                times=None,
+                match=lambda b, q=train[1].question: (
+                    b["model"] == "fake-a" and is_decode(b) and q in last_user_prompt(b)
+                ),
+            )
+            rewrite_all(exp, root)
+            decode_all(exp, root)
+        out[transport] = stored(root).select(compared).sort(list(KEY))
+    assert (out["litellm"]["status"] == "error").sum() == 4  # 2 rewrites x 2 decodes on fake-a
+    assert out["http"].equals(out["litellm"])
+
+
 def test_an_error_inside_a_shard_cancels_its_other_calls(tmp_path, monkeypatch):
     with FakeOpenAIServer(responder=fake_responder, latency_s=0.02) as srv:
         exp = fake_experiment(tmp_path, srv.base_url, concurrency=1)
