@@ -283,37 +283,36 @@ def compare_paths(
 
 
 # --------------------------------------------------------------------------------- output
-def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, str]]) -> str:
-    cells = [[fmt.format(r.get(key, 0.0)) for key, _, fmt in cols] for r in rows]
-    widths = [max([len(t)] + [len(c[i]) for c in cells]) for i, (_, t, _) in enumerate(cols)]
-    lines = [
-        " ".join(
-            t.ljust(w) if i == 0 else t.rjust(w)
-            for i, ((_, t, _), w) in enumerate(zip(cols, widths, strict=True))
-        )
-    ]
-    for c in cells:
-        lines.append(
-            " ".join(
-                v.ljust(w) if i == 0 else v.rjust(w)
-                for i, (v, w) in enumerate(zip(c, widths, strict=True))
-            )
-        )
-    return "\n".join(lines)
+def _table(rows: list[dict[str, Any]], cols: list[tuple[str, str, int]]) -> str:
+    """``rows`` as a markdown table: (key, title, decimals) per column (-1: as is)."""
+    frame = pl.DataFrame(rows).select(
+        (pl.col(k).round(d) if d >= 0 else pl.col(k)).alias(t) for k, t, d in cols
+    )
+    with pl.Config(
+        tbl_formatting="MARKDOWN",
+        tbl_hide_column_data_types=True,
+        tbl_hide_dataframe_shape=True,
+        tbl_rows=-1,
+        tbl_cols=-1,
+        fmt_str_lengths=40,
+    ):
+        return str(frame)
 
 
 def format_report(result: dict[str, Any]) -> str:
     grid, cmp_rows = result["grid"], result["compare"]
     lines = [
-        _table(
+        "no grid run (--skip-grid)"
+        if not grid["rows"]
+        else _table(
             grid["rows"],
             [
-                ("family", "family", "{}"),
-                ("jobs", "jobs", "{}"),
-                ("fits", "routers", "{}"),
-                ("single_shot_s", "single-shot s", "{:.1f}"),
-                ("sweeps_s", "sweeps s", "{:.1f}"),
-                ("job_s", "all jobs s", "{:.1f}"),
+                ("family", "family", -1),
+                ("jobs", "jobs", -1),
+                ("fits", "routers", -1),
+                ("single_shot_s", "single-shot s", 1),
+                ("sweeps_s", "sweeps s", 1),
+                ("job_s", "all jobs s", 1),
             ],
         ),
         f"grid: {grid['wall_s']:.1f} s wall, {grid['cpu_s']:.1f} s CPU on {grid['workers']} "
@@ -322,14 +321,14 @@ def format_report(result: dict[str, Any]) -> str:
         _table(
             cmp_rows,
             [
-                ("family", "family", "{}"),
-                ("draws", "S", "{}"),
-                ("sequential_s", "sequential s", "{:.2f}"),
-                ("batched_s", "batched s", "{:.2f}"),
-                ("speedup", "ratio", "{:.1f}"),
-                ("sequential_cpu_s", "seq cpu s", "{:.2f}"),
-                ("batched_cpu_s", "batch cpu s", "{:.2f}"),
-                ("cpu_speedup", "cpu ratio", "{:.1f}"),
+                ("family", "family", -1),
+                ("draws", "S", -1),
+                ("sequential_s", "sequential s", 2),
+                ("batched_s", "batched s", 2),
+                ("speedup", "ratio", 1),
+                ("sequential_cpu_s", "seq cpu s", 2),
+                ("batched_cpu_s", "batch cpu s", 2),
+                ("cpu_speedup", "cpu ratio", 1),
             ],
         ),
         f"subset: sequential per-draw path {result['sequential_s']:.1f} s vs batched "
