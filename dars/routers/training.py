@@ -184,14 +184,20 @@ def fit_and_route(
     lam: float,
     beta: float,
     lam_grid: Sequence[float] | None = None,
+    exact: bool = True,
 ) -> FittedRoutes:
     """Fit ``router`` (a clone per draw of ``BatchedTargets``, in one ``fit_many``) on training
     embeddings ``X`` (rows = targets' queries) and route the test queries ``X_test`` at
     (``lam``, ``beta``) and, when ``lam_grid`` is given, at each of its λ (:func:`route_lam_grid`).
-    ``router`` stays unfitted for batched targets (``fit`` fits it in place otherwise)."""
+    ``router`` stays unfitted for batched targets (``fit`` fits it in place otherwise).
+
+    ``exact``: passed to ``fit_many``: by default every draw's router equals its own
+    independent fit (every built-in family batches exactly, so this costs nothing; a plugin
+    family whose batched fit is approximate is then fitted draw by draw). False accepts an
+    approximate batched fit where a family offers one."""
     t0 = time.perf_counter()
     if isinstance(targets, BatchedTargets):
-        routers = router.fit_many(X, targets)
+        routers = router.fit_many(X, targets, exact=exact)
     else:
         routers = [router.fit(X, targets)]
     fit_s = time.perf_counter() - t0
