@@ -138,6 +138,9 @@ class ExactAdam:
         self.beta1, self.beta2 = betas
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
+        # Scratch space: a fresh tensor per op (page faults on new memory) cost more than the
+        # arithmetic (a (16, 384, 64) multiply: 0.8 ms into a new tensor, 0.23 ms into a kept one).
+        self.tmp = [torch.empty_like(p) for p in params]
         self.t = 0
 
     def zero_grad(self) -> None:
@@ -154,28 +157,36 @@ class ExactAdam:
         if not live:
             return
         ps = [self.params[i] for i in live]
-        ms = [self.m[i] for i in live]
-        vs = [self.v[i] for i in live]
+        ms, vs = [self.m[i] for i in live], [self.v[i] for i in live]
+        tmp = [self.tmp[i] for i in live]
         gs = [p.grad for p in ps]
-        # The same op sequence as the per-tensor form (g + p·wd; m = m·β1 + g·(1−β1);
-        # v = v·β2 + g²·(1−β2); p −= (m/bc1) / (sqrt(v/bc2) + eps) · lr), as foreach calls: one
-        # call per op for all tensors instead of one per op and tensor (the Python overhead of
-        # the per-tensor loop was the largest single cost of training these small models). On
-        # CPU each foreach call applies the plain elementwise kernel tensor by tensor, so the
-        # rounding is unchanged.
+        # g ← g + p·wd; v ← v·β2 + (g·g)·(1−β2); m ← m·β1 + g·(1−β1);
+        # p ← p − (m/bc1) / (sqrt(v/bc2) + ε) · lr: in-place foreach calls (one call per op for
+        # all tensors: the Python overhead of a per-tensor loop was the largest single cost of
+        # training these small models), the gradient and one kept tensor per parameter as
+        # scratch (the gradient is dropped at the next zero_grad). On CPU each call applies the
+        # plain elementwise kernel tensor by tensor, so the rounding is that of the formulas.
         if self.weight_decay:
-            gs = torch._foreach_add(gs, torch._foreach_mul(ps, self.weight_decay))
-        torch._foreach_mul_(ms, self.beta1)
-        torch._foreach_add_(ms, torch._foreach_mul(gs, 1.0 - self.beta1))
+            for p, t in zip(ps, tmp, strict=True):
+                torch.mul(p, self.weight_decay, out=t)
+            torch._foreach_add_(gs, tmp)
+        for g, t in zip(gs, tmp, strict=True):
+            torch.mul(g, g, out=t)
+        torch._foreach_mul_(tmp, 1.0 - self.beta2)
         torch._foreach_mul_(vs, self.beta2)
-        torch._foreach_add_(vs, torch._foreach_mul(torch._foreach_mul(gs, gs), 1.0 - self.beta2))
-        denom = torch._foreach_div(vs, bc2)
-        torch._foreach_sqrt_(denom)
-        torch._foreach_add_(denom, self.eps)
-        upd = torch._foreach_div(ms, bc1)
-        torch._foreach_div_(upd, denom)
-        torch._foreach_mul_(upd, self.lr)
-        torch._foreach_sub_(ps, upd)
+        torch._foreach_add_(vs, tmp)
+        torch._foreach_mul_(gs, 1.0 - self.beta1)
+        torch._foreach_mul_(ms, self.beta1)
+        torch._foreach_add_(ms, gs)
+        for v, t in zip(vs, tmp, strict=True):
+            torch.div(v, bc2, out=t)
+        torch._foreach_sqrt_(tmp)
+        torch._foreach_add_(tmp, self.eps)
+        for m, g in zip(ms, gs, strict=True):
+            torch.div(m, bc1, out=g)
+        torch._foreach_div_(gs, tmp)
+        torch._foreach_mul_(gs, self.lr)
+        torch._foreach_sub_(ps, gs)
 
 
 class TorchRouter(Router):
