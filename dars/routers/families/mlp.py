@@ -32,7 +32,7 @@ class MLPRouter(TorchRouter):
     Adam (``learning_rate_init``), minibatches of ``min(batch_size, n)`` queries reshuffled every
     epoch, and at most ``max_iter`` epochs: training stops early once the epoch's training loss
     has not improved on the best one by ``tol`` for more than ``n_iter_no_change`` epochs in a row.
-    Differences, within seed noise of the old fits (bench/bench_train.py measures it): float32,
+    Differences (their effect on routes is within seed noise of MLPRegressor's, tested): float32,
     torch's Adam form (ε added to the bias-corrected √v), and no reshuffling when one batch holds
     every query (the order of a full batch does not change its gradient).
 
