@@ -7,7 +7,7 @@ the largest absolute difference of predicted utility (or policy score), and the 
 of both sets of routes. Wall and CPU (process) seconds are both reported: on a shared machine
 CPU time is the steadier measure of work. ``seed_noise`` is the route disagreement between two
 sequential fits that differ only in ``random_state`` (over the first few draws): the scale
-against which the warm-start disagreement of ``mlp`` should be read.
+against which any disagreement of batched and sequential fits should be read.
 
     python bench/bench_routers.py        # demo: 120 train × 6 models × 384 dims, S=100
     python bench/bench_routers.py --quick --out /tmp/bench.json   # seconds; tests/CI
@@ -35,7 +35,7 @@ from dars.routers.synthetic import make_synthetic_task
 # Quick mode shrinks training budgets so the whole script runs in seconds; it still goes through
 # every code path (sequential fit, fit_many, route_many).
 QUICK_PARAMS: dict[str, dict[str, Any]] = {
-    "mlp": {"max_iter": 20, "warm_start_epochs": 5},
+    "mlp": {"max_iter": 20},
     "avengers_pro": {"n_init": 2},
     "embedllm": {"epochs": 20},
     "graph_router": {"epochs": 20},

@@ -1,11 +1,13 @@
 """Shared machinery of the torch router families (imported only by them).
 
 Every torch family is written once, as a forward pass over parameters with a leading draw axis S:
-a single ``fit`` is the S = 1 case and ``fit_many`` trains S draws together. Each draw starts from
-the same initial weights (drawn from a generator seeded with ``random_state``, exactly as a
-sequential fit would), training is full-batch Adam for a fixed number of epochs (no shuffling, no
-early stopping), and the total loss is the sum of per-draw losses. Adam acts elementwise, so each
-draw's slice follows the same trajectory as its own fit.
+a single ``fit`` is the S = 1 case and ``fit_many`` trains S draws together. Draw s starts from
+the weights a generator seeded with its own seed draws (``TorchRouter._draw_seeds``: today
+``random_state`` for every draw, exactly as a sequential fit would), training is full-batch Adam
+for a fixed number of epochs (no shuffling, no early stopping; the mlp family adds minibatches
+and a per-draw stopping rule, see ``dars.routers.families.mlp``), and the total loss is the sum of
+per-draw losses. Adam acts elementwise, so each draw's slice follows the same trajectory as its
+own fit.
 
 Training amplifies float rounding differences (Adam normalises tiny gradients to full-size
 steps), so "the same trajectory" has to hold to the last bit, not approximately. Hence: one
@@ -15,7 +17,7 @@ rather than torch's fused kernel, and an Adam step made of correctly rounded ops
 a slice of a batched fit equals
 the one-draw fit bitwise on the machines we measured; tests allow 1e-5 for other BLAS builds.
 
-Data is small (a few hundred queries × a handful of models), so CPU, float32 and full batches.
+Data is small (a few hundred queries × a handful of models), so CPU and float32.
 """
 
 from __future__ import annotations
@@ -136,6 +138,9 @@ class ExactAdam:
         self.beta1, self.beta2 = betas
         self.m = [torch.zeros_like(p) for p in params]
         self.v = [torch.zeros_like(p) for p in params]
+        # Scratch space: a fresh tensor per op (page faults on new memory) cost more than the
+        # arithmetic (a (16, 384, 64) multiply: 0.8 ms into a new tensor, 0.23 ms into a kept one).
+        self.tmp = [torch.empty_like(p) for p in params]
         self.t = 0
 
     def zero_grad(self) -> None:
@@ -147,16 +152,41 @@ class ExactAdam:
         self.t += 1
         bc1 = 1.0 - self.beta1**self.t
         bc2 = 1.0 - self.beta2**self.t
-        for p, m, v in zip(self.params, self.m, self.v, strict=True):
-            g = p.grad
-            if g is None:  # a head unused by this target kind (σ under single-shot)
-                continue
-            if self.weight_decay:
-                g = g + p * self.weight_decay
-            m.mul_(self.beta1).add_(g * (1.0 - self.beta1))
-            v.mul_(self.beta2).add_((g * g) * (1.0 - self.beta2))
-            denom = (v / bc2).sqrt_().add_(self.eps)
-            p.sub_((m / bc1) / denom * self.lr)
+        # A head unused by this target kind (σ under single-shot) has no gradient: left alone.
+        live = [i for i, p in enumerate(self.params) if p.grad is not None]
+        if not live:
+            return
+        ps = [self.params[i] for i in live]
+        ms, vs = [self.m[i] for i in live], [self.v[i] for i in live]
+        tmp = [self.tmp[i] for i in live]
+        gs = [p.grad for p in ps]
+        # g ← g + p·wd; v ← v·β2 + (g·g)·(1−β2); m ← m·β1 + g·(1−β1);
+        # p ← p − (m/bc1) / (sqrt(v/bc2) + ε) · lr: in-place foreach calls (one call per op for
+        # all tensors: the Python overhead of a per-tensor loop was the largest single cost of
+        # training these small models), the gradient and one kept tensor per parameter as
+        # scratch (the gradient is dropped at the next zero_grad). On CPU each call applies the
+        # plain elementwise kernel tensor by tensor, so the rounding is that of the formulas.
+        if self.weight_decay:
+            for p, t in zip(ps, tmp, strict=True):
+                torch.mul(p, self.weight_decay, out=t)
+            torch._foreach_add_(gs, tmp)
+        for g, t in zip(gs, tmp, strict=True):
+            torch.mul(g, g, out=t)
+        torch._foreach_mul_(tmp, 1.0 - self.beta2)
+        torch._foreach_mul_(vs, self.beta2)
+        torch._foreach_add_(vs, tmp)
+        torch._foreach_mul_(gs, 1.0 - self.beta1)
+        torch._foreach_mul_(ms, self.beta1)
+        torch._foreach_add_(ms, gs)
+        for v, t in zip(vs, tmp, strict=True):
+            torch.div(v, bc2, out=t)
+        torch._foreach_sqrt_(tmp)
+        torch._foreach_add_(tmp, self.eps)
+        for m, g in zip(ms, gs, strict=True):
+            torch.div(m, bc1, out=g)
+        torch._foreach_div_(gs, tmp)
+        torch._foreach_mul_(gs, self.lr)
+        torch._foreach_sub_(ps, gs)
 
 
 class TorchRouter(Router):
@@ -173,6 +203,8 @@ class TorchRouter(Router):
 
     # Families restate this in their own tags; it holds for any subclass that declares none.
     tags = RouterTags(needs_torch=True)
+    #: Draws trained together by ``fit_many`` unless ``chunk_size`` says otherwise.
+    draw_block: int = DRAW_BLOCK
 
     def _fit_threads(self) -> AbstractContextManager[Any]:
         # Not threadpoolctl: limiting torch's OpenMP behind its back left its BLAS threaded and
@@ -239,17 +271,30 @@ class TorchRouter(Router):
             tgt["sigma"] = torch.as_tensor(targets.sigma, dtype=DTYPE)
         return tgt
 
-    def _train(
-        self, Xt: torch.Tensor, targets: BatchedTargets, seed: int
-    ) -> dict[str, torch.Tensor]:
-        """Train all draws of ``targets`` together; returns batched parameters (S, ...)."""
-        S = targets.n_draws
-        gen = torch.Generator().manual_seed(seed)
-        init = self._init_params(gen, Xt.shape[1], targets.n_models)
-        params = {
-            k: v.unsqueeze(0).repeat(S, *([1] * v.ndim)).requires_grad_(True)
-            for k, v in init.items()
+    def _init_batched(self, seeds: Sequence[int], *shape: int) -> dict[str, torch.Tensor]:
+        """Initial parameters of len(seeds) draws, stacked on a leading axis: draw s is
+        ``_init_params`` from a generator seeded with ``seeds[s]`` (``shape``: the arguments
+        after the generator), exactly what a one-draw fit seeded ``seeds[s]`` starts from."""
+        inits: dict[int, dict[str, torch.Tensor]] = {}
+        for seed in dict.fromkeys(seeds):  # equal seeds give equal weights: draw them once
+            inits[seed] = self._init_params(torch.Generator().manual_seed(int(seed)), *shape)
+        keys = inits[seeds[0]].keys()
+        return {
+            k: torch.stack([inits[seed][k] for seed in seeds]).requires_grad_(True) for k in keys
         }
+
+    def _draw_seeds(self, n_draws: int) -> list[int]:
+        """The seed of each draw of a ``fit_many``: today every draw uses ``random_state``
+        (router s equals ``clone(self).fit(X, targets.draw(s))``). ``_train`` takes one seed per
+        draw, so independently seeded draws need only a different list here."""
+        return [self._seed()] * n_draws
+
+    def _train(
+        self, Xt: torch.Tensor, targets: BatchedTargets, seeds: Sequence[int]
+    ) -> dict[str, torch.Tensor]:
+        """Train all draws of ``targets`` together, draw s initialised from ``seeds[s]``;
+        returns batched parameters (S, ...)."""
+        params = self._init_batched(seeds, Xt.shape[1], targets.n_models)
         tgt = self._target_tensors(targets)
         extra = self._train_inputs(Xt)
         has_sigma = targets.sigma is not None
@@ -269,7 +314,7 @@ class TorchRouter(Router):
         self._set_scaler(X)
         with torch_threads(self.n_threads):
             params = self._train(
-                self._standardised(X), BatchedTargets.stack([targets]), self._seed()
+                self._standardised(X), BatchedTargets.stack([targets]), [self._seed()]
             )
         self.params_ = params
 
@@ -280,8 +325,8 @@ class TorchRouter(Router):
         proto._set_scaler(X)
         Xt = proto._standardised(X)
         S = targets.n_draws
-        step = chunk_size or DRAW_BLOCK
-        seed = self._seed()  # once: every chunk starts from the same initial weights
+        step = chunk_size or self.draw_block
+        seeds = self._draw_seeds(S)  # once: chunking does not change any draw's start
         routers: list[Router] = []
         with torch_threads(self.n_threads):
             for lo in range(0, S, step):
@@ -292,7 +337,7 @@ class TorchRouter(Router):
                     sigma=None if targets.sigma is None else targets.sigma[lo:hi],
                     models=targets.models,
                 )
-                params = proto._train(Xt, chunk, seed)
+                params = proto._train(Xt, chunk, seeds[lo:hi])
                 for s in range(hi - lo):
                     r = clone(self)
                     r.x_mean_, r.x_scale_ = proto.x_mean_, proto.x_scale_
@@ -313,8 +358,14 @@ class TorchRouter(Router):
             risk_beta=stats.risk_beta,
         )
 
-    @classmethod
-    def _predict_stats_many(cls, routers: Sequence[Router], X: np.ndarray) -> Stats:
+    @staticmethod
+    def _stacked_blocks(
+        routers: Sequence[Router], block: int = 32
+    ) -> Iterator[tuple[int, dict[str, torch.Tensor]]] | None:
+        """(first draw, parameters of up to ``block`` routers concatenated along the draw axis)
+        per block, or None when the routers do not share hyperparameters, target kind and
+        standardisation (then they are not one architecture and must be run one by one).
+        Routers from one fit_many share them, so one forward pass serves a block of draws."""
         first = routers[0]
         same = all(
             r.get_params() == first.get_params()
@@ -324,17 +375,22 @@ class TorchRouter(Router):
             for r in routers
         )
         if not same:
+            return None
+        keys = list(first.params_)
+        return (
+            (lo, {k: torch.cat([r.params_[k] for r in routers[lo : lo + block]]) for k in keys})
+            for lo in range(0, len(routers), block)
+        )
+
+    @classmethod
+    def _predict_stats_many(cls, routers: Sequence[Router], X: np.ndarray) -> Stats:
+        blocks = cls._stacked_blocks(routers)
+        if blocks is None:
             return super()._predict_stats_many(routers, X)
-        # Routers from one fit_many share architecture and standardisation: concatenate their
-        # parameters along the draw axis and run one forward pass per block of draws.
-        parts = []
-        block = 32
+        first = routers[0]
         with torch_threads(first.n_threads), torch.no_grad():
             Xt = first._standardised(X)
-            for lo in range(0, len(routers), block):
-                group = routers[lo : lo + block]
-                params = {k: torch.cat([r.params_[k] for r in group]) for k in first.params_}
-                parts.append(first._outputs_to_stats(first._forward(params, Xt)))
+            parts = [first._outputs_to_stats(first._forward(params, Xt)) for _, params in blocks]
         return Stats(
             q=np.concatenate([p.q for p in parts]),
             c=np.concatenate([p.c for p in parts]),

@@ -78,9 +78,8 @@ class RouterTags:
         only) instead of ``state.npz``.
     ``batched_fit_exact``
         ``fit_many``'s batched path gives the routers independent fits would (bitwise, or
-        within float tolerance for torch); False when it only approximates them (mlp
-        warm-starts every draw from draw 0), and ``fit_many(exact=True)`` then fits one draw at
-        a time.
+        within float tolerance for torch); False when it only approximates them (no built-in
+        family; a plugin might), and ``fit_many(exact=True)`` then fits one draw at a time.
     """
 
     predicts_stats: bool = True
@@ -207,10 +206,9 @@ class Router(BaseEstimator, ABC):
         """Fit one router per draw of ``targets`` (S, n, M); returns S fitted clones of ``self``.
 
         Router s equals ``clone(self).fit(X, targets.draw(s))``: exactly for knn and
-        avengers_pro, within float tolerance for the torch families (bitwise on the machines we
-        measured, see dars.routers._torch), and approximately for mlp,
-        whose batched path warm-starts from draw 0 (see ``MLPRouter``). ``exact=True`` asks for
-        routers equal to independent fits: families whose batched path is approximate
+        avengers_pro, within float tolerance for the torch families, mlp included (bitwise on
+        the machines we measured, see dars.routers._torch). ``exact=True`` asks for routers
+        equal to independent fits: families whose batched path is approximate
         (``tags.batched_fit_exact`` False) then fit one draw at a time, the others still batch.
         ``chunk_size`` bounds how many draws are trained together (torch
         families default to 16, which suits CPU caches); it does not change results. ``self``
@@ -331,6 +329,15 @@ class Router(BaseEstimator, ABC):
     def _predict_stats_many(cls, routers: Sequence[Router], X: np.ndarray) -> Stats:
         stats = [r._predict_stats(X) for r in routers]
         return _stack_stats(stats)
+
+    @classmethod
+    def _route_many(
+        cls, routers: Sequence[Router], X: np.ndarray, lams: Sequence[float], beta: float
+    ) -> np.ndarray:
+        """Routes of ``routers`` (one family) at every λ of ``lams``: int64 (len(lams), S, n);
+        entry [l, s] must equal ``routers[s].route(X, lams[l], beta)``. Used for families that
+        do not route by λ-free statistics; a family may batch it (rm_softmax does)."""
+        return np.stack([np.stack([r.route(X, lam, beta) for r in routers]) for lam in lams])
 
     # ------------------------------------------------------------------------- persistence
     @abstractmethod
@@ -491,6 +498,7 @@ def route_many(
     """Routes of many fitted routers of one family: int64 array (S, n_queries)."""
     klass = _check_same_family(routers)
     if not klass.tags.routes_by_stats:
-        return np.stack([r.route(X, lam, beta) for r in routers])
+        X = check_X(X, n_features=routers[0].n_features_in_)
+        return klass._route_many(routers, X, [lam], beta)[0]
     stats = predict_stats_many(routers, X)
     return np.argmax(stats.utility(lam, beta), axis=-1).astype(np.int64)

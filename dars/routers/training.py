@@ -19,12 +19,20 @@ Routes are frames: one row per (draw, query_id) with the chosen ``model`` and it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
-from dars.routers.base import Router, predict_stats_many, route_many
+from dars.routers.base import (
+    Router,
+    _check_same_family,
+    check_X,
+    predict_stats_many,
+    route_many,
+)
 from dars.routers.registry import available_routers, make_router
 from dars.routers.targets import (
     BatchedTargets,
@@ -41,8 +49,10 @@ __all__ = [
     "LAM_SWEEP_SUPERVISIONS",
     "ROUTE_COLUMNS",
     "SUPERVISIONS",
+    "FittedRoutes",
     "check_families",
     "check_supervisions",
+    "fit_and_route",
     "folds_beta",
     "lam_routes_table",
     "new_router",
@@ -153,6 +163,50 @@ def training_targets(
     return rows, targets_from_frame(frame, qids, models, sigma_col=sigma_col)
 
 
+class FittedRoutes(NamedTuple):
+    """What :func:`fit_and_route` returns: the fitted ``routers`` (one per draw), their test
+    ``routes`` (S, n_test) at (λ, β), ``lam_routes`` (len(lam_grid), S, n_test) or None, and the
+    seconds spent fitting (``fit_s``) and routing the λ sweep (``lam_route_s``)."""
+
+    routers: list[Router]
+    routes: np.ndarray
+    lam_routes: np.ndarray | None
+    fit_s: float
+    lam_route_s: float
+
+
+def fit_and_route(
+    router: Router,
+    X: np.ndarray,
+    targets: Targets | BatchedTargets,
+    X_test: np.ndarray,
+    *,
+    lam: float,
+    beta: float,
+    lam_grid: Sequence[float] | None = None,
+    exact: bool = True,
+) -> FittedRoutes:
+    """Fit ``router`` (a clone per draw of ``BatchedTargets``, in one ``fit_many``) on training
+    embeddings ``X`` (rows = targets' queries) and route the test queries ``X_test`` at
+    (``lam``, ``beta``) and, when ``lam_grid`` is given, at each of its λ (:func:`route_lam_grid`).
+    ``router`` stays unfitted for batched targets (``fit`` fits it in place otherwise).
+
+    ``exact``: passed to ``fit_many``: by default every draw's router equals its own
+    independent fit (every built-in family batches exactly, so this costs nothing; a plugin
+    family whose batched fit is approximate is then fitted draw by draw). False accepts an
+    approximate batched fit where a family offers one."""
+    t0 = time.perf_counter()
+    if isinstance(targets, BatchedTargets):
+        routers = router.fit_many(X, targets, exact=exact)
+    else:
+        routers = [router.fit(X, targets)]
+    fit_s = time.perf_counter() - t0
+    routes = route_many(routers, X_test, lam=lam, beta=beta)
+    t0 = time.perf_counter()
+    lam_routes = None if lam_grid is None else route_lam_grid(routers, X_test, lam_grid, beta)
+    return FittedRoutes(routers, routes, lam_routes, fit_s, time.perf_counter() - t0)
+
+
 # ------------------------------------------------------------------------------------------------
 # routes
 # ------------------------------------------------------------------------------------------------
@@ -192,7 +246,8 @@ def route_lam_grid(
     Families that route by λ-free statistics (``tags.routes_by_stats``: they predict q, c, σ
     and do not take λ as an input) are evaluated once and only the argmax of
     ``Stats.utility(λ, β)`` is repeated, so a λ sweep costs far less than a prediction per λ;
-    the others are asked once per λ.
+    the others are asked once per λ (all routers at once where the family batches it, see
+    ``Router._route_many``).
     """
     if not lams:
         raise ValueError("lams is empty: give at least one λ to route at")
@@ -201,7 +256,8 @@ def route_lam_grid(
         return np.stack(
             [np.argmax(stats.utility(lam, beta), axis=-1).astype(np.int64) for lam in lams]
         )
-    return np.stack([route_many(routers, X, lam=lam, beta=beta) for lam in lams])
+    klass = _check_same_family(routers)
+    return klass._route_many(routers, check_X(X, n_features=routers[0].n_features_in_), lams, beta)
 
 
 def lam_routes_table(

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,16 +33,16 @@ from prefect.cache_policies import NO_CACHE
 
 from dars.benchmarks.loading import load_benchmark_splits
 from dars.config import Experiment
-from dars.routers import BatchedTargets, Router, route_many
+from dars.routers import Router
 from dars.routers.encoders import QueryEncoder, TfidfEncoder, item_text, shared_encoder
 from dars.routers.training import (
     DEFAULT_SUPERVISIONS,
     LAM_SWEEP_SUPERVISIONS,
     check_families,
     check_supervisions,
+    fit_and_route,
     lam_routes_table,
     new_router,
-    route_lam_grid,
     routes_table,
     training_targets,
 )
@@ -186,22 +185,16 @@ def train_router(exp: Experiment, dataset: str, family: str, supervision: str) -
     frame = supervision_frame(exp, dataset, supervision)
     train_ids, X_train, test_ids, X_test, encoder_name = embed_queries(exp, dataset)
     rows, targets = training_targets(frame, supervision, train_ids, models)
-    X = X_train[rows]
-
-    router = router_for(exp, family)
-    t0 = time.perf_counter()
-    if isinstance(targets, BatchedTargets):
-        routers = router.fit_many(X, targets)
-    else:
-        routers = [router.fit(X, targets)]
-    fit_s = time.perf_counter() - t0
-    routes = route_many(routers, X_test, lam=exp.lam, beta=exp.beta)
-    lam_routes = None
-    t0 = time.perf_counter()
-    if supervision in LAM_SWEEP_SUPERVISIONS:
-        lam_routes = route_lam_grid(routers, X_test, exp.evaluation.lam_grid, exp.beta)
-    lam_route_s = time.perf_counter() - t0
-
+    fitted = fit_and_route(
+        router_for(exp, family),
+        X_train[rows],
+        targets,
+        X_test,
+        lam=exp.lam,
+        beta=exp.beta,
+        lam_grid=exp.evaluation.lam_grid if supervision in LAM_SWEEP_SUPERVISIONS else None,
+    )
+    routers, lam_routes = fitted.routers, fitted.lam_routes
     names = routers[0].models_
     out_dir = write_trained(
         exp.root,
@@ -209,7 +202,7 @@ def train_router(exp: Experiment, dataset: str, family: str, supervision: str) -
         family,
         supervision,
         routers[0],
-        routes_table(routes, test_ids, names),
+        routes_table(fitted.routes, test_ids, names),
         None
         if lam_routes is None
         else lam_routes_table(lam_routes, exp.evaluation.lam_grid, test_ids, names),
@@ -222,8 +215,8 @@ def train_router(exp: Experiment, dataset: str, family: str, supervision: str) -
         "n_test": len(test_ids),
         "n_draws": len(routers),
         "encoder": encoder_name,
-        "fit_s": round(fit_s, 3),
-        "lam_route_s": round(lam_route_s, 3),
+        "fit_s": round(fitted.fit_s, 3),
+        "lam_route_s": round(fitted.lam_route_s, 3),
         "dir": str(out_dir),
     }
 

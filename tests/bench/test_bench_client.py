@@ -3,9 +3,9 @@ written, and the simulated pool's two paths giving the same generations."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
+
+import pytest
 
 
 def test_bench_client_quick_prints_the_table_and_writes_json(bench_client, tmp_path, capsys):
@@ -31,4 +31,6 @@ def test_bench_client_quick_prints_the_table_and_writes_json(bench_client, tmp_p
     assert saved["collect"][0]["calls"] == saved["collect"][1]["calls"] > 0
     assert "stored rows identical on both paths: True" in printed
     sim = {r["row"]: r for r in saved["simulated"]}
-    assert sim["sim direct"]["demo_40k_cpu_s"] == pytest.approx(sim["sim direct"]["cpu_ms_per_call"] * 40)
+    assert sim["sim direct"]["demo_40k_cpu_s"] == pytest.approx(
+        sim["sim direct"]["cpu_ms_per_call"] * 40
+    )

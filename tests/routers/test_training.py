@@ -15,11 +15,13 @@ from dars.routers import (
     get_router_class,
     make_router,
     register_router,
+    route_many,
 )
 from dars.routers.training import (
     DEFAULT_SUPERVISIONS,
     check_families,
     check_supervisions,
+    fit_and_route,
     folds_beta,
     lam_routes_table,
     new_router,
@@ -208,3 +210,31 @@ def test_route_lam_grid_asks_a_lam_conditioned_family_per_lam(task):
     router = LamInput(random_state=0).fit(task.X_train, task.targets)
     routes = route_lam_grid([router], task.X_test[:3], [0.0, 0.5], beta=0.2)
     assert routes[:, 0, :].tolist() == [[0, 0, 0], [1, 1, 1]]
+
+
+def test_fit_and_route_fits_draws_and_routes_them(task):
+    draws = task.single_shot(3, seed=1)
+    lams = [0.0, 0.5]
+    got = fit_and_route(
+        make_router("knn", random_state=0),
+        task.X_train,
+        draws,
+        task.X_test,
+        lam=0.05,
+        beta=0.2,
+        lam_grid=lams,
+    )
+    assert len(got.routers) == 3 and got.fit_s >= 0 and got.lam_route_s >= 0
+    np.testing.assert_array_equal(got.routes, route_many(got.routers, task.X_test, 0.05, 0.2))
+    grid = route_lam_grid(got.routers, task.X_test, lams, 0.2)
+    np.testing.assert_array_equal(got.lam_routes, grid)
+    one = fit_and_route(
+        make_router("knn", random_state=0),
+        task.X_train,
+        task.targets,
+        task.X_test,
+        lam=0.05,
+        beta=0.2,
+    )
+    assert len(one.routers) == 1 and one.lam_routes is None
+    assert one.routes.shape == (1, task.X_test.shape[0])

@@ -134,8 +134,8 @@ def fit_protocols(
     ``X_train``: embeddings of every train query (rows = positions used by
     ``ProtocolTargets.rows``). When all protocols cover the same queries they are fitted in one
     ``fit_many`` call (each protocol a draw of ``BatchedTargets``; the result equals separate
-    fits, see ``Router.fit_many``), except for families whose batched fit is approximate (mlp),
-    which are fitted one by one.
+    fits, see ``Router.fit_many``), except for families whose batched fit is approximate
+    (``tags.batched_fit_exact`` False), which are fitted one by one.
     """
     if not protocols:
         raise ValueError("no protocol to fit")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from dars.routers._torch import DTYPE, TorchRouter, first_layer, glorot, zeros
-from dars.routers.base import RouterTags, _check_weight, check_X
+from dars.routers._torch import DTYPE, TorchRouter, first_layer, glorot, torch_threads, zeros
+from dars.routers.base import Router, RouterTags, _check_weight, check_X
 from dars.routers.registry import register_router
 from dars.routers.targets import BatchedTargets
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
@@ -133,3 +134,29 @@ class RMSoftmaxRouter(TorchRouter):
         X = check_X(X, n_features=self.n_features_in_)
         out = self._raw_outputs(X, lams=torch.tensor([float(lam)], dtype=DTYPE))
         return torch.log_softmax(out["logits"][0, 0], dim=-1).numpy().astype(np.float64)
+
+    @classmethod
+    def _route_many(
+        cls, routers: Sequence[Router], X: np.ndarray, lams: Sequence[float], beta: float
+    ) -> np.ndarray:
+        """Routes at every λ of ``lams`` for many routers: one forward pass per λ and block of
+        draws over their concatenated parameters, as ``predict_utility`` computes it for one
+        router (one λ per pass keeps every draw's products the shape of a single router's, so
+        routes equal each router's ``route``)."""
+        blocks = cls._stacked_blocks(routers)
+        if blocks is None:
+            return super()._route_many(routers, X, lams, beta)
+        first = routers[0]
+        first.predict_utility(X[:1], float(lams[0]), beta)  # validates λ and β as route does
+        for lam in lams:
+            _check_weight("lam", lam)
+        out = np.empty((len(lams), len(routers), X.shape[0]), dtype=np.int64)
+        with torch_threads(first.n_threads), torch.no_grad():
+            Xt = first._standardised(X)
+            for lo, params in blocks:
+                for i, lam in enumerate(lams):
+                    lam_t = torch.tensor([float(lam)], dtype=DTYPE)
+                    logits = first._forward(params, Xt, lams=lam_t)["logits"][:, 0]
+                    logp = torch.log_softmax(logits, dim=-1).numpy().astype(np.float64)
+                    out[i, lo : lo + logp.shape[0]] = np.argmax(logp, axis=-1)
+        return out
