@@ -31,9 +31,11 @@ import polars as pl
 from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
+    ObservationsLike,
     _aggregate_prepared,
+    _prepared,
     dataset_seed,
-    prepare_observations,
+    string_keys,
 )
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
@@ -42,26 +44,26 @@ Ablation = Callable[..., pl.DataFrame]
 
 
 def full_dars(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Full DARS: all observations, σ over all of them (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="all")
 
 
 def input_only(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Input-side only: one decode (the lowest decode_id) per rewrite (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     # prep is sorted by decode_id within each rewrite, so the first row is the lowest decode.
     first = prep.filter(
         pl.col("decode_id") == pl.col("decode_id").min().over([*CELL_KEY, "rewrite_id"])
@@ -70,14 +72,14 @@ def input_only(
 
 
 def output_only(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Output-side only: the decodes of one fixed formulation (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     rewrite = pl.col("rewrite_id")
     has_original = (rewrite == -1).any().over(CELL_KEY)
     chosen = (
@@ -89,7 +91,7 @@ def output_only(
 
 
 def without_risk(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
@@ -97,31 +99,31 @@ def without_risk(
 ) -> pl.DataFrame:
     """All observations with β = 0 (the ``beta`` argument is accepted and ignored)."""
     del beta  # uniform signature across ablations; this ablation's point is β = 0
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=0.0, risk="all")
 
 
 def rewrite_risk(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations; σ = spread of the per-rewrite means (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="rewrite")
 
 
 def decoding_risk(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations; σ = mean within-rewrite spread (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="decode")
 
 
@@ -156,7 +158,7 @@ def _random_keys(keys: pl.DataFrame, seed: int, salt: int) -> pl.DataFrame:
 
 
 def subgrid_observations(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     k: int,
     m: int,
@@ -175,10 +177,15 @@ def subgrid_observations(
     :func:`dars.supervision.core.prepare_observations`, ``c_norm`` normalised on the full frame
     or ``cost_bounds``) that were kept.
     """
+    prep = _prepared(obs, cost_bounds)
+    return string_keys(_subgrid(prep, k=k, m=m, seed=seed).drop("_k", "_q"))
+
+
+def _subgrid(prep: pl.DataFrame, *, k: int, m: int, seed: int) -> pl.DataFrame:
+    """The rows of :func:`subgrid_observations` from a coded frame, still coded."""
     for name, value in (("k", k), ("m", m)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
     rw_key = [*QUERY_KEY, "rewrite_id"]
     dec_key = [*rw_key, "decode_id"]
     rewrites = prep.select(rw_key).unique()
@@ -203,7 +210,7 @@ def subgrid_observations(
 
 
 def subgrid_dars(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     k: int,
     m: int,
@@ -217,5 +224,5 @@ def subgrid_dars(
     Same schema as :func:`full_dars`; cost is normalised on the full frame (or ``cost_bounds``),
     so points of a K×M curve share one cost scale.
     """
-    sub = subgrid_observations(obs, k=k, m=m, seed=seed, cost_bounds=cost_bounds)
+    sub = _subgrid(_prepared(obs, cost_bounds), k=k, m=m, seed=seed)
     return _aggregate_prepared(sub, lam=lam, beta=beta, risk="all")

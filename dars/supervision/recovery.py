@@ -22,6 +22,7 @@ from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
     Missing,
+    ObservationsLike,
     _check_weights,
     _collect,
     _format_key,
@@ -29,6 +30,7 @@ from dars.supervision.core import (
     check_finite,
     check_models,
     dataset_seed,
+    prepare_once,
     to_arrays,
 )
 from dars.supervision.diagnostics import _check_ci, bootstrap_ratio
@@ -206,7 +208,7 @@ def label_recovery(
 
 
 def recovery_table(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     truth: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     *,
@@ -232,6 +234,7 @@ def recovery_table(
     ``recovery, ci_low, ci_high, regret, n_queries, n_labels`` as in :func:`label_recovery`.
     """
     names = check_models(models)
+    obs = prepare_once(obs)
     kw = {"lam": lam, "beta_true": beta_true, "n_boot": n_boot, "seed": seed, "ci": ci}
     truth = true_utility(truth, lam=lam, beta_true=beta_true)
     parts: list[tuple[str, int | None, int | None, pl.DataFrame]] = []
