@@ -181,32 +181,47 @@ def subgrid_observations(
     return string_keys(_subgrid(prep, k=k, m=m, seed=seed).drop("_k", "_q"))
 
 
-def _subgrid(prep: pl.DataFrame, *, k: int, m: int, seed: int) -> pl.DataFrame:
-    """The rows of :func:`subgrid_observations` from a coded frame, still coded."""
+def _subgrid(
+    prep: pl.DataFrame, *, k: int, m: int, seed: int, ranks: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The rows of :func:`subgrid_observations` from a coded frame, still coded. ``ranks``:
+    :func:`subgrid_ranks` of ``prep`` and ``seed``, when already computed."""
     for name, value in (("k", k), ("m", m)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    rw_key = [*QUERY_KEY, "rewrite_id"]
-    dec_key = [*rw_key, "decode_id"]
-    rewrites = prep.select(rw_key).unique()
-    decodes = prep.select(dec_key).unique()
-    k_max = rewrites.group_by(QUERY_KEY).len()["len"].max()
-    m_max = decodes.group_by(rw_key).len()["len"].max()
+    ranks = subgrid_ranks(prep, seed) if ranks is None else ranks
+    k_max, m_max = ranks["_k_max"].item(0), ranks["_m_max"].item(0)
     if k > k_max:
         raise ValueError(f"k={k} exceeds the largest number of formulations of any query ({k_max})")
     if m > m_max:
         raise ValueError(f"m={m} exceeds the largest number of decodes of any rewrite ({m_max})")
-    kept_rw = (
-        _random_keys(rewrites, seed, 0)
-        .filter(pl.col("_r").rank("ordinal").over(QUERY_KEY) <= k)
-        .drop("_r")
+    return prep.filter((ranks["_rank_rw"] <= k) & (ranks["_rank_dec"] <= m))
+
+
+def subgrid_ranks(prep: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """For each row of a prepared frame, the seeded rank of its formulation among its query's
+    (``_rank_rw``, 1 = chosen first) and of its decode among its (query, formulation)'s
+    (``_rank_dec``), with the largest counts ``_k_max`` and ``_m_max``: the k×m sub-grid is the
+    rows with ``_rank_rw <= k`` and ``_rank_dec <= m``, so every protocol shares one drawing.
+    Rows are aligned with ``prep``."""
+    rw_key = [*QUERY_KEY, "rewrite_id"]
+    dec_key = [*rw_key, "decode_id"]
+    rewrites = prep.select(rw_key).unique()
+    decodes = prep.select(dec_key).unique()
+    kept_rw = _random_keys(rewrites, seed, 0).select(
+        *rw_key, _rank_rw=pl.col("_r").rank("ordinal").over(QUERY_KEY)
     )
-    kept_dec = (
-        _random_keys(decodes, seed, 1)
-        .filter(pl.col("_r").rank("ordinal").over(rw_key) <= m)
-        .drop("_r")
+    kept_dec = _random_keys(decodes, seed, 1).select(
+        *dec_key, _rank_dec=pl.col("_r").rank("ordinal").over(rw_key)
     )
-    return prep.join(kept_rw, on=rw_key, how="semi").join(kept_dec, on=dec_key, how="semi")
+    k_max = rewrites.group_by(QUERY_KEY).len()["len"].max()
+    m_max = decodes.group_by(rw_key).len()["len"].max()
+    return (
+        prep.select(dec_key)
+        .join(kept_rw, on=rw_key, how="left", maintain_order="left")
+        .join(kept_dec, on=dec_key, how="left", maintain_order="left")
+        .select("_rank_rw", "_rank_dec", _k_max=pl.lit(k_max), _m_max=pl.lit(m_max))
+    )
 
 
 def subgrid_dars(
@@ -218,11 +233,14 @@ def subgrid_dars(
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
+    ranks: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Full DARS computed on a seeded k×m sub-grid (:func:`subgrid_observations`).
 
     Same schema as :func:`full_dars`; cost is normalised on the full frame (or ``cost_bounds``),
-    so points of a K×M curve share one cost scale.
+    so points of a K×M curve share one cost scale. ``ranks``: :func:`subgrid_ranks` of the
+    prepared ``obs`` (:class:`~dars.supervision.core.PreparedObservations`) and ``seed``, to
+    share one drawing between several (k, m).
     """
-    sub = _subgrid(_prepared(obs, cost_bounds), k=k, m=m, seed=seed)
+    sub = _subgrid(_prepared(obs, cost_bounds), k=k, m=m, seed=seed, ranks=ranks)
     return _aggregate_prepared(sub, lam=lam, beta=beta, risk="all")

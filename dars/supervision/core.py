@@ -355,11 +355,23 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
         raise ValueError(f"risk must be one of 'all', 'rewrite', 'decode', got {risk!r}")
     _check_weights(lam=lam, beta=beta)
     cell = list(CELL_KEY)
-    # Callers may pass filtered/joined frames; re-sorting keeps the summation order canonical
-    # (a coded frame carries its canonical position ``_k``: one integer column to sort on).
-    prep = (prep.sort("_k") if "_k" in prep.columns else prep.sort(OBS_KEY)).rechunk()
+    coded = "_k" in prep.columns and isinstance(prep.schema["model"], pl.Enum)
+    # Callers may pass filtered/joined frames; re-sorting keeps the summation order canonical.
+    if not coded:
+        prep = prep.sort(OBS_KEY).rechunk()
+    elif not prep["_k"].is_sorted():  # a coded frame's canonical position: one integer column
+        prep = prep.sort("_k").rechunk()
+    if coded:
+        # One integer per cell, increasing with (dataset, query_id, model): grouping the sorted
+        # rows in order gives the cells sorted, with the same per-cell summation order.
+        n_models = len(prep.schema["model"].categories)
+        prep = prep.with_columns(_cell=pl.col("_q") * n_models + pl.col("model").to_physical())
+        by, keys, order = ["_cell"], [pl.col(cell).first()], True
+    else:
+        by, keys, order = cell, [], False
     # polars std is ddof=1 and null for one value; the convention here is 0 for one observation.
-    stats = prep.group_by(cell).agg(
+    stats = prep.group_by(by, maintain_order=order).agg(
+        *keys,
         n_obs=pl.len().cast(pl.Int64),
         n_rewrites=pl.col("rewrite_id").n_unique().cast(pl.Int64),
         q_mean=pl.col("score").mean(),
@@ -367,21 +379,35 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
         c_mean=pl.col("c_norm").mean(),
     )
     if risk != "all":
-        per_rewrite = prep.group_by([*cell, "rewrite_id"]).agg(
-            m_r=pl.col("score").mean(), s_r=pl.col("score").std(ddof=1).fill_null(0.0)
-        )
-        # Sort so the second-level reduction also runs in a canonical order.
-        per_rewrite = per_rewrite.sort([*cell, "rewrite_id"])
+        if coded:  # one integer per (cell, rewrite), increasing with both
+            lo, hi = prep["rewrite_id"].min(), prep["rewrite_id"].max()
+            span = int(hi) - int(lo) + 1  # type: ignore[arg-type]
+            sub = pl.col("_cell") * span + (pl.col("rewrite_id").cast(pl.Int64) - lo)
+            per_rewrite = (
+                prep.with_columns(_cr=sub)
+                .group_by("_cr", maintain_order=True)
+                .agg(
+                    pl.col("_cell").first(),
+                    m_r=pl.col("score").mean(),
+                    s_r=pl.col("score").std(ddof=1).fill_null(0.0),
+                )
+            )
+        else:
+            per_rewrite = prep.group_by([*by, "rewrite_id"]).agg(
+                m_r=pl.col("score").mean(), s_r=pl.col("score").std(ddof=1).fill_null(0.0)
+            )
+        # Sorted so the second-level reduction also runs in a canonical order.
+        if not coded:
+            per_rewrite = per_rewrite.sort([*cell, "rewrite_id"])
         if risk == "rewrite":
             sigma = pl.col("m_r").std(ddof=1).fill_null(0.0)
         else:
             sigma = pl.col("s_r").mean()
-        risk_frame = per_rewrite.group_by(cell).agg(q_std=sigma)
-        stats = stats.drop("q_std").join(risk_frame, on=cell, how="left")
+        risk_frame = per_rewrite.group_by(by, maintain_order=order).agg(q_std=sigma)
+        stats = stats.drop("q_std").join(risk_frame, on=by, how="left", maintain_order="left")
+    stats = stats.with_columns(u=utility_expr("q_mean", "c_mean", "q_std", lam=lam, beta=beta))
     return string_keys(
-        stats.with_columns(u=utility_expr("q_mean", "c_mean", "q_std", lam=lam, beta=beta))
-        .select(AGGREGATE_COLUMNS)
-        .sort(cell)
+        stats.select(AGGREGATE_COLUMNS) if coded else stats.select(AGGREGATE_COLUMNS).sort(cell)
     )
 
 

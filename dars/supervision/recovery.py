@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
+from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars, subgrid_ranks
 from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
@@ -243,8 +243,10 @@ def recovery_table(
     for name in ablations:
         agg = get_ablation(name)(obs, lam=lam, beta=beta)
         parts.append((name, None, None, hard_labels(agg, names, missing=missing)))
+    protocols = list(protocols)
+    ranks = subgrid_ranks(obs.frame, seed) if protocols else None
     for k, m in protocols:
-        agg = subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta)
+        agg = subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta, ranks=ranks)
         parts.append((f"dars_k{k}_m{m}", k, m, hard_labels(agg, names, missing=missing)))
     frames = [
         label_recovery(labels, truth, names, **kw).select(

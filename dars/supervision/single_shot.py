@@ -263,5 +263,31 @@ def slot_labels(
     prep = restrict_to_pool(_prepared(obs, cost_bounds), names, missing="drop").with_columns(
         u=utility_expr("score", "c_norm", lam=lam)
     )
-    arr = to_arrays(prep, names, ["u", "c_norm"], index=SLOT_KEY, missing="drop")
-    return _hard_label_frame(arr.keys, arr.models, arr["u"], arr["c_norm"])
+    spans = [
+        float(prep[c].max()) - float(prep[c].min()) + 1  # type: ignore[arg-type]
+        for c in ("_q", "rewrite_id", "decode_id")
+        if c in prep.columns
+    ]
+    if "_q" not in prep.columns or float(np.prod(spans)) >= 2.0**62:
+        arr = to_arrays(prep, names, ["u", "c_norm"], index=SLOT_KEY, missing="drop")
+        return _hard_label_frame(arr.keys, arr.models, arr["u"], arr["c_norm"])
+    # Coded frame: one integer per slot, increasing with (dataset, query_id, rewrite, decode);
+    # a slot is complete when every pool model has a row there (keys are unique).
+    slot = np.zeros(prep.height, dtype=np.int64)
+    for col in ("_q", "rewrite_id", "decode_id"):
+        values = prep[col].to_numpy().astype(np.int64)
+        lo = int(values.min())
+        slot = slot * (int(values.max()) - lo + 1) + (values - lo)
+    slots, first, inv = np.unique(slot, return_index=True, return_inverse=True)
+    complete = np.bincount(inv, minlength=slots.size) == len(names)
+    row_of_slot = np.cumsum(complete) - 1
+    keep = complete[inv]
+    rows = row_of_slot[inv[keep]]
+    cols = prep["model_index"].to_numpy()[keep]
+    values = {}
+    for col in ("u", "c_norm"):
+        arr = np.empty((int(complete.sum()), len(names)), dtype=np.float64)
+        arr[rows, cols] = prep[col].to_numpy()[keep]
+        values[col] = arr
+    keys = string_keys(prep.select(SLOT_KEY).gather(first[complete]))
+    return _hard_label_frame(keys, names, values["u"], values["c_norm"])

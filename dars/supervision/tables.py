@@ -64,7 +64,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
+from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars, subgrid_ranks
 from dars.supervision.core import CELL_KEY, QUERY_KEY, ObservationsLike, prepare_once
 from dars.supervision.diagnostics import DEFAULT_DEFINITION, diagnostics_table, draws_metrics
 from dars.supervision.labels import hard_labels, listwise_ranking, soft_labels
@@ -270,13 +270,14 @@ def supervision_stream(
     if seen != draws:
         raise RuntimeError("supervision_stream: the single-shot chunks were not all consumed")
     yield "labels", dars_labels(agg, names)
+    ranks = subgrid_ranks(prep.frame, seed)  # one seeded drawing shared by every (k, m)
     yield (
         "subgrid",
         _tagged(
             [
                 (
                     {"k": pl.lit(k, pl.Int32), "m": pl.lit(m, pl.Int32)},
-                    subgrid_dars(prep, k=k, m=m, seed=seed, lam=lam, beta=beta),
+                    subgrid_dars(prep, k=k, m=m, seed=seed, lam=lam, beta=beta, ranks=ranks),
                 )
                 for k, m in protocols
             ]
