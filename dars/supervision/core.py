@@ -253,7 +253,7 @@ def _prepare(
         if "status" in frame.columns:
             frame = frame.filter(pl.col("status") == "ok")
     mix_cols = [c for c in ("split", "view") if c in frame.columns]
-    if mix_cols:
+    if mix_cols and frame.select(pl.max_horizontal(pl.col(mix_cols).n_unique())).item() > 1:
         mixed = (
             frame.group_by("dataset")
             .agg(pl.struct(mix_cols).unique().alias("combos"))
@@ -291,7 +291,13 @@ def _prepare(
     for col in ("dataset", "query_id", "model"):
         enums[col], codes[col] = _codes(frame, col)
     for col in ("rewrite_id", "decode_id"):
-        codes[col] = frame[col].rank("dense").to_numpy().astype(np.int64) - 1
+        values = frame[col].to_numpy().astype(np.int64)
+        lo = int(values.min())
+        # Offsets from the minimum keep the order; ranks only when the ids are spread out.
+        if int(values.max()) - lo < 4 * values.size:
+            codes[col] = values - lo
+        else:
+            codes[col] = frame[col].rank("dense").to_numpy().astype(np.int64) - 1
     sizes = [int(codes[c].max()) + 1 for c in OBS_KEY]
     if float(np.prod([float(n) for n in sizes])) < 2.0**62:
         key = np.zeros(frame.height, dtype=np.int64)
@@ -350,6 +356,20 @@ def normalise_cost(
     return prepare_observations(obs, cost_bounds=cost_bounds)
 
 
+def with_cell_ids(prep: pl.DataFrame) -> pl.DataFrame:
+    """A coded frame (:class:`PreparedObservations`, canonical order) with ``_cell`` (int64, one
+    per (dataset, query_id, model)) and ``_cr`` (int64, one per (cell, rewrite_id)), both
+    increasing along the rows: grouping on them with ``maintain_order=True`` gives the groups
+    sorted by key, each summed in the canonical row order, without hashing strings."""
+    n_models = len(prep.schema["model"].categories)  # type: ignore[attr-defined]
+    lo, hi = prep["rewrite_id"].min(), prep["rewrite_id"].max()
+    span = int(hi) - int(lo) + 1  # type: ignore[arg-type]
+    cell = pl.col("_q") * n_models + pl.col("model").to_physical()
+    return prep.with_columns(_cell=cell).with_columns(
+        _cr=pl.col("_cell") * span + (pl.col("rewrite_id").cast(pl.Int64) - lo)
+    )
+
+
 def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Risk) -> pl.DataFrame:
     if risk not in ("all", "rewrite", "decode"):
         raise ValueError(f"risk must be one of 'all', 'rewrite', 'decode', got {risk!r}")
@@ -364,8 +384,7 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
     if coded:
         # One integer per cell, increasing with (dataset, query_id, model): grouping the sorted
         # rows in order gives the cells sorted, with the same per-cell summation order.
-        n_models = len(prep.schema["model"].categories)
-        prep = prep.with_columns(_cell=pl.col("_q") * n_models + pl.col("model").to_physical())
+        prep = with_cell_ids(prep)
         by, keys, order = ["_cell"], [pl.col(cell).first()], True
     else:
         by, keys, order = cell, [], False
@@ -379,18 +398,11 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
         c_mean=pl.col("c_norm").mean(),
     )
     if risk != "all":
-        if coded:  # one integer per (cell, rewrite), increasing with both
-            lo, hi = prep["rewrite_id"].min(), prep["rewrite_id"].max()
-            span = int(hi) - int(lo) + 1  # type: ignore[arg-type]
-            sub = pl.col("_cell") * span + (pl.col("rewrite_id").cast(pl.Int64) - lo)
-            per_rewrite = (
-                prep.with_columns(_cr=sub)
-                .group_by("_cr", maintain_order=True)
-                .agg(
-                    pl.col("_cell").first(),
-                    m_r=pl.col("score").mean(),
-                    s_r=pl.col("score").std(ddof=1).fill_null(0.0),
-                )
+        if coded:
+            per_rewrite = prep.group_by("_cr", maintain_order=True).agg(
+                pl.col("_cell").first(),
+                m_r=pl.col("score").mean(),
+                s_r=pl.col("score").std(ddof=1).fill_null(0.0),
             )
         else:
             per_rewrite = prep.group_by([*by, "rewrite_id"]).agg(

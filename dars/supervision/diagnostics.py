@@ -52,6 +52,7 @@ from dars.supervision.core import (
     dataset_seed,
     prepare_once,
     string_keys,
+    with_cell_ids,
 )
 from dars.supervision.labels import hard_labels
 from dars.supervision.single_shot import single_shot, slot_labels
@@ -237,10 +238,14 @@ def outcome_instability(
     a single observation cannot vary and are left out. Units: cells (metric
     ``outcome_instability``).
     """
-    prep = _prepared(obs)
+    prep = with_cell_ids(_prepared(obs))
     cells = (
-        prep.group_by(CELL_KEY)
-        .agg(n=pl.len(), spread=pl.col("score").max() - pl.col("score").min())
+        prep.group_by("_cell", maintain_order=True)
+        .agg(
+            pl.col(QUERY_KEY).first(),
+            n=pl.len(),
+            spread=pl.col("score").max() - pl.col("score").min(),
+        )
         .filter(pl.col("n") >= 2)
     )
     per_query = cells.group_by(QUERY_KEY).agg(
@@ -328,21 +333,30 @@ def variance_components(obs: ObservationsLike) -> pl.DataFrame:
     cell's scores. Population variances (ddof=0) are used so that
     ``total_var = input_var + output_var`` holds exactly (up to rounding).
     """
-    prep = _prepared(obs)
-    per_rewrite = (
-        prep.group_by([*CELL_KEY, "rewrite_id"])
-        .agg(n_r=pl.len(), m_r=pl.col("score").mean(), v_r=pl.col("score").var(ddof=0))
-        .sort([*CELL_KEY, "rewrite_id"])
+    # Sorted rows grouped in order on integer ids (see with_cell_ids): groups come out sorted.
+    prep = with_cell_ids(_prepared(obs))
+    per_rewrite = prep.group_by("_cr", maintain_order=True).agg(
+        pl.col("_cell", *CELL_KEY).first(),
+        n_r=pl.len(),
+        m_r=pl.col("score").mean(),
+        v_r=pl.col("score").var(ddof=0),
     )
     n = pl.col("n_r").sum()
     mean = (pl.col("n_r") * pl.col("m_r")).sum() / n
-    cells = per_rewrite.group_by(CELL_KEY).agg(
+    cells = per_rewrite.group_by("_cell", maintain_order=True).agg(
+        pl.col(CELL_KEY).first(),
         n_obs=n.cast(pl.Int64),
         input_var=(pl.col("n_r") * (pl.col("m_r") - mean) ** 2).sum() / n,
         output_var=(pl.col("n_r") * pl.col("v_r")).sum() / n,
     )
-    total = prep.group_by(CELL_KEY).agg(total_var=pl.col("score").var(ddof=0))
-    return string_keys(cells.join(total, on=list(CELL_KEY)).sort(CELL_KEY))
+    total = prep.group_by("_cell", maintain_order=True).agg(total_var=pl.col("score").var(ddof=0))
+    if not cells["_cell"].equals(total["_cell"]):
+        raise AssertionError("variance_components: cells out of step")
+    return string_keys(
+        cells.with_columns(total_var=total["total_var"]).select(
+            *CELL_KEY, "n_obs", "input_var", "output_var", "total_var"
+        )
+    )
 
 
 def variance_split(
