@@ -65,7 +65,13 @@ import numpy as np
 import polars as pl
 
 from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars, subgrid_ranks
-from dars.supervision.core import CELL_KEY, QUERY_KEY, ObservationsLike, prepare_once
+from dars.supervision.core import (
+    CELL_KEY,
+    QUERY_KEY,
+    ObservationsLike,
+    PreparedObservations,
+    prepare_once,
+)
 from dars.supervision.diagnostics import DEFAULT_DEFINITION, diagnostics_table, draws_metrics
 from dars.supervision.labels import hard_labels, listwise_ranking, soft_labels
 from dars.supervision.recovery import recovery_table
@@ -77,6 +83,7 @@ __all__ = [
     "complete_queries",
     "dars_labels",
     "grid_size",
+    "incomplete_queries",
     "subgrid_protocols",
     "summarise",
     "supervision_stream",
@@ -112,9 +119,18 @@ def subgrid_protocols(k_max: int, m_max: int) -> list[tuple[int, int]]:
     return sorted({(k, m) for k, m in wanted if k <= k_max and m <= m_max})
 
 
-def grid_size(obs: pl.DataFrame) -> tuple[int, int]:
+def grid_size(obs: pl.DataFrame | PreparedObservations) -> tuple[int, int]:
     """(K, M) actually observed: the most formulations of any query and the most decodes of any
     (query, formulation), over ok rows."""
+    if isinstance(obs, PreparedObservations):  # integer query ids: no string hashing
+        frame = obs.frame
+        k = frame.group_by("_q").agg(pl.col("rewrite_id").n_unique())["rewrite_id"].max()
+        m = (
+            frame.group_by("_q", "rewrite_id")
+            .agg(pl.col("decode_id").n_unique())["decode_id"]
+            .max()
+        )
+        return int(k or 0), int(m or 0)  # type: ignore[arg-type]
     ok = obs.filter(pl.col("status") == "ok") if "status" in obs.columns else obs
     k = ok.group_by(QUERY_KEY).agg(pl.col("rewrite_id").n_unique())["rewrite_id"].max()
     m = (
@@ -123,6 +139,16 @@ def grid_size(obs: pl.DataFrame) -> tuple[int, int]:
         .max()
     )
     return int(k or 0), int(m or 0)  # type: ignore[arg-type]
+
+
+def incomplete_queries(prep: PreparedObservations, models: Sequence[str]) -> int:
+    """How many queries of a prepared frame lack an observation of some pool model (what
+    :func:`complete_queries` would drop), counted on the integer codes."""
+    frame = prep.frame
+    in_pool = frame.filter(pl.col("model").cast(pl.String).is_in(list(models)))
+    per_query = in_pool.group_by("_q").agg(pl.col("model").n_unique())
+    n_queries = frame["_q"].n_unique()
+    return n_queries - per_query.filter(pl.col("model") == len(models)).height
 
 
 def complete_queries(obs: pl.DataFrame, models: Sequence[str]) -> tuple[pl.DataFrame, int]:

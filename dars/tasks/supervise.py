@@ -33,13 +33,19 @@ from dars.storage.supervision_store import (
     write_supervision_chunks,
 )
 from dars.storage.truth import read_truth
-from dars.supervision.core import cost_bounds, prepare_once
+from dars.supervision.core import (
+    PreparedObservations,
+    cost_bounds,
+    prepare_once,
+    with_cell_ids,
+)
 from dars.supervision.recovery import truth_on_cost_scale
 from dars.supervision.tables import (
     SINGLE_SHOT,
     TABLES,
     complete_queries,
     grid_size,
+    incomplete_queries,
     subgrid_protocols,
     summarise,
     supervision_stream,
@@ -135,21 +141,26 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
     exp.benchmark(dataset)  # unknown names raise listing the experiment's benchmarks
     models = exp.models_for(dataset)
     raw = load_train_observations(exp, dataset)
-    obs, n_dropped = complete_queries(raw, models)
-    if obs.height == 0:
-        have = sorted(raw["model"].unique().to_list())
-        raise ValueError(
-            f"dataset {dataset!r}: no train query has an ok observation for every one of its "
-            f"models; models with observations: {have}, models of the dataset: {models} (route "
-            "among fewer models with the benchmark's `models` field)"
-        )
-    warnings = _warnings(dataset, raw, obs, models, n_dropped)
+    # Validated, cost-normalised and key-coded once; every table below shares it. A query
+    # lacking a model is dropped first (cost is normalised over the queries kept), which
+    # prepares the kept rows again: rare, and cheaper than checking the strings every time.
+    prep = prepare_once(raw)
+    n_dropped = 0
+    if incomplete_queries(prep, models):
+        obs, n_dropped = complete_queries(raw, models)
+        if obs.height == 0:
+            have = sorted(raw["model"].unique().to_list())
+            raise ValueError(
+                f"dataset {dataset!r}: no train query has an ok observation for every one of "
+                f"its models; models with observations: {have}, models of the dataset: "
+                f"{models} (route among fewer models with the benchmark's `models` field)"
+            )
+        prep = prepare_once(obs)
+        del obs
+    warnings = _warnings(dataset, raw, prep, models, n_dropped)
     del raw
-    k_max, m_max = grid_size(obs)
-    n_observations = obs.height
-    # Validated, cost-normalised and key-coded once; every table below shares it.
-    prep = prepare_once(obs)
-    del obs
+    k_max, m_max = grid_size(prep)
+    n_observations = prep.height
     truth = None
     if exp.pool.simulated:
         stored = read_truth(exp.root, dataset)
@@ -195,7 +206,11 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
 
 
 def _warnings(
-    dataset: str, raw: pl.DataFrame, obs: pl.DataFrame, models: list[str], n_dropped: int
+    dataset: str,
+    raw: pl.DataFrame,
+    prep: PreparedObservations,
+    models: list[str],
+    n_dropped: int,
 ) -> tuple[str, ...]:
     """What the user should know about the rows supervised: queries dropped because a model
     never answered them (per model), and uneven observation counts per (query, model)."""
@@ -208,7 +223,7 @@ def _warnings(
             f"{dataset}: {n_dropped} of {have.height} train queries dropped: no ok observation "
             f"of {which}; every table covers the {have.height - n_dropped} others"
         )
-    per_cell = obs.group_by("query_id", "model").len()
+    per_cell = with_cell_ids(prep.frame).group_by("_cell").len()
     lo, hi = int(per_cell["len"].min()), int(per_cell["len"].max())
     if lo != hi:
         uneven = per_cell.filter(pl.col("len") != hi).height
