@@ -160,11 +160,16 @@ def atomic_write_table(
 
 @contextlib.contextmanager
 def atomic_table_writer(
-    path: str | Path, schema: pa.Schema, *, metadata: Mapping[bytes, bytes] | None = None
+    path: str | Path,
+    schema: pa.Schema,
+    *,
+    metadata: Mapping[bytes, bytes] | None = None,
+    use_dictionary: bool | Sequence[str] = True,
 ) -> Iterator[pq.ParquetWriter]:
     """A Parquet writer for a table written in batches (``writer.write_table(batch)``), with
     the options and atomicity of :func:`atomic_write_table`: the file appears at ``path`` when
-    the block exits without an exception, never partly written."""
+    the block exits without an exception, never partly written. ``use_dictionary``: the
+    columns to dictionary-encode (an encoding choice: what is read back is the same)."""
     if metadata:
         schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
     path = Path(path)
@@ -173,7 +178,11 @@ def atomic_table_writer(
     try:
         with os.fdopen(fd, "wb") as f:
             with pq.ParquetWriter(
-                f, schema, compression="zstd", write_page_checksum=True
+                f,
+                schema,
+                compression="zstd",
+                write_page_checksum=True,
+                use_dictionary=use_dictionary,  # type: ignore[arg-type]
             ) as writer:
                 yield writer
             f.flush()
