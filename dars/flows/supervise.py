@@ -2,9 +2,9 @@
 
 ``supervise_flow(config, root)`` takes parameters only (a config path, or the experiment the
 pipeline already loaded, and an optional run root), so a deployment can start it when the decode
-flow completes. It fans out one task per dataset
-(:func:`dars.tasks.supervise.supervise_dataset_task`) and returns the concatenated summaries
-(one row per (dataset, metric), columns :data:`dars.supervision.tables.SUMMARY_COLUMNS`).
+flow completes. It runs one task per dataset (:func:`dars.tasks.supervise.supervise_dataset_task`),
+one dataset after the other, and returns the concatenated summaries (one row per (dataset,
+metric), columns :data:`dars.supervision.tables.SUMMARY_COLUMNS`).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ def supervise_flow(
     run (:func:`dars.flows.names.label_run`)."""
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
-    futures = [supervise_dataset_task.submit(exp, b.name) for b in exp.benchmarks]
-    results = [f.result() for f in futures]
+    # One dataset at a time (read, supervise, write, free): the peak memory is one dataset's,
+    # and polars already spreads each dataset's work over every core.
+    results = [supervise_dataset_task.submit(exp, b.name).result() for b in exp.benchmarks]
     logger = get_run_logger()
     for r in results:
         logger.info("supervision of %s: %d tables written", r.dataset, len(r.files))

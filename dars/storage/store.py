@@ -10,6 +10,7 @@ Public API::
     scan_rewrites(root, **filters) -> pl.LazyFrame
     rewrite_keys(root, dataset, split, *, shard=None) -> pl.DataFrame
     atomic_write_table(table, path)
+    atomic_table_writer(path, schema) -> context manager yielding a ParquetWriter
 
 Writes are atomic: the new content goes to a hidden temporary file in the target directory
 (``.part-00003.parquet.<random>.tmp``), is fsynced, then ``os.replace``d over the target. A killed
@@ -155,6 +156,44 @@ def atomic_write_table(
         path,
         lambda f: pq.write_table(table, f, compression="zstd", write_page_checksum=True),
     )
+
+
+@contextlib.contextmanager
+def atomic_table_writer(
+    path: str | Path,
+    schema: pa.Schema,
+    *,
+    metadata: Mapping[bytes, bytes] | None = None,
+    use_dictionary: bool | Sequence[str] = True,
+) -> Iterator[pq.ParquetWriter]:
+    """A Parquet writer for a table written in batches (``writer.write_table(batch)``), with
+    the options and atomicity of :func:`atomic_write_table`: the file appears at ``path`` when
+    the block exits without an exception, never partly written. ``use_dictionary``: the
+    columns to dictionary-encode (an encoding choice: what is read back is the same)."""
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with pq.ParquetWriter(
+                f,
+                schema,
+                compression="zstd",
+                write_page_checksum=True,
+                use_dictionary=use_dictionary,  # type: ignore[arg-type]
+            ) as writer:
+                yield writer
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:

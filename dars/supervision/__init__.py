@@ -3,6 +3,9 @@
 Observation frames come from the observation store (one row per generation); only rows with
 ``status == "ok"`` are used. See :mod:`dars.supervision.core` for the shared conventions
 (per-dataset min-max cost normalisation, ddof=1 spreads, ``u = q_mean - λ c_mean - β q_std``).
+Every function that takes observations also takes them prepared once
+(:func:`~dars.supervision.core.prepare_once`), so computing many supervisions of one frame
+validates, normalises and key-codes it once.
 """
 
 from dars.supervision.ablations import (
@@ -19,11 +22,13 @@ from dars.supervision.ablations import (
 )
 from dars.supervision.core import (
     AGGREGATE_COLUMNS,
+    PreparedObservations,
     QueryModelArrays,
     aggregate,
     cost_bounds,
     normalise_cost,
     prepare_observations,
+    prepare_once,
     restrict_to_pool,
     to_arrays,
 )
@@ -72,6 +77,7 @@ __all__ = [
     "TAU",
     "TIE_DECIMALS",
     "Definition",
+    "PreparedObservations",
     "QueryModelArrays",
     "SingleShot",
     "SyntheticData",
@@ -93,6 +99,7 @@ __all__ = [
     "output_only",
     "pairwise_preferences",
     "prepare_observations",
+    "prepare_once",
     "rank_order",
     "recovery_table",
     "restrict_to_pool",

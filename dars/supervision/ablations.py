@@ -31,9 +31,11 @@ import polars as pl
 from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
+    ObservationsLike,
     _aggregate_prepared,
+    _prepared,
     dataset_seed,
-    prepare_observations,
+    string_keys,
 )
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
@@ -42,26 +44,26 @@ Ablation = Callable[..., pl.DataFrame]
 
 
 def full_dars(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Full DARS: all observations, σ over all of them (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="all")
 
 
 def input_only(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Input-side only: one decode (the lowest decode_id) per rewrite (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     # prep is sorted by decode_id within each rewrite, so the first row is the lowest decode.
     first = prep.filter(
         pl.col("decode_id") == pl.col("decode_id").min().over([*CELL_KEY, "rewrite_id"])
@@ -70,14 +72,14 @@ def input_only(
 
 
 def output_only(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Output-side only: the decodes of one fixed formulation (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     rewrite = pl.col("rewrite_id")
     has_original = (rewrite == -1).any().over(CELL_KEY)
     chosen = (
@@ -89,7 +91,7 @@ def output_only(
 
 
 def without_risk(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
@@ -97,31 +99,31 @@ def without_risk(
 ) -> pl.DataFrame:
     """All observations with β = 0 (the ``beta`` argument is accepted and ignored)."""
     del beta  # uniform signature across ablations; this ablation's point is β = 0
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=0.0, risk="all")
 
 
 def rewrite_risk(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations; σ = spread of the per-rewrite means (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="rewrite")
 
 
 def decoding_risk(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """All observations; σ = mean within-rewrite spread (see module table)."""
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
+    prep = _prepared(obs, cost_bounds)
     return _aggregate_prepared(prep, lam=lam, beta=beta, risk="decode")
 
 
@@ -156,7 +158,7 @@ def _random_keys(keys: pl.DataFrame, seed: int, salt: int) -> pl.DataFrame:
 
 
 def subgrid_observations(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     k: int,
     m: int,
@@ -175,35 +177,55 @@ def subgrid_observations(
     :func:`dars.supervision.core.prepare_observations`, ``c_norm`` normalised on the full frame
     or ``cost_bounds``) that were kept.
     """
+    prep = _prepared(obs, cost_bounds)
+    return string_keys(_subgrid(prep, k=k, m=m, seed=seed).drop("_k", "_q"))
+
+
+def _subgrid(
+    prep: pl.DataFrame, *, k: int, m: int, seed: int, ranks: pl.DataFrame | None = None
+) -> pl.DataFrame:
+    """The rows of :func:`subgrid_observations` from a coded frame, still coded. ``ranks``:
+    :func:`subgrid_ranks` of ``prep`` and ``seed``, when already computed."""
     for name, value in (("k", k), ("m", m)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    prep = prepare_observations(obs, cost_bounds=cost_bounds)
-    rw_key = [*QUERY_KEY, "rewrite_id"]
-    dec_key = [*rw_key, "decode_id"]
-    rewrites = prep.select(rw_key).unique()
-    decodes = prep.select(dec_key).unique()
-    k_max = rewrites.group_by(QUERY_KEY).len()["len"].max()
-    m_max = decodes.group_by(rw_key).len()["len"].max()
+    ranks = subgrid_ranks(prep, seed) if ranks is None else ranks
+    k_max, m_max = ranks["_k_max"].item(0), ranks["_m_max"].item(0)
     if k > k_max:
         raise ValueError(f"k={k} exceeds the largest number of formulations of any query ({k_max})")
     if m > m_max:
         raise ValueError(f"m={m} exceeds the largest number of decodes of any rewrite ({m_max})")
-    kept_rw = (
-        _random_keys(rewrites, seed, 0)
-        .filter(pl.col("_r").rank("ordinal").over(QUERY_KEY) <= k)
-        .drop("_r")
+    return prep.filter((ranks["_rank_rw"] <= k) & (ranks["_rank_dec"] <= m))
+
+
+def subgrid_ranks(prep: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """For each row of a prepared frame, the seeded rank of its formulation among its query's
+    (``_rank_rw``, 1 = chosen first) and of its decode among its (query, formulation)'s
+    (``_rank_dec``), with the largest counts ``_k_max`` and ``_m_max``: the k×m sub-grid is the
+    rows with ``_rank_rw <= k`` and ``_rank_dec <= m``, so every protocol shares one drawing.
+    Rows are aligned with ``prep``."""
+    rw_key = [*QUERY_KEY, "rewrite_id"]
+    dec_key = [*rw_key, "decode_id"]
+    rewrites = prep.select(rw_key).unique()
+    decodes = prep.select(dec_key).unique()
+    kept_rw = _random_keys(rewrites, seed, 0).select(
+        *rw_key, _rank_rw=pl.col("_r").rank("ordinal").over(QUERY_KEY)
     )
-    kept_dec = (
-        _random_keys(decodes, seed, 1)
-        .filter(pl.col("_r").rank("ordinal").over(rw_key) <= m)
-        .drop("_r")
+    kept_dec = _random_keys(decodes, seed, 1).select(
+        *dec_key, _rank_dec=pl.col("_r").rank("ordinal").over(rw_key)
     )
-    return prep.join(kept_rw, on=rw_key, how="semi").join(kept_dec, on=dec_key, how="semi")
+    k_max = rewrites.group_by(QUERY_KEY).len()["len"].max()
+    m_max = decodes.group_by(rw_key).len()["len"].max()
+    return (
+        prep.select(dec_key)
+        .join(kept_rw, on=rw_key, how="left", maintain_order="left")
+        .join(kept_dec, on=dec_key, how="left", maintain_order="left")
+        .select("_rank_rw", "_rank_dec", _k_max=pl.lit(k_max), _m_max=pl.lit(m_max))
+    )
 
 
 def subgrid_dars(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     k: int,
     m: int,
@@ -211,11 +233,14 @@ def subgrid_dars(
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
     cost_bounds: pl.DataFrame | None = None,
+    ranks: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Full DARS computed on a seeded k×m sub-grid (:func:`subgrid_observations`).
 
     Same schema as :func:`full_dars`; cost is normalised on the full frame (or ``cost_bounds``),
-    so points of a K×M curve share one cost scale.
+    so points of a K×M curve share one cost scale. ``ranks``: :func:`subgrid_ranks` of the
+    prepared ``obs`` (:class:`~dars.supervision.core.PreparedObservations`) and ``seed``, to
+    share one drawing between several (k, m).
     """
-    sub = subgrid_observations(obs, k=k, m=m, seed=seed, cost_bounds=cost_bounds)
+    sub = _subgrid(_prepared(obs, cost_bounds), k=k, m=m, seed=seed, ranks=ranks)
     return _aggregate_prepared(sub, lam=lam, beta=beta, risk="all")

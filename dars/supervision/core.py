@@ -123,15 +123,14 @@ def check_finite(
             )
 
 
-def cost_bounds(obs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def cost_bounds(obs: ObservationsLike) -> pl.DataFrame:
     """Per-dataset cost range used for min-max normalisation.
 
     One row per dataset: ``dataset``, ``cost_min`` and ``cost_max`` are the smallest and largest
     ``cost_usd`` over the dataset's ok observations. Pass it as ``cost_bounds=`` to normalise
     another frame (e.g. a sub-grid or the test views) on the same scale.
     """
-    prep = prepare_observations(obs)
-    return _bounds(prep)
+    return string_keys(_bounds(_prepared(obs)))
 
 
 def _bounds(prep: pl.DataFrame) -> pl.DataFrame:
@@ -162,8 +161,56 @@ def _check_bounds(bounds: pl.DataFrame, datasets: Sequence[str]) -> pl.DataFrame
     return bounds
 
 
+@dataclass(frozen=True)
+class PreparedObservations:
+    """Observations validated, cost-normalised and key-coded once (:func:`prepare_once`).
+
+    Every function of this package that takes observations also accepts this object in place of
+    the raw frame and then skips the preparation, so a caller computing many supervisions of one
+    frame (the supervise stage) prepares it once. ``frame`` holds the rows of
+    :func:`prepare_observations` in the same (canonical) order, except that ``dataset``,
+    ``query_id`` and ``model`` are ``pl.Enum`` columns whose categories are sorted (integer
+    codes that sort and group like the strings), plus ``_k`` (int64, the row's position in the
+    canonical order, so a subset is re-sorted on one integer column) and ``_q`` (int64, the
+    position of the row's (dataset, query_id) among the sorted distinct queries). Results built
+    from it carry plain String keys again.
+    """
+
+    frame: pl.DataFrame
+
+    @property
+    def height(self) -> int:
+        return self.frame.height
+
+
+ObservationsLike = pl.DataFrame | pl.LazyFrame | PreparedObservations
+
+
+def prepare_once(
+    obs: ObservationsLike, *, cost_bounds: pl.DataFrame | None = None
+) -> PreparedObservations:
+    """Validate and prepare ``obs`` once (see :class:`PreparedObservations`); a prepared input
+    is returned as is."""
+    if isinstance(obs, PreparedObservations):
+        if cost_bounds is not None:
+            raise ValueError("observations are already prepared: cost_bounds cannot be applied")
+        return obs
+    return PreparedObservations(_prepare(obs, cost_bounds=cost_bounds))
+
+
+def _prepared(obs: ObservationsLike, cost_bounds: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The coded frame of :class:`PreparedObservations` for any observations argument."""
+    return prepare_once(obs, cost_bounds=cost_bounds).frame
+
+
+def string_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its coded key columns (``pl.Enum``) cast back to String."""
+    enums = [c for c, t in frame.schema.items() if isinstance(t, pl.Enum)]
+    return frame.with_columns(pl.col(enums).cast(pl.String)) if enums else frame
+
+
 def prepare_observations(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     cost_bounds: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
@@ -180,6 +227,18 @@ def prepare_observations(
     empty selection, null keys, null/NaN/inf score or cost on an ok row (naming the column and an
     example key) and duplicated observation keys.
     """
+    return string_keys(_prepared(obs, cost_bounds).drop("_k", "_q"))
+
+
+def _codes(frame: pl.DataFrame, col: str) -> tuple[pl.Series, np.ndarray]:
+    """The column as an Enum of its sorted distinct values, and each row's code (int64)."""
+    coded = frame[col].cast(pl.Enum(frame[col].unique().sort().to_list()))
+    return coded, coded.to_physical().to_numpy().astype(np.int64)
+
+
+def _prepare(
+    obs: pl.DataFrame | pl.LazyFrame, *, cost_bounds: pl.DataFrame | None = None
+) -> pl.DataFrame:
     if isinstance(obs, pl.LazyFrame):
         # Project and filter before collecting so a scan of the store reads only what is used.
         names = obs.collect_schema().names()
@@ -194,7 +253,7 @@ def prepare_observations(
         if "status" in frame.columns:
             frame = frame.filter(pl.col("status") == "ok")
     mix_cols = [c for c in ("split", "view") if c in frame.columns]
-    if mix_cols:
+    if mix_cols and frame.select(pl.max_horizontal(pl.col(mix_cols).n_unique())).item() > 1:
         mixed = (
             frame.group_by("dataset")
             .agg(pl.struct(mix_cols).unique().alias("combos"))
@@ -226,32 +285,89 @@ def prepare_observations(
                 f"observations: key column {col!r} is null at {_format_key(row, OBS_KEY)}"
             )
     check_finite(frame, ("score", "cost_usd"), OBS_KEY, "observations (status ok)")
-    dup = frame.filter(pl.struct(OBS_KEY).is_duplicated())
-    if dup.height:
+    # Integer codes whose order is the order of the keys: one int64 sort key replaces a sort on
+    # five columns (three of them strings), and duplicates are adjacent equal keys.
+    enums, codes = {}, {}
+    for col in ("dataset", "query_id", "model"):
+        enums[col], codes[col] = _codes(frame, col)
+    for col in ("rewrite_id", "decode_id"):
+        values = frame[col].to_numpy().astype(np.int64)
+        lo = int(values.min())
+        # Offsets from the minimum keep the order; ranks only when the ids are spread out.
+        if int(values.max()) - lo < 4 * values.size:
+            codes[col] = values - lo
+        else:
+            codes[col] = frame[col].rank("dense").to_numpy().astype(np.int64) - 1
+    sizes = [int(codes[c].max()) + 1 for c in OBS_KEY]
+    if float(np.prod([float(n) for n in sizes])) < 2.0**62:
+        key = np.zeros(frame.height, dtype=np.int64)
+        for col, size in zip(OBS_KEY, sizes, strict=True):
+            key = key * size + codes[col]
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        duplicated = bool(key.size > 1 and (key[1:] == key[:-1]).any())
+    else:  # too many distinct values for one int64: sort on the coded columns
+        order = (
+            pl.DataFrame({c: codes[c] for c in OBS_KEY})
+            .with_row_index("_i")
+            .sort(list(OBS_KEY))["_i"]
+            .to_numpy()
+        )
+        duplicated = frame.select(pl.struct(OBS_KEY).is_duplicated().any()).item()
+    if duplicated:
+        dup = frame.filter(pl.struct(OBS_KEY).is_duplicated())
         raise ValueError(
             f"observations: {dup.height} rows share an observation key, e.g. "
             f"{_format_key(dup.row(0, named=True), OBS_KEY)}; each key must appear once"
         )
-    datasets = frame["dataset"].unique().to_list()
+    datasets = enums["dataset"].dtype.categories.to_list()
     bounds = _bounds(frame) if cost_bounds is None else _check_bounds(cost_bounds, datasets)
-    # Sort and rechunk first, then normalise with numpy: polars kernels can differ in the last
-    # bit depending on chunk layout, and results must not depend on how the input was split.
-    frame = frame.join(bounds, on="dataset", how="left").sort(OBS_KEY).rechunk()
+    lo_by_code = np.empty(len(datasets))
+    hi_by_code = np.empty(len(datasets))
+    for name, lo_v, hi_v in bounds.select("dataset", "cost_min", "cost_max").iter_rows():
+        if name in datasets:
+            lo_by_code[datasets.index(name)] = lo_v
+            hi_by_code[datasets.index(name)] = hi_v
+    d = codes["dataset"][order]
+    q = codes["query_id"][order]
+    frame = pl.DataFrame(
+        [enums[c].gather(order) for c in ("dataset", "query_id", "model")]
+        + [pl.Series(c, frame[c].to_numpy()[order]) for c in frame.columns[3:]]
+    )
+    # Normalise with numpy on the sorted rows: results must not depend on how the input was split.
     cost = frame["cost_usd"].to_numpy()
-    lo = frame["cost_min"].to_numpy()
-    span = frame["cost_max"].to_numpy() - lo
+    lo = lo_by_code[d]
+    span = hi_by_code[d] - lo
     with np.errstate(invalid="ignore", divide="ignore"):
         c_norm = np.where(span > 0, (cost - lo) / span, 0.0)
-    return frame.drop("cost_min", "cost_max").with_columns(
-        c_norm=pl.Series(c_norm, dtype=pl.Float64)
+    new_query = np.ones(frame.height, dtype=bool)
+    new_query[1:] = (d[1:] != d[:-1]) | (q[1:] != q[:-1])
+    return frame.with_columns(
+        c_norm=pl.Series(c_norm, dtype=pl.Float64),
+        _k=pl.Series(np.arange(frame.height, dtype=np.int64)),
+        _q=pl.Series(np.cumsum(new_query) - 1, dtype=pl.Int64),
     )
 
 
 def normalise_cost(
-    obs: pl.DataFrame | pl.LazyFrame, *, cost_bounds: pl.DataFrame | None = None
+    obs: ObservationsLike, *, cost_bounds: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """Alias of :func:`prepare_observations`: ok observations with the per-dataset ``c_norm``."""
     return prepare_observations(obs, cost_bounds=cost_bounds)
+
+
+def with_cell_ids(prep: pl.DataFrame) -> pl.DataFrame:
+    """A coded frame (:class:`PreparedObservations`, canonical order) with ``_cell`` (int64, one
+    per (dataset, query_id, model)) and ``_cr`` (int64, one per (cell, rewrite_id)), both
+    increasing along the rows: grouping on them with ``maintain_order=True`` gives the groups
+    sorted by key, each summed in the canonical row order, without hashing strings."""
+    n_models = len(prep.schema["model"].categories)  # type: ignore[attr-defined]
+    lo, hi = prep["rewrite_id"].min(), prep["rewrite_id"].max()
+    span = int(hi) - int(lo) + 1  # type: ignore[arg-type]
+    cell = pl.col("_q") * n_models + pl.col("model").to_physical()
+    return prep.with_columns(_cell=cell).with_columns(
+        _cr=pl.col("_cell") * span + (pl.col("rewrite_id").cast(pl.Int64) - lo)
+    )
 
 
 def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Risk) -> pl.DataFrame:
@@ -259,10 +375,22 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
         raise ValueError(f"risk must be one of 'all', 'rewrite', 'decode', got {risk!r}")
     _check_weights(lam=lam, beta=beta)
     cell = list(CELL_KEY)
+    coded = "_k" in prep.columns and isinstance(prep.schema["model"], pl.Enum)
     # Callers may pass filtered/joined frames; re-sorting keeps the summation order canonical.
-    prep = prep.sort(OBS_KEY).rechunk()
+    if not coded:
+        prep = prep.sort(OBS_KEY).rechunk()
+    elif not prep["_k"].is_sorted():  # a coded frame's canonical position: one integer column
+        prep = prep.sort("_k").rechunk()
+    if coded:
+        # One integer per cell, increasing with (dataset, query_id, model): grouping the sorted
+        # rows in order gives the cells sorted, with the same per-cell summation order.
+        prep = with_cell_ids(prep)
+        by, keys, order = ["_cell"], [pl.col(cell).first()], True
+    else:
+        by, keys, order = cell, [], False
     # polars std is ddof=1 and null for one value; the convention here is 0 for one observation.
-    stats = prep.group_by(cell).agg(
+    stats = prep.group_by(by, maintain_order=order).agg(
+        *keys,
         n_obs=pl.len().cast(pl.Int64),
         n_rewrites=pl.col("rewrite_id").n_unique().cast(pl.Int64),
         q_mean=pl.col("score").mean(),
@@ -270,26 +398,33 @@ def _aggregate_prepared(prep: pl.DataFrame, *, lam: float, beta: float, risk: Ri
         c_mean=pl.col("c_norm").mean(),
     )
     if risk != "all":
-        per_rewrite = prep.group_by([*cell, "rewrite_id"]).agg(
-            m_r=pl.col("score").mean(), s_r=pl.col("score").std(ddof=1).fill_null(0.0)
-        )
-        # Sort so the second-level reduction also runs in a canonical order.
-        per_rewrite = per_rewrite.sort([*cell, "rewrite_id"])
+        if coded:
+            per_rewrite = prep.group_by("_cr", maintain_order=True).agg(
+                pl.col("_cell").first(),
+                m_r=pl.col("score").mean(),
+                s_r=pl.col("score").std(ddof=1).fill_null(0.0),
+            )
+        else:
+            per_rewrite = prep.group_by([*by, "rewrite_id"]).agg(
+                m_r=pl.col("score").mean(), s_r=pl.col("score").std(ddof=1).fill_null(0.0)
+            )
+        # Sorted so the second-level reduction also runs in a canonical order.
+        if not coded:
+            per_rewrite = per_rewrite.sort([*cell, "rewrite_id"])
         if risk == "rewrite":
             sigma = pl.col("m_r").std(ddof=1).fill_null(0.0)
         else:
             sigma = pl.col("s_r").mean()
-        risk_frame = per_rewrite.group_by(cell).agg(q_std=sigma)
-        stats = stats.drop("q_std").join(risk_frame, on=cell, how="left")
-    return (
-        stats.with_columns(u=utility_expr("q_mean", "c_mean", "q_std", lam=lam, beta=beta))
-        .select(AGGREGATE_COLUMNS)
-        .sort(cell)
+        risk_frame = per_rewrite.group_by(by, maintain_order=order).agg(q_std=sigma)
+        stats = stats.drop("q_std").join(risk_frame, on=by, how="left", maintain_order="left")
+    stats = stats.with_columns(u=utility_expr("q_mean", "c_mean", "q_std", lam=lam, beta=beta))
+    return string_keys(
+        stats.select(AGGREGATE_COLUMNS) if coded else stats.select(AGGREGATE_COLUMNS).sort(cell)
     )
 
 
 def aggregate(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     lam: float = DEFAULT_LAM,
     beta: float = DEFAULT_BETA,
@@ -312,9 +447,7 @@ def aggregate(
 
     Cells with no ok observation are absent; the label functions decide what that means.
     """
-    return _aggregate_prepared(
-        prepare_observations(obs, cost_bounds=cost_bounds), lam=lam, beta=beta, risk=risk
-    )
+    return _aggregate_prepared(_prepared(obs, cost_bounds), lam=lam, beta=beta, risk=risk)
 
 
 @dataclass(frozen=True)
@@ -386,7 +519,7 @@ def to_arrays(
         arr = np.empty((keys.height, len(names)), dtype=np.float64)
         arr[rows, cols] = keyed[col].cast(pl.Float64).to_numpy()
         values[col] = arr
-    return QueryModelArrays(keys=keys, models=tuple(names), values=values)
+    return QueryModelArrays(keys=string_keys(keys), models=tuple(names), values=values)
 
 
 def restrict_to_pool(
@@ -416,6 +549,12 @@ def restrict_to_pool(
         prep = prep.join(incomplete.select(QUERY_KEY), on=QUERY_KEY, how="anti")
         if prep.height == 0:
             raise ValueError("no query has an ok observation for every pool model")
+    dtype = prep.schema["model"]
+    if isinstance(dtype, pl.Enum):  # a coded frame: map the codes, no string is compared
+        # Every code present is a pool model (checked above); other categories never occur.
+        lut = np.array([names.index(m) if m in names else -1 for m in dtype.categories.to_list()])
+        codes = prep["model"].to_physical().to_numpy()
+        return prep.with_columns(model_index=pl.Series(lut[codes], dtype=pl.Int32))
     model_idx = pl.DataFrame(
         {"model": names, "model_index": list(range(len(names)))},
         schema={"model": pl.String, "model_index": pl.Int32},

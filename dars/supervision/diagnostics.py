@@ -45,10 +45,14 @@ from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
     Missing,
+    ObservationsLike,
     _collect,
+    _prepared,
     _require_columns,
     dataset_seed,
-    prepare_observations,
+    prepare_once,
+    string_keys,
+    with_cell_ids,
 )
 from dars.supervision.labels import hard_labels
 from dars.supervision.single_shot import single_shot, slot_labels
@@ -221,7 +225,7 @@ def summarise_ratio(
 
 
 def outcome_instability(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     tol: float = 1e-9,
     n_boot: int = 1000,
@@ -234,10 +238,14 @@ def outcome_instability(
     a single observation cannot vary and are left out. Units: cells (metric
     ``outcome_instability``).
     """
-    prep = prepare_observations(obs)
+    prep = with_cell_ids(_prepared(obs))
     cells = (
-        prep.group_by(CELL_KEY)
-        .agg(n=pl.len(), spread=pl.col("score").max() - pl.col("score").min())
+        prep.group_by("_cell", maintain_order=True)
+        .agg(
+            pl.col(QUERY_KEY).first(),
+            n=pl.len(),
+            spread=pl.col("score").max() - pl.col("score").min(),
+        )
         .filter(pl.col("n") >= 2)
     )
     per_query = cells.group_by(QUERY_KEY).agg(
@@ -316,7 +324,7 @@ def single_vs_da_disagreement(
     return summarise_ratio(per_query, "single_vs_da_disagreement", n_boot=n_boot, seed=seed, ci=ci)
 
 
-def variance_components(obs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
+def variance_components(obs: ObservationsLike) -> pl.DataFrame:
     """Law-of-total-variance split of each (query, model) cell's scores.
 
     One row per (dataset, query_id, model): ``n_obs``, ``input_var`` = variance of the
@@ -325,25 +333,34 @@ def variance_components(obs: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     cell's scores. Population variances (ddof=0) are used so that
     ``total_var = input_var + output_var`` holds exactly (up to rounding).
     """
-    prep = prepare_observations(obs)
-    per_rewrite = (
-        prep.group_by([*CELL_KEY, "rewrite_id"])
-        .agg(n_r=pl.len(), m_r=pl.col("score").mean(), v_r=pl.col("score").var(ddof=0))
-        .sort([*CELL_KEY, "rewrite_id"])
+    # Sorted rows grouped in order on integer ids (see with_cell_ids): groups come out sorted.
+    prep = with_cell_ids(_prepared(obs))
+    per_rewrite = prep.group_by("_cr", maintain_order=True).agg(
+        pl.col("_cell", *CELL_KEY).first(),
+        n_r=pl.len(),
+        m_r=pl.col("score").mean(),
+        v_r=pl.col("score").var(ddof=0),
     )
     n = pl.col("n_r").sum()
     mean = (pl.col("n_r") * pl.col("m_r")).sum() / n
-    cells = per_rewrite.group_by(CELL_KEY).agg(
+    cells = per_rewrite.group_by("_cell", maintain_order=True).agg(
+        pl.col(CELL_KEY).first(),
         n_obs=n.cast(pl.Int64),
         input_var=(pl.col("n_r") * (pl.col("m_r") - mean) ** 2).sum() / n,
         output_var=(pl.col("n_r") * pl.col("v_r")).sum() / n,
     )
-    total = prep.group_by(CELL_KEY).agg(total_var=pl.col("score").var(ddof=0))
-    return cells.join(total, on=list(CELL_KEY)).sort(CELL_KEY)
+    total = prep.group_by("_cell", maintain_order=True).agg(total_var=pl.col("score").var(ddof=0))
+    if not cells["_cell"].equals(total["_cell"]):
+        raise AssertionError("variance_components: cells out of step")
+    return string_keys(
+        cells.with_columns(total_var=total["total_var"]).select(
+            *CELL_KEY, "n_obs", "input_var", "output_var", "total_var"
+        )
+    )
 
 
 def variance_split(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     *,
     n_boot: int = 1000,
     seed: int = 0,
@@ -381,7 +398,7 @@ def variance_split(
 
 
 def single_shot_diagnostics(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     models: Sequence[str],
     definition: str = DEFAULT_DEFINITION,
     *,
@@ -403,6 +420,7 @@ def single_shot_diagnostics(
     full DARS label at ``beta``.
     """
     spec = check_definition(definition)
+    obs = prepare_once(obs)
     if spec.index == "slots":
         single = slot_labels(obs, models, lam=lam)
     else:
@@ -416,6 +434,47 @@ def single_shot_diagnostics(
     )
 
 
+def draws_metrics(
+    query_keys: pl.DataFrame,
+    n_draws: int,
+    flipped: np.ndarray,
+    disagreements: np.ndarray,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> pl.DataFrame:
+    """The ``draws`` rows of :func:`single_shot_diagnostics` from per-query counts.
+
+    ``query_keys``: one row per query (dataset, query_id); ``flipped[i]``: whether query i's
+    single-shot label differs between some of the ``n_draws`` draws; ``disagreements[i]``: in
+    how many draws it differs from the DARS label. Same values as
+    ``single_shot_diagnostics(obs, models, "draws", draws=n_draws, ...)`` computed from those
+    labels, without holding the (draws × queries) label frame.
+    """
+    boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
+    flips = query_keys.select(
+        *QUERY_KEY,
+        num=pl.Series(np.asarray(flipped, dtype=np.float64)),
+        den=pl.lit(1.0),
+        units=pl.lit(1, pl.Int32),
+    )
+    if n_draws < 2:  # a query with one draw cannot flip: it is left out
+        flips = flips.clear()
+    disagree = query_keys.select(
+        *QUERY_KEY,
+        num=pl.Series(np.asarray(disagreements, dtype=np.float64)),
+        den=pl.lit(float(n_draws)),
+        units=pl.lit(n_draws, pl.UInt32),
+    )
+    return pl.concat(
+        [
+            summarise_ratio(flips, "winner_flip_rate", **boot),
+            summarise_ratio(disagree, "single_vs_da_disagreement", **boot),
+        ]
+    )
+
+
 def _in_metric_order(frame: pl.DataFrame, by: Sequence[str] = ()) -> pl.DataFrame:
     order = {name: i for i, name in enumerate(METRICS)}
     return (
@@ -426,7 +485,7 @@ def _in_metric_order(frame: pl.DataFrame, by: Sequence[str] = ()) -> pl.DataFram
 
 
 def diagnostics(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     models: Sequence[str],
     *,
     definition: str = DEFAULT_DEFINITION,
@@ -457,7 +516,7 @@ def diagnostics(
 
 
 def diagnostics_table(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     models: Sequence[str],
     *,
     default: str = DEFAULT_DEFINITION,
@@ -469,6 +528,7 @@ def diagnostics_table(
     n_boot: int = 1000,
     ci: float = 0.95,
     missing: Missing = "error",
+    computed: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """The Figure-2 diagnostics under every definition (the supervise stage's table).
 
@@ -480,8 +540,14 @@ def diagnostics_table(
     any unit (e.g. no slot where every model has an ok observation) keeps its row, with NaN
     values and zero counts, so both definitions can always be shown side by side. Sorted by
     dataset, then metric in :data:`METRICS` order, the default definition first.
+
+    ``computed``: definition name → the rows :func:`single_shot_diagnostics` would return for
+    it with these arguments, already computed (the stage derives the ``draws`` rows from the
+    single-shot draws it streams to disk, :func:`draws_metrics`); those are not recomputed.
     """
+    computed_rows = dict(computed or {})
     check_definition(default)
+    obs = prepare_once(obs)
     boot = {"n_boot": n_boot, "seed": seed, "ci": ci}
     names = [default, *(d for d in DEFINITIONS if d != default)]
     # _d: position of the row's definition in `names`, -1 for the definition-free metrics.
@@ -490,9 +556,12 @@ def diagnostics_table(
         variance_split(obs, **boot).with_columns(_d=pl.lit(-1, pl.Int32)),
     ]
     for i, name in enumerate(names):
-        rows = single_shot_diagnostics(
-            obs, models, name, lam=lam, beta=beta, draws=draws, missing=missing, **boot
-        )
+        if name in computed_rows:
+            rows = computed_rows[name]
+        else:
+            rows = single_shot_diagnostics(
+                obs, models, name, lam=lam, beta=beta, draws=draws, missing=missing, **boot
+            )
         parts.append(rows.with_columns(_d=pl.lit(i, pl.Int32)))
     computed = pl.concat(parts)
     wanted = [(m, -1) for m in METRICS if m not in SINGLE_SHOT_METRICS] + [

@@ -17,11 +17,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
+from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars, subgrid_ranks
 from dars.supervision.core import (
     CELL_KEY,
     QUERY_KEY,
     Missing,
+    ObservationsLike,
     _check_weights,
     _collect,
     _format_key,
@@ -29,6 +30,7 @@ from dars.supervision.core import (
     check_finite,
     check_models,
     dataset_seed,
+    prepare_once,
     to_arrays,
 )
 from dars.supervision.diagnostics import _check_ci, bootstrap_ratio
@@ -206,7 +208,7 @@ def label_recovery(
 
 
 def recovery_table(
-    obs: pl.DataFrame | pl.LazyFrame,
+    obs: ObservationsLike,
     truth: pl.DataFrame | pl.LazyFrame,
     models: Sequence[str],
     *,
@@ -232,6 +234,7 @@ def recovery_table(
     ``recovery, ci_low, ci_high, regret, n_queries, n_labels`` as in :func:`label_recovery`.
     """
     names = check_models(models)
+    obs = prepare_once(obs)
     kw = {"lam": lam, "beta_true": beta_true, "n_boot": n_boot, "seed": seed, "ci": ci}
     truth = true_utility(truth, lam=lam, beta_true=beta_true)
     parts: list[tuple[str, int | None, int | None, pl.DataFrame]] = []
@@ -240,8 +243,10 @@ def recovery_table(
     for name in ablations:
         agg = get_ablation(name)(obs, lam=lam, beta=beta)
         parts.append((name, None, None, hard_labels(agg, names, missing=missing)))
+    protocols = list(protocols)
+    ranks = subgrid_ranks(obs.frame, seed) if protocols else None
     for k, m in protocols:
-        agg = subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta)
+        agg = subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta, ranks=ranks)
         parts.append((f"dars_k{k}_m{m}", k, m, hard_labels(agg, names, missing=missing)))
     frames = [
         label_recovery(labels, truth, names, **kw).select(

@@ -58,16 +58,24 @@ Tables (one file each; rows are sorted, so a rerun on the same store writes iden
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+import numpy as np
 import polars as pl
 
-from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars
-from dars.supervision.core import CELL_KEY, QUERY_KEY
-from dars.supervision.diagnostics import DEFAULT_DEFINITION, diagnostics_table
+from dars.supervision.ablations import ABLATIONS, get_ablation, subgrid_dars, subgrid_ranks
+from dars.supervision.core import (
+    CELL_KEY,
+    QUERY_KEY,
+    ObservationsLike,
+    PreparedObservations,
+    prepare_once,
+)
+from dars.supervision.diagnostics import DEFAULT_DEFINITION, diagnostics_table, draws_metrics
 from dars.supervision.labels import hard_labels, listwise_ranking, soft_labels
 from dars.supervision.recovery import recovery_table
-from dars.supervision.single_shot import single_shot
+from dars.supervision.single_shot import SingleShotChunk, single_shot_plan
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -75,8 +83,10 @@ __all__ = [
     "complete_queries",
     "dars_labels",
     "grid_size",
+    "incomplete_queries",
     "subgrid_protocols",
     "summarise",
+    "supervision_stream",
     "supervision_tables",
     "train_grid",
 ]
@@ -109,9 +119,18 @@ def subgrid_protocols(k_max: int, m_max: int) -> list[tuple[int, int]]:
     return sorted({(k, m) for k, m in wanted if k <= k_max and m <= m_max})
 
 
-def grid_size(obs: pl.DataFrame) -> tuple[int, int]:
+def grid_size(obs: pl.DataFrame | PreparedObservations) -> tuple[int, int]:
     """(K, M) actually observed: the most formulations of any query and the most decodes of any
     (query, formulation), over ok rows."""
+    if isinstance(obs, PreparedObservations):  # integer query ids: no string hashing
+        frame = obs.frame
+        k = frame.group_by("_q").agg(pl.col("rewrite_id").n_unique())["rewrite_id"].max()
+        m = (
+            frame.group_by("_q", "rewrite_id")
+            .agg(pl.col("decode_id").n_unique())["decode_id"]
+            .max()
+        )
+        return int(k or 0), int(m or 0)  # type: ignore[arg-type]
     ok = obs.filter(pl.col("status") == "ok") if "status" in obs.columns else obs
     k = ok.group_by(QUERY_KEY).agg(pl.col("rewrite_id").n_unique())["rewrite_id"].max()
     m = (
@@ -120,6 +139,16 @@ def grid_size(obs: pl.DataFrame) -> tuple[int, int]:
         .max()
     )
     return int(k or 0), int(m or 0)  # type: ignore[arg-type]
+
+
+def incomplete_queries(prep: PreparedObservations, models: Sequence[str]) -> int:
+    """How many queries of a prepared frame lack an observation of some pool model (what
+    :func:`complete_queries` would drop), counted on the integer codes."""
+    frame = prep.frame
+    in_pool = frame.filter(pl.col("model").cast(pl.String).is_in(list(models)))
+    per_query = in_pool.group_by("_q").agg(pl.col("model").n_unique())
+    n_queries = frame["_q"].n_unique()
+    return n_queries - per_query.filter(pl.col("model") == len(models)).height
 
 
 def complete_queries(obs: pl.DataFrame, models: Sequence[str]) -> tuple[pl.DataFrame, int]:
@@ -159,7 +188,7 @@ def _tagged(frames: Sequence[tuple[dict[str, pl.Expr], pl.DataFrame]]) -> pl.Dat
 
 
 def supervision_tables(
-    obs: pl.DataFrame,
+    obs: ObservationsLike,
     models: Sequence[str],
     *,
     lam: float,
@@ -174,55 +203,145 @@ def supervision_tables(
     """Every supervision table of one observation frame (pure; no I/O).
 
     ``obs``: ok train observations in which every query has every pool model (see
-    :func:`complete_queries`). ``truth``: one row per (dataset, query_id, model) with ``p_true``
-    and ``c_true`` (on the ``c_norm`` scale of ``obs``); when given, the ``recovery`` table is
-    added. ``definition``: the default definition of the single-shot diagnostics (both are in
-    the ``diagnostics`` table; the summary shows the default). Returns table name → frame for
-    every name of :data:`TABLES` except ``summary`` (and ``recovery`` without truth); the
-    tables are described in the module docstring.
+    :func:`complete_queries`), raw or prepared (:func:`~dars.supervision.core.prepare_once`).
+    ``truth``: one row per (dataset, query_id, model) with ``p_true`` and ``c_true`` (on the
+    ``c_norm`` scale of ``obs``); when given, the ``recovery`` table is added. ``definition``:
+    the default definition of the single-shot diagnostics (both are in the ``diagnostics``
+    table; the summary shows the default). Returns table name → frame for every name of
+    :data:`TABLES` except ``summary`` (and ``recovery`` without truth); the tables are described
+    in the module docstring. The same tables as :func:`supervision_stream`, held in memory.
+    """
+    tables: dict[str, pl.DataFrame] = {}
+    for name, value in supervision_stream(
+        obs, models, lam=lam, beta=beta, draws=draws, seed=seed, protocols=protocols,
+        truth=truth, n_boot=n_boot, definition=definition,
+    ):  # fmt: skip
+        if name == SINGLE_SHOT:
+            chunks = list(value)
+            tables["single_shot_draws"] = pl.concat([c.draws for c in chunks])
+            tables["single_shot_labels"] = pl.concat([c.labels for c in chunks])
+        else:
+            tables[name] = value
+    return tables
+
+
+#: The name :func:`supervision_stream` gives the single-shot tables' chunks.
+SINGLE_SHOT = "single_shot"
+#: Draws per chunk of the streamed single-shot tables.
+DRAWS_PER_CHUNK = 10
+
+
+def supervision_stream(
+    obs: ObservationsLike,
+    models: Sequence[str],
+    *,
+    lam: float,
+    beta: float,
+    draws: int,
+    seed: int,
+    protocols: Sequence[tuple[int, int]],
+    truth: pl.DataFrame | None = None,
+    n_boot: int = 1000,
+    definition: str = DEFAULT_DEFINITION,
+    draws_per_chunk: int = DRAWS_PER_CHUNK,
+) -> Iterator[tuple[str, Any]]:
+    """The tables of :func:`supervision_tables`, one at a time, in :data:`TABLES` order, for a
+    caller that writes each and frees it (pure; no I/O).
+
+    Yields ``(name, frame)``, except for the two single-shot tables, which come together as
+    ``(SINGLE_SHOT, chunks)``: an iterator of
+    :class:`~dars.supervision.single_shot.SingleShotChunk` (``draws_per_chunk`` draws each: rows
+    of ``single_shot_draws`` and of ``single_shot_labels``), so the S draws are never held at
+    once. The caller must exhaust ``chunks`` before asking for the next table: the ``draws``
+    diagnostics are counted while the chunks go by. ``obs`` is prepared once
+    (:func:`~dars.supervision.core.prepare_once`) and shared by every table.
     """
     names = list(models)
-    tables: dict[str, pl.DataFrame] = {}
-    agg = get_ablation("full_dars")(obs, lam=lam, beta=beta)
-    tables["dars"] = agg
-    tables["ablations"] = _tagged(
-        [
-            ({"supervision": pl.lit(name, pl.String)}, fn(obs, lam=lam, beta=beta))
-            for name, fn in ABLATIONS.items()
-        ]
+    prep = prepare_once(obs)
+    agg = get_ablation("full_dars")(prep, lam=lam, beta=beta)
+    yield "dars", agg
+    yield (
+        "ablations",
+        _tagged(
+            [
+                ({"supervision": pl.lit(name, pl.String)}, fn(prep, lam=lam, beta=beta))
+                for name, fn in ABLATIONS.items()
+            ]
+        ),
     )
-    shots = single_shot(obs, names, draws=draws, seed=seed, lam=lam)
-    tables["single_shot_draws"] = shots.draws
-    tables["single_shot_labels"] = shots.labels
-    tables["labels"] = dars_labels(agg, names)
-    tables["subgrid"] = _tagged(
-        [
-            (
-                {"k": pl.lit(k, pl.Int32), "m": pl.lit(m, pl.Int32)},
-                subgrid_dars(obs, k=k, m=m, seed=seed, lam=lam, beta=beta),
-            )
-            for k, m in protocols
-        ]
+    plan = single_shot_plan(prep, names, draws=draws, seed=seed, lam=lam)
+    query_keys = plan.query_keys()
+    # The draws definition's DA label: the DARS hard label (β included), query order as above.
+    da = hard_labels(agg, names)
+    if not da.select(QUERY_KEY).equals(query_keys):
+        raise AssertionError("single-shot queries and DARS labels are not in the same order")
+    da_index = da["label_index"].to_numpy()
+    first = np.full(plan.n_queries, -1, dtype=np.int64)
+    flipped = np.zeros(plan.n_queries, dtype=bool)
+    disagree = np.zeros(plan.n_queries, dtype=np.int64)
+    seen = 0
+
+    def chunks() -> Iterator[SingleShotChunk]:
+        nonlocal seen
+        for chunk in plan.chunks(draws_per_chunk):
+            li = chunk.label_index
+            if seen == 0:
+                first[:] = li[0]
+            flipped[:] |= (li != first[None, :]).any(axis=0)
+            disagree[:] += (li != da_index[None, :]).sum(axis=0)
+            seen += li.shape[0]
+            yield chunk
+
+    yield SINGLE_SHOT, chunks()
+    if seen != draws:
+        raise RuntimeError("supervision_stream: the single-shot chunks were not all consumed")
+    yield "labels", dars_labels(agg, names)
+    ranks = subgrid_ranks(prep.frame, seed)  # one seeded drawing shared by every (k, m)
+    yield (
+        "subgrid",
+        _tagged(
+            [
+                (
+                    {"k": pl.lit(k, pl.Int32), "m": pl.lit(m, pl.Int32)},
+                    subgrid_dars(prep, k=k, m=m, seed=seed, lam=lam, beta=beta, ranks=ranks),
+                )
+                for k, m in protocols
+            ]
+        ),
     )
-    tables["diagnostics"] = diagnostics_table(
-        obs, names, default=definition, lam=lam, beta=beta, draws=draws, seed=seed, n_boot=n_boot
-    )
-    if truth is not None:
-        tables["recovery"] = recovery_table(
-            obs,
-            truth,
+    boot = {"n_boot": n_boot, "seed": seed}
+    draws_rows = draws_metrics(query_keys, draws, flipped, disagree, **boot)
+    yield (
+        "diagnostics",
+        diagnostics_table(
+            prep,
             names,
+            default=definition,
             lam=lam,
             beta=beta,
             draws=draws,
-            seed=seed,
-            protocols=protocols,
-            n_boot=n_boot,
-            # A sub-grid can miss a cell whose chosen slots all failed; such a query is left
-            # out of that protocol's recovery (its n_queries says how many remain).
-            missing="drop",
+            computed={"draws": draws_rows},
+            **boot,
+        ),  # fmt: skip
+    )
+    if truth is not None:
+        yield (
+            "recovery",
+            recovery_table(
+                prep,
+                truth,
+                names,
+                lam=lam,
+                beta=beta,
+                draws=draws,
+                seed=seed,
+                protocols=protocols,
+                n_boot=n_boot,
+                # A sub-grid can miss a cell whose chosen slots all failed; such a query is left
+                # out of that protocol's recovery (its n_queries says how many remain).
+                missing="drop",
+            ),
         )
-    return tables
 
 
 def summarise(

@@ -27,17 +27,28 @@ from prefect.cache_policies import NO_CACHE
 
 from dars.config import Experiment
 from dars.storage import RunLayout, scan_observations
-from dars.storage.supervision_store import remove_supervision, write_supervision
+from dars.storage.supervision_store import (
+    remove_supervision,
+    write_supervision,
+    write_supervision_chunks,
+)
 from dars.storage.truth import read_truth
-from dars.supervision.core import cost_bounds
+from dars.supervision.core import (
+    PreparedObservations,
+    cost_bounds,
+    prepare_once,
+    with_cell_ids,
+)
 from dars.supervision.recovery import truth_on_cost_scale
 from dars.supervision.tables import (
+    SINGLE_SHOT,
     TABLES,
     complete_queries,
     grid_size,
+    incomplete_queries,
     subgrid_protocols,
     summarise,
-    supervision_tables,
+    supervision_stream,
     train_grid,
 )
 from dars.tasks.retry import retry_on_transient_io
@@ -130,22 +141,42 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
     exp.benchmark(dataset)  # unknown names raise listing the experiment's benchmarks
     models = exp.models_for(dataset)
     raw = load_train_observations(exp, dataset)
-    obs, n_dropped = complete_queries(raw, models)
-    if obs.height == 0:
-        have = sorted(raw["model"].unique().to_list())
-        raise ValueError(
-            f"dataset {dataset!r}: no train query has an ok observation for every one of its "
-            f"models; models with observations: {have}, models of the dataset: {models} (route "
-            "among fewer models with the benchmark's `models` field)"
-        )
-    warnings = _warnings(dataset, raw, obs, models, n_dropped)
-    k_max, m_max = grid_size(obs)
+    # Validated, cost-normalised and key-coded once; every table below shares it. A query
+    # lacking a model is dropped first (cost is normalised over the queries kept), which
+    # prepares the kept rows again: rare, and cheaper than checking the strings every time.
+    prep = prepare_once(raw)
+    n_dropped = 0
+    if incomplete_queries(prep, models):
+        obs, n_dropped = complete_queries(raw, models)
+        if obs.height == 0:
+            have = sorted(raw["model"].unique().to_list())
+            raise ValueError(
+                f"dataset {dataset!r}: no train query has an ok observation for every one of "
+                f"its models; models with observations: {have}, models of the dataset: "
+                f"{models} (route among fewer models with the benchmark's `models` field)"
+            )
+        prep = prepare_once(obs)
+        del obs
+    warnings = _warnings(dataset, raw, prep, models, n_dropped)
+    del raw
+    k_max, m_max = grid_size(prep)
+    n_observations = prep.height
     truth = None
     if exp.pool.simulated:
         stored = read_truth(exp.root, dataset)
-        truth = truth_on_cost_scale(stored, obs["query_id"].unique().to_list(), cost_bounds(obs))
-    tables = supervision_tables(
-        obs,
+        query_ids = prep.frame["query_id"].unique().cast(pl.String).to_list()
+        truth = truth_on_cost_scale(stored, query_ids, cost_bounds(prep))
+    # Drop the completion marker first: until the new summary lands, a reader must not take an
+    # old summary as proof that the (partly rewritten) tables are complete.
+    remove_supervision(exp.root, dataset, "summary")
+    if truth is None:
+        remove_supervision(exp.root, dataset, "recovery")
+    # Each table is written as soon as it is computed and then freed; the single-shot tables
+    # are streamed a block of draws at a time.
+    files: dict[str, Path] = {}
+    tables: dict[str, pl.DataFrame] = {}
+    for name, value in supervision_stream(
+        prep,
         models,
         lam=exp.lam,
         beta=exp.beta,
@@ -155,25 +186,31 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
         truth=truth,
         n_boot=n_boot,
         definition=exp.diagnostics.definition,
-    )
+    ):
+        if name == SINGLE_SHOT:
+            shot_names = ("single_shot_draws", "single_shot_labels")
+            paths = write_supervision_chunks(
+                exp.root, dataset, shot_names, ((c.draws, c.labels) for c in value)
+            )
+            files.update(zip(shot_names, paths, strict=True))
+            continue
+        files[name] = write_supervision(exp.root, dataset, name, value)
+        if name in ("dars", "diagnostics", "recovery"):  # what the summary reads
+            tables[name] = value
     tables["summary"] = summarise(
-        dataset, tables, n_observations=obs.height, n_queries_dropped=n_dropped
+        dataset, tables, n_observations=n_observations, n_queries_dropped=n_dropped
     )
-    # Drop the completion marker first: until the new summary lands, a reader must not take an
-    # old summary as proof that the (partly rewritten) tables are complete.
-    remove_supervision(exp.root, dataset, "summary")
-    if "recovery" not in tables:
-        remove_supervision(exp.root, dataset, "recovery")
-    files = {
-        name: write_supervision(exp.root, dataset, name, tables[name])
-        for name in TABLES
-        if name in tables
-    }
+    files["summary"] = write_supervision(exp.root, dataset, "summary", tables["summary"])
+    files = {name: files[name] for name in TABLES if name in files}
     return DatasetSupervision(dataset, files, tables["summary"], warnings)
 
 
 def _warnings(
-    dataset: str, raw: pl.DataFrame, obs: pl.DataFrame, models: list[str], n_dropped: int
+    dataset: str,
+    raw: pl.DataFrame,
+    prep: PreparedObservations,
+    models: list[str],
+    n_dropped: int,
 ) -> tuple[str, ...]:
     """What the user should know about the rows supervised: queries dropped because a model
     never answered them (per model), and uneven observation counts per (query, model)."""
@@ -186,7 +223,7 @@ def _warnings(
             f"{dataset}: {n_dropped} of {have.height} train queries dropped: no ok observation "
             f"of {which}; every table covers the {have.height - n_dropped} others"
         )
-    per_cell = obs.group_by("query_id", "model").len()
+    per_cell = with_cell_ids(prep.frame).group_by("_cell").len()
     lo, hi = int(per_cell["len"].min()), int(per_cell["len"].max())
     if lo != hi:
         uneven = per_cell.filter(pl.col("len") != hi).height
