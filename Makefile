@@ -9,11 +9,16 @@ ROOT ?= runs/demo
 
 .PHONY: demo test lint install clean
 
+# The install takes minutes (a 2.5 GB venv): each step says what it does and pip shows its progress.
 $(STAMP): pyproject.toml
+	@echo "[install 1/3] creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "[install 2/3] torch==2.13.0 (CPU wheel)"
+	$(BIN)/pip install --progress-bar on torch==2.13.0
+	@echo "[install 3/3] dars and its dependencies (prefect, litellm, polars, scikit-learn, ...)"
+	$(BIN)/pip install --progress-bar on -e '.[dev]'
 	touch $(STAMP)
+	@echo "[install] done: $(VENV)"
 
 install: $(STAMP)
 

@@ -36,7 +36,7 @@ from pydantic import (
 
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
-# Authors' released defaults (see ARCHITECTURE.md, "Fixed decisions").
+# Authors' released defaults (see docs/architecture.md).
 DEFAULT_MAX_TOKENS: dict[str, int] = {"gpqa": 768, "math500": 3072, "drop800": 512}
 FALLBACK_MAX_TOKENS = 512
 

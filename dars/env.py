@@ -1,4 +1,4 @@
-"""The offline environment defaults (ARCHITECTURE.md, "Fixed decisions"), applied by entry points.
+"""The offline environment defaults (docs/architecture.md), applied by entry points.
 
 Importing ``dars`` changes nothing in the environment: a library must not. The entry points —
 the ``dars`` CLI, the Prefect flows (``dars.flows``, what a deployment imports) and the test
@@ -15,6 +15,9 @@ import os
 OFFLINE_DEFAULTS: dict[str, str] = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # The server setting above does not stop Prefect's client-side telemetry: a first CLI run in
+    # a terminal printed "Prefect collects anonymous usage data …". DO_NOT_TRACK does.
+    "DO_NOT_TRACK": "1",
     # Prefect's default (20 s) is too short for a first start on a busy 2-core machine: the
     # quickstart failed with "Timed out while attempting to connect to ephemeral Prefect API
     # server" after 25 s on a fresh clone.

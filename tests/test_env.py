@@ -62,3 +62,19 @@ def test_offline_unless_opted_in(monkeypatch, value):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     apply_offline_defaults()
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_prefect_client_telemetry_is_off(monkeypatch):
+    """Regression (issue 15): PREFECT_SERVER_ANALYTICS_ENABLED alone left Prefect's client
+    telemetry on, and the first run in a terminal printed its usage-data notice."""
+    for key in OFFLINE_DEFAULTS:
+        monkeypatch.delenv(key, raising=False)
+    from prefect._internal.analytics.ci_detection import CI_ENV_VARS
+    from prefect._internal.analytics.enabled import is_telemetry_enabled
+
+    for ci in CI_ENV_VARS:
+        monkeypatch.delenv(ci, raising=False)
+    assert is_telemetry_enabled()  # what a terminal user got before
+    apply_offline_defaults()
+    assert os.environ["DO_NOT_TRACK"] == "1"
+    assert not is_telemetry_enabled()
