@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -52,6 +51,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from bench.rows import machine, table  # noqa: E402
 from bench.stub_server import serve_stub  # noqa: E402
 
 ROWS = (
@@ -230,23 +230,6 @@ def _worker_cmd(args: argparse.Namespace, api_base: str, rows: str, rounds: int)
         "--concurrency",
         str(args.concurrency),
     ]
-
-
-def table(rows: list[dict], cols: list[str]) -> str:
-    """A plain-text table of ``rows`` (first column left-aligned; floats to 2 decimals)."""
-
-    def fmt(v: Any) -> str:
-        return "" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
-
-    cells = [[fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(cols)]
-    return "\n".join(
-        " ".join(
-            x.ljust(w) if i == 0 else x.rjust(w)
-            for i, (x, w) in enumerate(zip(r, widths, strict=True))
-        )
-        for r in [cols, *cells]
-    )
 
 
 def _results(text: str) -> list[dict]:
@@ -507,10 +490,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.out:
         meta = {
-            "machine": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "load_avg": os.getloadavg(),
+            **machine(),
             "latency_ms": args.latency_ms,
             "concurrency": args.concurrency,
             "calls": args.calls,

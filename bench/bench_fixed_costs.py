@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))  # bench.bench_collect, bench.prefect_stack
 
 from bench.bench_collect import bench_config  # noqa: E402
 from bench.prefect_stack import PrefectServer, base_env  # noqa: E402
-from bench.rows import write_rows  # noqa: E402
+from bench.rows import table, write_rows  # noqa: E402
 
 CLI = "import sys; from dars.cli import app; sys.argv[0] = 'dars'; app(prog_name='dars')"
 
@@ -189,12 +189,8 @@ def encoder_rows(workdir: Path, eager: bool) -> list[dict[str, Any]]:
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'row':<46} {'wall s':>7} {'CPU s':>7}  note"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        cpu = "" if r["cpu_s"] is None else f"{r['cpu_s']:.2f}"
-        print(f"{r['row']:<46} {r['wall_s']:>7.2f} {cpu:>7}  {r['note']}")
+    cols = ["row", "wall_s", "cpu_s", "note"]
+    print(table(rows, cols))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.fakeserver: the project's OpenAI-compatible fake server
 
-from bench.rows import write_rows  # noqa: E402
+from bench.rows import table, write_rows  # noqa: E402
 
 #: The limiter of each mode: ``ModelLimits`` keyword arguments.
 MODES: dict[str, dict[str, float]] = {
@@ -180,19 +180,20 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         f"rpm {r0['rpm']} against a sliding {r0['window_s']:g} s window "
         f"({r0['limit_per_window']} requests), {r0['duration_s']:g} s per client, side by side"
     )
-    head = (
-        f"{'bucket':<7} {'admitted':>8} {'% of rpm':>8} {'429s':>5} {'1st window':>10} "
-        f"{'busiest window':>14} {'busiest 1 s':>11} {'failed':>6}"
-    )
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(
-            f"{r['mode']:<7} {r['admitted']:>8} {100 * r['share_of_rpm']:>7.1f}% "
-            f"{r['http_429']:>5} {r['first_window']:>10} "
-            f"{r['busiest_window']:>6} / {r['limit_per_window']:<5} "
-            f"{r['busiest_second_x']:>10.2f}x {r['calls_failed']:>6}"
-        )
+    shown = [
+        {
+            "bucket": r["mode"],
+            "admitted": r["admitted"],
+            "% of rpm": f"{100 * r['share_of_rpm']:.1f}%",
+            "429s": r["http_429"],
+            "1st window": r["first_window"],
+            "busiest window": f"{r['busiest_window']} / {r['limit_per_window']}",
+            "busiest 1 s": f"{r['busiest_second_x']:.2f}x",
+            "failed": r["calls_failed"],
+        }
+        for r in rows
+    ]
+    print(table(shown, list(shown[0])))
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:

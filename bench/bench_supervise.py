@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -44,6 +43,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.rows import machine, table  # noqa: E402
 
 QUICK_ROWS = 200_000
 COLUMNS = ("dataset", "query_id", "model", "rewrite_id", "decode_id", "score", "cost_usd")
@@ -220,16 +221,20 @@ def bench_size(
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = f"{'rows':>11} {'run':<16} {'CPU s':>8} {'work CPU':>9} {'wall s':>8} {'peak MB':>8} "
-    head += f"{'x duckdb':>9} {'x stage':>8}"
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(
-            f"{r['n_rows']:>11,} {r['run']:<16} {r['cpu_s']:>8.2f} {r['work_cpu_s']:>9.2f} "
-            f"{r['wall_s']:>8.2f} "
-            f"{r['peak_rss_mb']:>8} {r['x_duckdb_cpu']:>9.2f} {r['x_stage_cpu']:>8.2f}"
-        )
+    shown = [
+        {
+            "rows": f"{r['n_rows']:,}",
+            "run": r["run"],
+            "CPU s": r["cpu_s"],
+            "work CPU": r["work_cpu_s"],
+            "wall s": r["wall_s"],
+            "peak MB": r["peak_rss_mb"],
+            "x duckdb": r["x_duckdb_cpu"],
+            "x stage": r["x_stage_cpu"],
+        }
+        for r in rows
+    ]
+    print(table(shown, list(shown[0])))
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -265,17 +270,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print_table(part)
             print()
             rows += part
-    load = os.getloadavg()
+    meta = machine()
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "loadavg": [round(x, 2) for x in load],
-        },
+        "machine": meta,
         "quick": args.quick,
         "rows": rows,
     }
-    print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    load = " ".join(f"{x:.2f}" for x in meta["load"])
+    print(f"machine: {meta['cpus']} CPUs, load average {load}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     return result

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 import warnings
@@ -52,7 +50,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 from threadpoolctl import threadpool_limits
 
-from dars.config import Evaluation
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench.rows when run as a script
+
+from bench.rows import machine  # noqa: E402
+from dars.config import Evaluation  # noqa: E402
 from dars.evaluation.experiments.sample_efficiency import fit_protocols, protocol_targets
 from dars.routers import BatchedTargets, Router, available_routers, route_many
 from dars.routers.training import (
@@ -420,9 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "quick": q,
             "families": families,
             "workers": args.workers,
-            "python": platform.python_version(),
-            "cpu_count": os.cpu_count(),
-            "load_avg": list(os.getloadavg()),
+            **machine(),
         },
         "grid": grid,
         "compare": cmp_rows,

@@ -125,15 +125,17 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call ``write`` on a hidden temp file beside ``path`` (leading ``.``, ending ``.tmp``), fsync
-    it and rename it over ``path``: readers see the old file or the new one, never a partial one."""
+@contextlib.contextmanager
+def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """A hidden temp file beside ``path`` (leading ``.``, ending ``.tmp``) to write into; when the
+    block exits without an exception it is fsynced and renamed over ``path``, else removed:
+    readers see the old file or the new one, never a partial one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600
@@ -143,6 +145,12 @@ def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def _atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write`` on the temp file of :func:`_atomic_file`: ``path`` appears whole or not."""
+    with _atomic_file(path) as f:
+        write(f)
 
 
 def atomic_write_table(
@@ -172,28 +180,17 @@ def atomic_table_writer(
     columns to dictionary-encode (an encoding choice: what is read back is the same)."""
     if metadata:
         schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with pq.ParquetWriter(
-                f,
-                schema,
-                compression="zstd",
-                write_page_checksum=True,
-                use_dictionary=use_dictionary,  # type: ignore[arg-type]
-            ) as writer:
-                yield writer
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    with (
+        _atomic_file(path) as f,
+        pq.ParquetWriter(
+            f,
+            schema,
+            compression="zstd",
+            write_page_checksum=True,
+            use_dictionary=use_dictionary,  # type: ignore[arg-type]
+        ) as writer,
+    ):
+        yield writer
 
 
 def atomic_write_text(text: str, path: str | Path) -> None:

@@ -252,3 +252,25 @@ def test_concurrent_writers_of_one_shard_lose_nothing(root, make_obs):
         counts = list(pool.map(lambda rows: write_observations(root, rows, shard=0), batches))
     assert sum(c.written_ok for c in counts) == 18
     assert _store(root).height == 18
+
+
+def test_atomic_table_writer_publishes_whole_or_nothing(tmp_path):
+    """A batched write appears at its path only when its block ends cleanly: an exception after
+    some batches leaves the previous file (or none) and no temp file."""
+    import pyarrow as pa
+
+    from dars.storage.store import atomic_table_writer
+
+    schema = pa.schema([("x", pa.int64())])
+    path = tmp_path / "t" / "table.parquet"
+    with atomic_table_writer(path, schema) as writer:
+        for i in range(3):
+            writer.write_table(pa.table({"x": [i, i + 10]}, schema=schema))
+    assert pq.read_table(path).column("x").to_pylist() == [0, 10, 1, 11, 2, 12]
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_table_writer(path, schema) as writer:
+            writer.write_table(pa.table({"x": [99]}, schema=schema))
+            raise RuntimeError("boom")
+    assert pq.read_table(path).column("x").to_pylist() == [0, 10, 1, 11, 2, 12]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["table.parquet"]

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from dars.routers import available_routers
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_train.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_train", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.conftest import load_bench
 
 
 def test_bench_quick_writes_tables_and_json(tmp_path, capsys):
     out = tmp_path / "bench" / "train.json"
-    result = _load_bench().main(["--quick", "--out", str(out)])
+    result = load_bench("bench_train").main(["--quick", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "grid:" in printed and "subset: sequential per-draw path" in printed
     saved = json.loads(out.read_text())

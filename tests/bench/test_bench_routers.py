@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 from dars.routers import available_routers, get_router_class
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_routers.py"
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench_routers", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.bench.conftest import load_bench
 
 
 def test_bench_quick_writes_table_and_json(tmp_path, capsys):
     out = tmp_path / "bench" / "routers.json"
-    result = _load_bench().main(["--quick", "--out", str(out)])
+    result = load_bench("bench_routers").main(["--quick", "--out", str(out)])
     printed = capsys.readouterr().out
     assert "speed-up" in printed and "total: sequential" in printed
     saved = json.loads(out.read_text())
