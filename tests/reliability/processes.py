@@ -46,12 +46,19 @@ def _config(workdir: Path) -> Path:
             "name": "orphans",
             "root": str(workdir / "run"),
             "benchmarks": [
-                # Large enough that both kills land mid-collection on an idle machine too.
                 {"name": "demo_math", "n_train": 16, "n_test": 8, "options": {"n_items": 24}},
                 {"name": "demo_mc", "n_train": 16, "n_test": 8, "options": {"n_items": 24}},
             ],
             "protocol": {**TINY_PROTOCOL, "max_tokens": {"demo_math": 256, "demo_mc": 128}},
-            "pool": {"models": [s.model_dump(mode="json") for s in default_sim_specs()[:2]]},
+            # The simulated pool answers in ~0.05 ms a call in process (issue 14): paced at
+            # rpm 300 per model and process, the decodes last seconds, so a kill 0-2 s after
+            # the first one lands mid-collection (unpaced, the process and Dask runs finished
+            # before their kill).
+            "pool": {
+                "models": [
+                    {**s.model_dump(mode="json"), "rpm": 300} for s in default_sim_specs()[:2]
+                ]
+            },
             "rewriter": sim_rewriter_spec().model_dump(mode="json"),
             "shard_size": 4,
             "encoder": "tfidf",
