@@ -41,6 +41,7 @@ def test_every_command_reports_the_server_timeout_in_one_line(tmp_path, monkeypa
         raise RuntimeError(f"{SERVER_TIMEOUT}. stdout: INFO: Started server process\n[stderr]")
 
     monkeypatch.setattr("dars.flows.supervise.supervise_flow", no_server)
+    monkeypatch.setattr("dars.tasks.preflight.supervise_problem", lambda *a: None)
     monkeypatch.setattr("dars.flows.collect.collect_flow", no_server)
     config = _tiny_config(tmp_path)
     for argv in (["supervise", "-c", str(config)], ["collect", "-c", str(config)]):
@@ -61,8 +62,12 @@ def test_a_real_server_start_timeout_is_one_line_and_exit_3(tmp_path):
         PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1",
     )
     config = _tiny_config(tmp_path)
+    # A result file, so the report's pre-flight passes and the flow (the server) is reached.
+    results = tmp_path / "run" / "results"
+    results.mkdir(parents=True)
+    (results / "beta.parquet").touch()
     proc = subprocess.run(
-        [sys.executable, "-c", "from dars.cli import app; app()", "supervise", "-c", str(config)],
+        [sys.executable, "-c", "from dars.cli import app; app()", "report", "-c", str(config)],
         capture_output=True,
         text=True,
         env=env,
