@@ -58,6 +58,17 @@ class _ExperimentGroup(TyperGroup):
         self._sync()
         return super().get_command(ctx, cmd_name)
 
+    def resolve_command(self, ctx: typer.Context, args: list[str]) -> Any:
+        """An unknown experiment is one line naming the registered ones (exit 2)."""
+        from dars.evaluation.experiments.base import check_experiments
+
+        if args and not args[0].startswith("-") and self.get_command(ctx, args[0]) is None:
+            try:
+                check_experiments([args[0]])
+            except ValueError as exc:
+                raise Problem(str(exc), 2) from None
+        return super().resolve_command(ctx, args)
+
 
 #: Prefect's error when its temporary server does not answer in time (raised by
 #: ``prefect.server.api.server.SubprocessASGIServer.start``, from the first flow call).
@@ -81,19 +92,60 @@ def server_timeout_message(exc: BaseException) -> str | None:
     )
 
 
+#: Set by ``--verbose`` (:func:`_quiet_prefect`): errors then keep their traceback.
+_VERBOSE = False
+
+
+class Problem(Exception):
+    """A mistake the user can fix (a bad name, a missing input, a missing key), found before
+    Prefect starts: the error boundary prints its message as one line and exits ``code``
+    (2: usage or config, 1: the run's inputs)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line: its first line, and how many more -v shows."""
+    lines = [ln for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    more = f" (+{len(lines) - 1} more lines with -v)" if len(lines) > 1 else ""
+    return lines[0].strip() + more
+
+
 class _DarsGroup(TyperGroup):
-    """The ``dars`` group: an error every command can meet and the user can fix (Prefect's
-    temporary server not starting in time) is one line and exit 3, not a traceback."""
+    """The ``dars`` group, the CLI's one error boundary: an error a command meets is one line
+    ``error: …`` and a non-zero exit, not a traceback (``-v`` keeps the traceback). Prefect's
+    temporary server not starting in time says what to set (exit 3); a :class:`Problem` exits
+    with its code (2 usage/config, 1 inputs); a mistyped sub-command or option is exit 2; any
+    other error is exit 1."""
 
     def invoke(self, ctx: typer.Context) -> Any:
+        from typer.exceptions import TyperException
+
         try:
             return super().invoke(ctx)
-        except RuntimeError as exc:
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: one line unless -v
             message = server_timeout_message(exc)
-            if message is None:
+            if message is not None:
+                _error(message, "prefect server")
+                raise typer.Exit(3) from None
+            if _is_usage_error(exc):
+                # A mistyped sub-command or option (Typer vendors Click: duck-typed).
+                path = exc.ctx.command_path.split()[1:] if exc.ctx is not None else []
+                where = " ".join(["dars", *path])
+                _error(f"{exc.format_message()} (see `{where} --help`)", "error")
+                raise typer.Exit(2) from None
+            if _VERBOSE or isinstance(exc, TyperException):
                 raise
-            _error(message, "prefect server")
-            raise typer.Exit(3) from None
+            _error(_one_line(exc), "error")
+            raise typer.Exit(exc.code if isinstance(exc, Problem) else 1) from None
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    return any(c.__name__ == "UsageError" for c in type(exc).__mro__) and hasattr(exc, "ctx")
 
 
 app = typer.Typer(
@@ -161,6 +213,14 @@ ProcOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's log lines.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print the calls still to make and their cost bound, then stop (no call, no Prefect).",
+    ),
+]
 
 
 def _quiet_prefect(verbose: bool) -> None:
@@ -172,6 +232,8 @@ def _quiet_prefect(verbose: bool) -> None:
     ``PREFECT_LOGGING_LEVEL`` instead, as dars once did, filters at the loggers and the UI then
     showed 0 lines for a successful run.) Set before Prefect configures logging, which reads
     ``PREFECT_LOGGING_<path in logging.yml>`` overrides from the environment."""
+    global _VERBOSE
+    _VERBOSE = verbose
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
@@ -249,6 +311,20 @@ def _error(message: str, title: str | None = None) -> None:
         console.print(Text(message, style="red"), soft_wrap=True)
 
 
+def _check(problem: str | None, code: int = 1) -> None:
+    """Stop before Prefect starts when a pre-flight check found a ``problem`` (one line)."""
+    if problem is not None:
+        raise Problem(problem, code)
+
+
+def _check_names(check: Any, *args: Any) -> Any:
+    """``check(*args)`` (a registry or name check); an unknown name is a usage error, exit 2."""
+    try:
+        return check(*args)
+    except ValueError as exc:
+        raise Problem(str(exc), 2) from None
+
+
 def _or_exit(
     fn: Any, *args: Any, errors: tuple[type[Exception], ...] = (FileNotFoundError,), **kw: Any
 ) -> Any:
@@ -288,7 +364,7 @@ def bench_show(
     """Show items, their decode and rewrite prompts, and how sample answers are scored."""
     from dars.benchmarks import get
 
-    bench = get(name)
+    bench = _check_names(get, name)
     items = bench.load(path)
     console.print(f"[bold]{name}[/bold]: {len(items)} items ({bench.task_type})")
     for item in items[:n]:
@@ -315,7 +391,7 @@ def bench_prepare(
     """Fill a hub benchmark's local cache (from --path, or the hub when online)."""
     from dars.benchmarks import get
 
-    bench = get(name)
+    bench = _check_names(get, name)
     if not hasattr(bench, "prepare_cache"):
         console.print(f"{name} needs no cache (it is generated or read from your file)")
         return
@@ -428,10 +504,52 @@ def _interactive() -> bool:
 
 
 def _confirm_spend(exp: Any, upper: float, yes: bool) -> None:
-    """Ask before a real pool may spend ``upper`` USD; not with --yes, nor without a terminal
-    (a scheduled or piped run cannot answer, and the spend cap still holds)."""
-    if upper > 0 and not exp.pool.simulated and not yes and _interactive():
-        typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+    """Ask before a real pool may spend ``upper`` USD when a terminal is attached; without
+    one (a scheduled or piped run cannot answer) refuse unless --yes. The simulated pool
+    costs nothing: no question."""
+    if upper <= 0 or exp.pool.simulated or yes:
+        return
+    if not _interactive():
+        raise Problem(
+            f"this run may spend up to ${upper:.2f} and no terminal is attached to confirm; "
+            "pass --yes to spend without asking (or --dry-run to see the plan)",
+            2,
+        )
+    typer.confirm(f"spend up to ${upper:.2f}?", abort=True)
+
+
+def _missing_keys(exp: Any, only: dict[str, list[str]] | None = None) -> list[str]:
+    """The unset key variables of the pool when calls are still to make (none otherwise)."""
+    from dars.tasks.collect import estimate_budget
+    from dars.tasks.preflight import missing_keys
+
+    missing = missing_keys(exp)
+    if not missing or not int(estimate_budget(exp, only=only)["calls"].sum()):
+        return []
+    return missing
+
+
+def _preflight(
+    exp: Any, yes: bool, dry_run: bool, only: dict[str, list[str]] | None = None
+) -> None:
+    """Before Prefect starts, for the calls still to make: every missing API key at once
+    (environment variables; a Prefect Secret block is read by its model's first call), the
+    plan and its cost bound, then ``--dry-run`` stops (exit 0, no call) or the spend is
+    confirmed (:func:`_confirm_spend`)."""
+    missing = _missing_keys(exp, only)
+    if missing and not dry_run:
+        raise Problem(
+            f"missing API key(s): set {', '.join(missing)} (environment variables named by "
+            "the pool's `api_key_env`); nothing was called",
+            2,
+        )
+    upper = _print_budget(exp, exp.root, only)
+    if dry_run:
+        if missing:
+            _error(f"missing API key(s): {', '.join(missing)}", "warning")
+        console.print("dry run: no call was made")
+        raise typer.Exit(0)
+    _confirm_spend(exp, upper, yes)
 
 
 def _run_collect(
@@ -551,7 +669,8 @@ def collect(
     runner: RunnerOpt = "thread",
     dask_address: DaskAddressOpt = None,
     processes: ProcOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     run_flow: Annotated[
         bool,
         typer.Option(
@@ -577,8 +696,7 @@ def collect(
             console.print(done, soft_wrap=True)
             _print_status(exp)
             return
-    upper = _print_budget(exp, exp.root)
-    _confirm_spend(exp, upper, yes)
+    _preflight(exp, yes, dry_run)
     t0 = time.monotonic()
     try:
         result = _run_collect(exp, workers, runner, dask_address)
@@ -690,7 +808,8 @@ def rerun(
     runner: RunnerOpt = "thread",
     dask_address: DaskAddressOpt = None,
     processes: ProcOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before spending.")] = False,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Rerun only the partitions with failed or missing keys, as a new `collect` flow run;
@@ -703,12 +822,13 @@ def rerun(
     exp = _load(config, root)
     only = _key_filter(exp, dataset, model, split)
     _exit_if_damaged(_sound_store(exp.root))
+    if not dry_run and _missing_keys(exp, only):
+        _preflight(exp, yes, dry_run, only)  # one line naming every missing key
     before = _print_status(exp, only)
     if before["failed"] == 0 and before["missing"] == 0:
         console.print("every key is stored ok; nothing to rerun")
         return
-    upper = _print_budget(exp, exp.root, only)
-    _confirm_spend(exp, upper, yes)
+    _preflight(exp, yes, dry_run, only)
     try:
         _run_collect(exp, workers, runner, dask_address, only)
     except RuntimeError as exc:
@@ -949,6 +1069,9 @@ def supervise(
     _quiet_prefect(verbose)
     exp = _load(config, root)
     _exit_if_damaged(_sound_store(exp.root))
+    from dars.tasks.preflight import supervise_problem
+
+    _check(supervise_problem(exp, str(config)))
     from dars.flows.supervise import supervise_flow
     from dars.storage import StorageError
 
@@ -981,6 +1104,11 @@ def train(
     """Train router families × supervisions from supervision/ into models/ (flow `train`)."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    from dars.tasks.preflight import train_problem
+    from dars.tasks.train import check_training
+
+    _check_names(check_training, exp, family, supervision)
+    _check(train_problem(exp, str(config)))
     from dars.flows.train import train_flow
 
     report = _or_exit(
@@ -1037,6 +1165,8 @@ def _run_experiments(
     _quiet_prefect(verbose)
     exp = _load(config, root)
     from dars.evaluation.experiments.base import EXPERIMENTS, check_experiments
+
+    _check_names(check_experiments, names)
     from dars.flows.evaluate import evaluate_flow
 
     out = _or_exit(
@@ -1074,6 +1204,10 @@ def report(
     """Write report/index.{md,html} and PNG figures from results/ (flow `report`)."""
     _quiet_prefect(verbose)
     exp = _load(config, root)
+    from dars.evaluation.experiments.base import table_producers
+    from dars.tasks.preflight import report_problem
+
+    _check(report_problem(exp, list(table_producers()), str(config)))
     from dars.flows.evaluate import report_flow
 
     _or_exit(report_flow, exp, errors=(FileNotFoundError, RuntimeError))
@@ -1096,6 +1230,8 @@ def run(
     runner: RunnerOpt = "thread",
     dask_address: DaskAddressOpt = None,
     processes: ProcOpt = None,
+    yes: YesOpt = False,
+    dry_run: DryRunOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run the whole pipeline (flow `pipeline`): collect, supervise, train, evaluate, report."""
@@ -1106,7 +1242,7 @@ def run(
 
     t0 = time.monotonic()
     _exit_if_damaged(_sound_store(exp.root))
-    _print_budget(exp, exp.root)
+    _preflight(exp, yes, dry_run)
     _prefect_server()
     try:
         with _CollectBar(exp, exp.root, runner):

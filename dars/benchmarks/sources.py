@@ -125,7 +125,7 @@ class HubSource:
     def how_to_provide(self, reason: str, cache_dir: str | Path | None = None) -> str:
         url = f"https://huggingface.co/datasets/{self.repo_id}"
         hub = (
-            f"  3. let dars download it from the hub ({self.repo_id}, file {self.filename}): "
+            f"(3) let dars download it from the hub ({self.repo_id}, file {self.filename}): "
             "network access with HF_HUB_OFFLINE unset (dars sets HF_HUB_OFFLINE=1 unless you opt "
             "in)"
         )
@@ -135,13 +135,13 @@ class HubSource:
                 "HF_TOKEN=<your token> (or run `hf auth login`)"
             )
         return (
-            f"benchmark {self.benchmark!r}: no local copy and the hub cannot be used ({reason}).\n"
-            "Provide the data in one of these ways:\n"
-            f"  1. pass a local file with the option path=/path/to/file ({self.formats}); in an "
-            "experiment YAML set `path:` on the benchmark entry\n"
-            f"  2. put the file, as Parquet with the hub's columns, at "
+            f"benchmark {self.benchmark!r}: no local copy and the hub cannot be used ({reason}); "
+            "provide the data in one of these ways: "
+            f"(1) pass a local file with the option path=/path/to/file ({self.formats}); in an "
+            "experiment YAML set `path:` on the benchmark entry; "
+            f"(2) put the file, as Parquet with the hub's columns, at "
             f"{self.cache_file(cache_dir)} (cache directory: ${CACHE_ENV}, default "
-            "~/.cache/dars)\n" + hub
+            "~/.cache/dars); " + hub
         )
 
 

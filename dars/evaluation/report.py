@@ -5,8 +5,8 @@ section 1 (setup: the run, its config, the result tables read) is this module's 
 section per registered experiment in ``order`` (:func:`~dars.evaluation.experiments.experiments`),
 numbered from 2 and filled by the experiment's ``section``. Every number printed comes from a
 result table; the paper's own numbers are shown beside ours, labelled as the paper's, for the
-dataset of the same task type. A section whose result is missing says so and names the command
-that writes it; only a missing ``main`` result stops the report.
+dataset of the same task type. A section whose result is missing (``main`` included) says so
+and names the command that writes it.
 
 The document is rendered twice: :func:`render_markdown` (figures referenced as PNG files beside
 it) and :func:`render_html`, one self-contained page through the Jinja2 template
@@ -78,8 +78,22 @@ def result_names() -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------------
 # layout
 # ------------------------------------------------------------------------------------------------
-def _datasets(main: pl.DataFrame, ctx: Mapping[str, Any] | None) -> list[str]:
-    present = main["dataset"].unique(maintain_order=True).to_list()
+def _datasets(
+    main: pl.DataFrame | None,
+    ctx: Mapping[str, Any] | None,
+    results: Mapping[str, pl.DataFrame | None] | None = None,
+) -> list[str]:
+    """The datasets of ``main`` (of every result with a dataset column when ``main`` is
+    missing), those of the run context first in config order, then the others sorted."""
+    frames = [main] if main is not None else [f for f in (results or {}).values() if f is not None]
+    present = list(
+        dict.fromkeys(
+            d
+            for f in frames
+            if "dataset" in f.columns
+            for d in f["dataset"].unique(maintain_order=True).to_list()
+        )
+    )
     ordered = [b["name"] for b in (ctx or {}).get("benchmarks", []) if b["name"] in present]
     return ordered + sorted(set(present) - set(ordered))
 
@@ -251,15 +265,13 @@ def build_report(
     root: str,
     written_at: str,
 ) -> Document:
-    """Lay out the report. ``results``: result name → table, or None when missing (``main``
-    must be present; names not given count as missing); ``contexts``: result name → the run
-    context stored with it, or None when the result or its context is missing; ``root`` and
-    ``written_at`` are printed in the setup."""
+    """Lay out the report. ``results``: result name → table, or None when missing (names not
+    given count as missing; each missing result is a note, ``main`` included); ``contexts``:
+    result name → the run context stored with it, or None when the result or its context is
+    missing; ``root`` and ``written_at`` are printed in the setup."""
     main = results.get("main")
-    if main is None:
-        raise ValueError("result 'main' is missing; run `dars experiment main`")
     ctx = contexts.get("main") or next((c for c in contexts.values() if c), None)
-    datasets = _datasets(main, ctx)
+    datasets = _datasets(main, ctx, results)
     run = ReportRun(
         results=dict(results),
         contexts=dict(contexts),

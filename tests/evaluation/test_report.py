@@ -334,9 +334,13 @@ def test_missing_sections_are_named_with_their_command() -> None:
     assert render_html(doc).count("data:image/png;base64,") == 1
 
 
-def test_missing_main_raises() -> None:
-    with pytest.raises(ValueError, match="'main' is missing.*dars experiment main"):
-        _build({"beta": make_results()["beta"]})
+def test_missing_main_is_a_note_like_any_missing_result() -> None:
+    tables = make_results()
+    doc = _build({n: tables[n] for n in ("beta", "single_shot_distribution")})
+    md = render_markdown(doc)
+    assert "Result `main` is missing (no `results/main.parquet`); run `dars experiment main`" in md
+    assert "Fig 2c needs result `main`" in md
+    assert [f.name for f in doc.figures] == ["fig4c_beta"]
 
 
 def test_empty_result_is_reported_not_drawn() -> None:

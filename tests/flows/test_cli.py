@@ -108,7 +108,7 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     assert "routers trained" in out
     assert (root / "models" / "dataset=demo_mc" / "family=knn" / "supervision=dars").is_dir()
     result = runner.invoke(app, ["train", "-c", str(cfg), "--family", "nope"])
-    assert result.exit_code == 1 and "knn" in result.output  # lists the valid families
+    assert result.exit_code == 2 and "knn" in result.output  # a usage error listing the families
 
     out = _ok(runner.invoke(app, ["experiment", "main", "-c", str(cfg)]))
     assert "oracle" in out and "knn" in out
@@ -126,7 +126,7 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     result = runner.invoke(app, ["experiment", "ablation", "-c", str(cfg)])
     assert result.exit_code == 1 and "dars train" in result.output
     result = runner.invoke(app, ["evaluate", "-c", str(cfg), "-e", "nope"])
-    assert result.exit_code == 1 and "sample_efficiency" in result.output
+    assert result.exit_code == 2 and "sample_efficiency" in result.output
 
     # The pipeline on a complete store makes no call, rewrites the supervision, trains every
     # configured family on every default supervision and evaluates them.

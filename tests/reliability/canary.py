@@ -148,7 +148,7 @@ def measure(workdir: Path, quick: bool) -> list[Figure]:
         env = cli_env(workdir, "canary", **{POOL_ENV: POOL_KEY, REWRITER_ENV: REWRITER_KEY})
         first = run_dars(["collect", "--yes", "-c", str(cfg)], env)
         persistent.times = persistent.used  # the provider recovers
-        second = run_dars(["run", "-c", str(cfg)], env)
+        second = run_dars(["run", "--yes", "-c", str(cfg)], env)
         echoes = {
             "error bodies": persistent.used + transient.used,
             "completions": in_reply.used,
