@@ -396,6 +396,7 @@ class _StageDisplay:
             redirect_stderr=False,
         )
         self.bars: dict[str, Any] = {}
+        self._bar_started: set[str] = set()
         self.totals: dict[str, int] = {}
         if collect and self.live:
             self._add_call_bars(exp, only)
@@ -414,8 +415,9 @@ class _StageDisplay:
         self.totals["decode"] = int(est.filter(~is_rw)["calls"].sum())
         for stage in ("rewrite", "decode") if rewriter else ("decode",):
             total = self.totals[stage]
+            # Its clock starts with its stage (the decode bar does not count the rewrites' time).
             self.bars[stage] = self.progress.add_task(
-                f"{stage} calls", total=total or 1, completed=0 if total else 1,
+                f"{stage} calls", total=total or 1, completed=0 if total else 1, start=False,
                 counts=self._call_counts(0, total, 0, 0.0),
             )  # fmt: skip
         self._since = datetime.now(UTC)
@@ -486,6 +488,9 @@ class _StageDisplay:
 
     def _show_live(self, event: Any) -> None:
         if event.stage in self.bars:
+            if event.stage not in self._bar_started:
+                self._bar_started.add(event.stage)
+                self.progress.start_task(self.bars[event.stage])
             if self.polled and event.stage == "rewrite":  # shard granularity
                 self.progress.update(
                     self.bars["rewrite"], total=max(event.total, 1),

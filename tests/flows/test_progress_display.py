@@ -105,3 +105,41 @@ def test_a_failing_display_never_fails_the_stage(monkeypatch, terminal):
         m.setattr(display, "_show_live", boom)
         m.setattr(cli.console, "print", boom)
         emit(StageEvent("train", 1, 1, "routers"))  # swallowed by dars.progress.emit
+
+
+def test_collection_has_a_rewrite_bar_and_a_decode_bar(monkeypatch, tmp_path):
+    """Each bar has its own total (rewriter calls, decode calls) and counter, and its clock
+    starts with its stage."""
+    import time
+    from types import SimpleNamespace
+
+    import polars as pl
+
+    from dars.tasks import collect
+
+    monkeypatch.setattr(
+        collect,
+        "estimate_budget",
+        lambda exp, only=None: pl.DataFrame({"model": ["rw", "a", "b"], "calls": [4, 10, 20]}),
+    )
+    exp = SimpleNamespace(rewriter=SimpleNamespace(name="rw"), root=str(tmp_path))
+    out = _display(monkeypatch, terminal=True)
+    collect.reset_progress()
+    try:
+        with cli._StageDisplay(exp, "thread", collect=True) as display:
+            bars = {t.description: t for t in display.progress.tasks}
+            assert (bars["rewrite calls"].total, bars["decode calls"].total) == (4, 30)
+            assert not bars["rewrite calls"].started and not bars["decode calls"].started
+            emit(StageEvent("rewrite", 0, 2, "shards"))
+            collect.progress("rewrite").add(ok=4, cost=0.25)
+            collect.progress("decode").add(ok=3, failed=1, key=("k",))
+            deadline = time.monotonic() + 30
+            while bars["decode calls"].completed < 3 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert bars["rewrite calls"].started and not bars["decode calls"].started
+            assert bars["rewrite calls"].fields["counts"] == "4/4  failed 0  cost $0.2500"
+            assert bars["decode calls"].fields["counts"] == "3/30  failed 1  cost $0.0000"
+            assert not any(t.description in ("rewrite", "decode") for t in display.progress.tasks)
+    finally:
+        collect.reset_progress()
+    assert "4/4" in out.getvalue()
