@@ -2,9 +2,10 @@
 
 Every command that touches a run takes ``--config`` (an experiment YAML) and ``--root`` (where the
 store and every output of the run live; default: the config's ``root``, ``runs/demo`` for the demo
-config). Long stages show a rich progress bar; Prefect's own log lines are reduced to warnings
-on the terminal unless ``--verbose``; the Prefect server still receives every INFO line (the UI
-keeps the full record).
+config). Every stage shows its progress: on a terminal, bars for the rewriter and decode calls
+and one updating line per later stage; elsewhere, plain lines (see ``_StageDisplay``). Prefect's
+own log lines are reduced to warnings on the terminal unless ``--verbose``; the Prefect server
+still receives every INFO line (the UI keeps the full record).
 """
 
 from __future__ import annotations
@@ -332,7 +333,8 @@ def _or_exit(
     exit 1."""
     _prefect_server()
     try:
-        return fn(*args, **kw)
+        with _StageDisplay():
+            return fn(*args, **kw)
     except errors as exc:
         if server_timeout_message(exc) is not None:
             raise  # the group prints it (one line, what to set)
@@ -403,25 +405,65 @@ def bench_prepare(
 # collection
 
 
-class _CollectBar:
-    """A rich progress bar fed by the process-wide collection counters (thread runner) or by
-    polling the store (process and Dask runners, whose counters live in other processes)."""
+def elapsed_text(seconds: float) -> str:
+    """``4 s``, ``1 min 53 s``, ``2 h 5 min``: a stage's wall time for its progress line."""
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m} min {s} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min"
+
+
+def stage_counts(event: Any) -> str:
+    """What a stage event (:class:`dars.progress.StageEvent`) has counted, e.g.
+    ``147/147 routers`` or ``3/7 experiments, 1 failed``; a one-unit stage named as its unit
+    (the report) is ``done`` once finished."""
+    if event.total == 0:
+        return "nothing to do"
+    if event.total == 1 and event.unit == event.stage:
+        text = "done" if event.finished else "running"
+    else:
+        text = f"{event.done}/{event.total} {event.unit}"
+    return text + (f", {event.failed} failed" if event.failed else "")
+
+
+#: Without a terminal, a stage still running prints its count at most this often.
+PLAIN_EVERY_S = 15.0
+
+
+class _StageDisplay:
+    """The progress of a command's stages on the console, fed by the stage events of this
+    process (:mod:`dars.progress`). On a terminal: a rich bar per stage that updates in place and
+    stays as the stage's line (``train ━━━ 147/147 routers 0:01:53``); with ``collect``, two bars
+    for the rewriter and decode calls, fed by the process-wide call counters (thread runner) or
+    by polling the store (process and Dask runners, whose counters live in other processes: there
+    the rewrite bar counts shards). Without a terminal (a pipe, a log file, CI): plain lines, one
+    per stage when it finishes (``train: 147/147 routers (1 min 53 s)``) and one at most every
+    :data:`PLAIN_EVERY_S` seconds while it runs; no bars."""
 
     def __init__(
-        self, exp: Any, root: str, runner: str, only: dict[str, list[str]] | None = None
+        self,
+        exp: Any = None,
+        runner: str = "thread",
+        only: dict[str, list[str]] | None = None,
+        *,
+        collect: bool = False,
     ) -> None:
-        from dars.tasks.collect import estimate_budget
-
-        self.exp, self.root, self.polled = exp, root, runner != "thread"
-        est = estimate_budget(exp, only=only)
-        decodes = est if exp.rewriter is None else est.filter(est["model"] != exp.rewriter.name)
-        self.total = int(decodes["calls"].sum())
+        self.exp, self.polled = exp, runner != "thread"
+        self.live = console.is_terminal
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._started: dict[str, float] = {}
+        self._printed: dict[str, float] = {}
+        self._stage_task: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
         self.progress = Progress(
-            TextColumn("[bold]decode calls"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn("failed {task.fields[failed]}  cost ${task.fields[cost]:.4f}"),
+            TextColumn("{task.fields[counts]}"),
             TimeElapsedColumn(),
             console=console,
             # No stdout/stderr proxies: Prefect's log handlers write to those streams from
@@ -429,9 +471,37 @@ class _CollectBar:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self.task = self.progress.add_task("calls", total=self.total, failed=0, cost=0.0)
+        self.bars: dict[str, Any] = {}
+        self._bar_started: set[str] = set()
+        self.totals: dict[str, int] = {}
+        if collect and self.live:
+            self._add_call_bars(exp, only)
+
+    # -- collection: call bars -----------------------------------------------------------------
+
+    def _add_call_bars(self, exp: Any, only: dict[str, list[str]] | None) -> None:
+        import polars as pl
+
+        from dars.tasks.collect import estimate_budget
+
+        est = estimate_budget(exp, only=only)
+        rewriter = None if exp.rewriter is None else exp.rewriter.name
+        is_rw = pl.col("model") == rewriter if rewriter else pl.lit(False)
+        self.totals["rewrite"] = int(est.filter(is_rw)["calls"].sum())
+        self.totals["decode"] = int(est.filter(~is_rw)["calls"].sum())
+        for stage in ("rewrite", "decode") if rewriter else ("decode",):
+            total = self.totals[stage]
+            # Its clock starts with its stage (the decode bar does not count the rewrites' time).
+            self.bars[stage] = self.progress.add_task(
+                f"{stage} calls", total=total or 1, completed=0 if total else 1, start=False,
+                counts=self._call_counts(0, total, 0, 0.0),
+            )  # fmt: skip
         self._since = datetime.now(UTC)
         self._base = self._store_counts() if self.polled else (0, 0, 0.0)
+
+    @staticmethod
+    def _call_counts(done: int, total: int, failed: int, cost: float) -> str:
+        return f"{done}/{total}  failed {failed}  cost ${cost:.4f}"
 
     def _store_counts(self) -> tuple[int, int, float]:
         """(ok rows, keys that failed since the bar started and have no ok row, cost of the ok
@@ -441,7 +511,7 @@ class _CollectBar:
         from dars.plan import KEY
         from dars.storage import read_observations
 
-        df = read_observations(self.root, [*KEY, "status", "cost_usd", "created_at"])
+        df = read_observations(self.exp.root, [*KEY, "status", "cost_usd", "created_at"])
         ok = df.filter(pl.col("status") == "ok")
         failed = (
             df.filter((pl.col("status") == "error") & (pl.col("created_at") >= self._since))
@@ -455,24 +525,84 @@ class _CollectBar:
         from dars.tasks.collect import progress
 
         while not self._stop.wait(0.5):
-            if self.polled:
-                ok, failed, cost = self._store_counts()
-                ok, cost = ok - self._base[0], cost - self._base[2]
-            else:
-                p = progress()
-                ok, failed, cost = p.ok, p.failed, p.cost_usd
-            self.progress.update(self.task, completed=ok, failed=failed, cost=cost)
+            for stage, task in self.bars.items():
+                if self.polled and stage == "rewrite":
+                    continue  # shards, from the stage events
+                if self.polled:
+                    ok, failed, cost = self._store_counts()
+                    ok, cost = ok - self._base[0], cost - self._base[2]
+                else:
+                    p = progress(stage)
+                    ok, failed, cost = p.ok, p.failed, p.cost_usd
+                total = self.totals[stage]
+                self.progress.update(
+                    task, completed=ok if total else 1,
+                    counts=self._call_counts(ok, total, failed, cost),
+                )  # fmt: skip
 
-    def __enter__(self) -> _CollectBar:
-        self.progress.start()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
+    # -- stage events ----------------------------------------------------------------------------
+
+    def on_event(self, event: Any) -> None:
+        """Show one stage event (called from the flow's threads)."""
+        with self._lock:
+            now = time.monotonic()
+            if event.done == 0 or event.stage not in self._started:
+                self._started[event.stage] = now
+            elapsed = now - self._started[event.stage]
+            if self.live:
+                self._show_live(event)
+                return
+            last = self._printed.get(event.stage)
+            if event.finished or event.done and (last is None or now - last >= PLAIN_EVERY_S):
+                self._printed[event.stage] = now
+                console.print(
+                    f"{event.stage}: {stage_counts(event)} ({elapsed_text(elapsed)})",
+                    soft_wrap=True, highlight=False,
+                )  # fmt: skip
+            if event.finished:
+                self._printed.pop(event.stage, None)
+
+    def _show_live(self, event: Any) -> None:
+        if event.stage in self.bars:
+            if event.stage not in self._bar_started:
+                self._bar_started.add(event.stage)
+                self.progress.start_task(self.bars[event.stage])
+            if self.polled and event.stage == "rewrite":  # shard granularity
+                self.progress.update(
+                    self.bars["rewrite"], total=max(event.total, 1),
+                    completed=event.done if event.total else 1,
+                    counts=f"{stage_counts(event)} (shards of calls)",
+                )  # fmt: skip
+            return  # the call bar shows this stage
+        if event.done == 0 or event.stage not in self._stage_task:
+            # A new run of the stage: a fresh line (its clock starts now).
+            self._stage_task[event.stage] = self.progress.add_task(
+                event.stage, total=max(event.total, 1), counts=stage_counts(event)
+            )
+        self.progress.update(
+            self._stage_task[event.stage],
+            completed=event.done if event.total else 1,
+            counts=stage_counts(event),
+        )
+
+    def __enter__(self) -> _StageDisplay:
+        from dars.progress import subscribe
+
+        self._unsubscribe = subscribe(self.on_event)
+        if self.live:
+            self.progress.start()
+            if self.bars:
+                self._thread = threading.Thread(target=self._poll, daemon=True)
+                self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._unsubscribe()
         self._stop.set()
-        self._thread.join()
-        self.progress.stop()
+        if self._thread is not None:
+            self._thread.join()
+        if self.live:
+            self.progress.stop()
 
 
 def _print_budget(exp: Any, root: str, only: dict[str, list[str]] | None = None) -> float:
@@ -565,7 +695,7 @@ def _run_collect(
     run_id = new_run_id()
     _prefect_server()
     try:
-        with _CollectBar(exp, exp.root, runner, only):
+        with _StageDisplay(exp, runner, only, collect=True):
             return collect_flow(exp, None, workers, runner, dask_address, run_id, only=only)
     finally:
         _print_spend(exp, run_id)
@@ -1245,7 +1375,7 @@ def run(
     _preflight(exp, yes, dry_run)
     _prefect_server()
     try:
-        with _CollectBar(exp, exp.root, runner):
+        with _StageDisplay(exp, runner, collect=True):
             out = pipeline_flow(exp, None, workers, runner, dask_address)
     except RuntimeError as exc:
         _collection_failed(exc, exp)

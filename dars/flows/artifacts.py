@@ -12,8 +12,9 @@ lists the versions of one config together:
 * collect: ``<config>-collect-partitions``, a table with one row per (dataset, split, model) of
   the plan: expected / done / failed / missing keys, the stored cost and the latest error of a
   still-failed key (``dars.tasks.collect.partition_table``);
-* rewrite, decode: ``<config>-<stage>-progress``, the percentage of the stage's shards finished,
-  updated as shards finish (at most every :data:`PROGRESS_EVERY_S` seconds, and at the end);
+* every stage: ``<config>-<stage>-progress``, the percentage of the stage's units finished
+  (collect's shards, supervise's datasets, train's routers, evaluate's experiments), updated as
+  they finish (at most every :data:`PROGRESS_EVERY_S` seconds, and at the end);
 * evaluate: ``<config>-evaluate-main``, the ``main`` experiment's table (floats rounded);
 * report: ``<config>-report-link``, a link to ``report/index.html`` (a ``file://`` URI), and
   ``<config>-report-summary``, a short Markdown note with both report files.
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from prefect import get_run_logger
 
 from dars.llm import remember_keys, scrub
+from dars.progress import StageEvent, emit
 
 if TYPE_CHECKING:
     import polars as pl
@@ -175,18 +177,27 @@ def _create(make: Callable[..., Any], **kwargs: Any) -> Any:
 
 
 class StageProgress:
-    """The progress artifact of one stage run: the percentage of its ``total`` shards
-    finished. Created when the stage has shards to run, updated by :meth:`advance` at most
-    every ``every_s`` seconds and when the last shard finishes; nothing outside a flow run."""
+    """The progress of one stage run: ``total`` units (``unit``: shards, datasets, routers,
+    experiments) and how many finished. Each change is a :class:`dars.progress.StageEvent` for
+    the CLI's display (also outside a flow run), and the stage's Prefect progress artifact,
+    created when the stage has units to run and updated by :meth:`advance` at most every
+    ``every_s`` seconds and when the last unit finishes (nothing outside a flow run)."""
 
     def __init__(
-        self, exp: Experiment, stage: str, total: int, every_s: float = PROGRESS_EVERY_S
+        self,
+        exp: Experiment,
+        stage: str,
+        total: int,
+        every_s: float = PROGRESS_EVERY_S,
+        unit: str = "shards",
     ) -> None:
         from prefect.artifacts import create_progress_artifact
 
         self.stage, self.total, self.done, self.every_s = stage, total, 0, every_s
+        self.unit, self.failed = unit, 0
         self._last = time.monotonic()
         self._id = None
+        self._emit()
         if total:
             self._id = _create(
                 create_progress_artifact,
@@ -195,14 +206,19 @@ class StageProgress:
                 description=self._describe(),
             )
 
-    def _describe(self) -> str:
-        return f"{self.stage}: {self.done} of {self.total} shards finished"
+    def _emit(self) -> None:
+        emit(StageEvent(self.stage, self.done, self.total, self.unit, self.failed))
 
-    def advance(self, n: int = 1) -> None:
-        """Count ``n`` more finished shards."""
+    def _describe(self) -> str:
+        return f"{self.stage}: {self.done} of {self.total} {self.unit} finished"
+
+    def advance(self, n: int = 1, failed: int = 0) -> None:
+        """Count ``n`` more finished units, ``failed`` of them failed."""
         from prefect.artifacts import update_progress_artifact
 
         self.done += n
+        self.failed += failed
+        self._emit()
         now = time.monotonic()
         if self._id is None or (now - self._last < self.every_s and self.done < self.total):
             return
@@ -213,6 +229,14 @@ class StageProgress:
             progress=100.0 * self.done / self.total,
             description=self._describe(),
         )
+
+
+def future_failed(future: Any) -> int:
+    """1 when a finished task future ended failed (its result would raise), else 0."""
+    try:
+        return int(future.state.is_failed())
+    except Exception:  # noqa: BLE001 - unknown: counted as not failed; the flow reads results
+        return 0
 
 
 def publish_collect(exp: Experiment, only: Mapping[str, Sequence[str]] | None = None) -> None:

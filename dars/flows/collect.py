@@ -23,7 +23,13 @@ from prefect.futures import as_completed
 from prefect.states import Completed, State
 
 from dars.config import Experiment, resolve_experiment
-from dars.flows.artifacts import StageProgress, publish_collect, redact, stage_message
+from dars.flows.artifacts import (
+    StageProgress,
+    future_failed,
+    publish_collect,
+    redact,
+    stage_message,
+)
 from dars.flows.names import label_run, run_name
 from dars.flows.runners import check_runner, open_runner, shared_dask_cluster
 from dars.tasks.chain import unchanged_task
@@ -51,8 +57,8 @@ def _summarise(
     not stop others). ``failed_shards`` has one dict per failed shard: its report, or where it
     is and the exception it raised."""
     progress = StageProgress(exp, kind, len(futures))
-    for _ in as_completed(futures):
-        progress.advance()
+    for fut in as_completed(futures):
+        progress.advance(failed=future_failed(fut))
     reports, failures, failed = [], [], []
     for fut, shard in zip(futures, shards, strict=True):
         try:
@@ -112,7 +118,7 @@ def rewrite_flow(
     check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
-    reset_progress()
+    reset_progress("rewrite")
     todo, complete = plan_rewrites_task(exp, only)
     run_id = run_id or new_run_id()
     with open_runner(runner, workers, dask_address) as shards:
@@ -157,7 +163,7 @@ def decode_flow(
     check_runner(runner, dask_address)
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
-    reset_progress()
+    reset_progress("decode")
     todo, complete = plan_decodes_task(exp, only)
     run_id = run_id or new_run_id()
     with open_runner(runner, workers, dask_address) as shards:

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
-from dars.flows.artifacts import publish_evaluate, publish_report
+from dars.flows.artifacts import StageProgress, future_failed, publish_evaluate, publish_report
 from dars.flows.names import label_run, run_name
 from dars.tasks.evaluate import check_experiments, experiment_task
 from dars.tasks.report import report_files, report_task
@@ -37,12 +37,14 @@ def evaluate_flow(
     names = check_experiments(experiments)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    progress = StageProgress(exp, "evaluate", len(names), unit="experiments")
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = {
             name: runner.submit(experiment_task, parameters={"exp": exp, "name": name})
             for name in names
         }
-        wait(list(futures.values()))
+        for fut in as_completed(list(futures.values())):
+            progress.advance(failed=future_failed(fut))
     out: dict[str, Any] = {}
     failures = []
     for name, fut in futures.items():
@@ -67,6 +69,8 @@ def report_flow(
     ``run_label`` tags the run."""
     exp = resolve_experiment(config, root)
     label_run(exp, run_label)
+    progress = StageProgress(exp, "report", 1, unit="report")
     md = report_task(exp)
+    progress.advance()
     publish_report(exp, *report_files(exp))
     return md

@@ -13,6 +13,7 @@ import polars as pl
 from prefect import flow, get_run_logger
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.artifacts import StageProgress
 from dars.flows.names import label_run, run_name
 from dars.tasks.supervise import supervise_dataset_task
 
@@ -28,7 +29,11 @@ def supervise_flow(
     label_run(exp, run_label)
     # One dataset at a time (read, supervise, write, free): the peak memory is one dataset's,
     # and polars already spreads each dataset's work over every core.
-    results = [supervise_dataset_task.submit(exp, b.name).result() for b in exp.benchmarks]
+    progress = StageProgress(exp, "supervise", len(exp.benchmarks), unit="datasets")
+    results = []
+    for b in exp.benchmarks:
+        results.append(supervise_dataset_task.submit(exp, b.name).result())
+        progress.advance()
     logger = get_run_logger()
     for r in results:
         logger.info("supervision of %s: %d tables written", r.dataset, len(r.files))

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import polars as pl
 from prefect import flow, get_run_logger
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from dars.config import Experiment, resolve_experiment
+from dars.flows.artifacts import StageProgress, future_failed
 from dars.flows.names import label_run, run_name
 from dars.tasks.train import REPORT_SCHEMA, check_training, train_task
 
@@ -39,6 +40,7 @@ def train_flow(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     jobs = [(b.name, f, s) for b in exp.benchmarks for f in families for s in supervisions]
+    progress = StageProgress(exp, "train", len(jobs), unit="routers")
     with ThreadPoolTaskRunner(max_workers=workers) as runner:
         futures = [
             runner.submit(
@@ -47,7 +49,8 @@ def train_flow(
             )
             for d, f, s in jobs
         ]
-        wait(futures)
+        for fut in as_completed(futures):
+            progress.advance(failed=future_failed(fut))
     reports, failures = [], []
     for (d, f, s), fut in zip(jobs, futures, strict=True):
         try:

@@ -144,20 +144,23 @@ class CollectProgress:
             fn(self)
 
 
-_PROGRESS = CollectProgress()
+#: The collection stages with counters of their own (rewriter calls, decode calls).
+COLLECT_STAGES = ("rewrite", "decode")
+_PROGRESS = {stage: CollectProgress() for stage in COLLECT_STAGES}
 
 
-def progress() -> CollectProgress:
-    """The process-wide collection counters (the CLI attaches its progress bar here)."""
-    return _PROGRESS
+def progress(stage: str = "decode") -> CollectProgress:
+    """The process-wide counters of one collection stage, ``rewrite`` (rewriter calls) or
+    ``decode`` (decode keys); the CLI's progress bars read them."""
+    return _PROGRESS[stage]
 
 
-def reset_progress() -> CollectProgress:
-    """Start fresh counters (a new flow run); listeners are kept."""
-    global _PROGRESS
-    listeners = _PROGRESS.listeners
-    _PROGRESS = CollectProgress(listeners=listeners)
-    return _PROGRESS
+def reset_progress(stage: str | None = None) -> CollectProgress:
+    """Start fresh counters for ``stage`` (a new flow run of it; default: both stages, returning
+    the decode counters); listeners are kept."""
+    for s in COLLECT_STAGES if stage is None else (stage,):
+        _PROGRESS[s] = CollectProgress(listeners=_PROGRESS[s].listeners)
+    return _PROGRESS[stage or "decode"]
 
 
 #: Why a key was not run (``ShardReport.blocked``).
@@ -486,7 +489,7 @@ async def _rewrite_todo(
         max_retries=exp.max_retries,
         empty_completion=exp.empty_completion,
     )
-    prog = progress()
+    prog = progress("rewrite")
     ttl = _reservation_ttl_s(exp)
     needed = todo.group_by("query_id", maintain_order=True).agg(pl.col("rewrite_id"))
     led.expire_stale()

@@ -203,7 +203,11 @@ def test_evaluate_and_report_runs_carry_the_main_table_and_a_report_link(prefect
     (ev,) = asyncio.run(_runs("evaluate", str(root)))
     (rep,) = asyncio.run(_runs("report", str(root)))
     arts = {a.key: a for a in asyncio.run(_artifacts(ev.id))}
-    assert set(arts) == {"t-evaluate-main"} and arts["t-evaluate-main"].type == "table"
+    assert set(arts) == {"t-evaluate-main", "t-evaluate-progress"}
+    assert arts["t-evaluate-main"].type == "table"
+    # Every stage has its progress artifact, here in experiments: 1 of 1 finished.
+    assert float(arts["t-evaluate-progress"].data) == 100.0
+    assert arts["t-evaluate-progress"].description == "evaluate: 1 of 1 experiments finished"
     main = json.loads(arts["t-evaluate-main"].data)
     expected = tables["main"]["main"]
     assert len(main) == expected.height and list(main[0]) == expected.columns
@@ -211,7 +215,8 @@ def test_evaluate_and_report_runs_carry_the_main_table_and_a_report_link(prefect
     assert main[0]["U"] == round(expected["U"][0], 4)
 
     arts = {a.key: a for a in asyncio.run(_artifacts(rep.id))}
-    assert set(arts) == {"t-report-link", "t-report-summary"}
+    assert set(arts) == {"t-report-link", "t-report-summary", "t-report-progress"}
+    assert float(arts["t-report-progress"].data) == 100.0
     html = Path(md).with_suffix(".html")
     # Prefect stores a link artifact as Markdown: [text](link).
     assert html.is_file()

@@ -87,6 +87,9 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     out = _ok(runner.invoke(app, ["collect", "-c", str(cfg), "--workers", "2"]))
     # 6 train × 2 models × 2×2 + 3 test × 2 models × (1 + 2) = 48 + 18
     assert "collected 66 calls" in out
+    # Not a terminal: a plain line per collection stage, with its count and wall time.
+    assert re.search(r"^rewrite: (\d+)/\1 shards \(\d+ s\)$", out, re.M), out
+    assert re.search(r"^decode: (\d+)/\1 shards \(\d+ s\)$", out, re.M), out
     assert "66 expected, 66 done, 0 failed, 0 missing" in out
     # The cost line is the ledger's: this run's spend (rewriter calls included) and the root's.
     flat = re.sub(r"\s+", " ", out)  # the console wraps long lines
@@ -99,6 +102,7 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
 
     out = _ok(runner.invoke(app, ["supervise", "-c", str(cfg)]))
     assert "winner_flip_rate" in out
+    assert re.search(r"^supervise: 1/1 datasets \(\d+ s\)$", out, re.M), out
     assert "paper definition" in out  # the default definition of the diagnostics is named
     assert (root / "supervision" / "dataset=demo_mc" / "dars.parquet").is_file()
 
@@ -106,12 +110,14 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
         runner.invoke(app, ["train", "-c", str(cfg), "--family", "knn", "--supervision", "dars"])
     )
     assert "routers trained" in out
+    assert re.search(r"^train: 1/1 routers \(\d+ s\)$", out, re.M), out
     assert (root / "models" / "dataset=demo_mc" / "family=knn" / "supervision=dars").is_dir()
     result = runner.invoke(app, ["train", "-c", str(cfg), "--family", "nope"])
     assert result.exit_code == 2 and "knn" in result.output  # a usage error listing the families
 
     out = _ok(runner.invoke(app, ["experiment", "main", "-c", str(cfg)]))
     assert "oracle" in out and "knn" in out
+    assert re.search(r"^evaluate: 1/1 experiments \(\d+ s\)$", out, re.M), out
     main = pl.read_parquet(root / "results" / "main.parquet")
     for (_, _), g in main.group_by("dataset", "view"):
         oracle = g.filter(pl.col("supervision") == "oracle")["U"].item()
@@ -132,6 +138,18 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     # configured family on every default supervision and evaluates them.
     out = _ok(runner.invoke(app, ["run", "-c", str(cfg)]))
     assert "nothing to collect" in out and "pipeline finished" in out
+    # Every stage of the pipeline has its line, in DAG order; no bar without a terminal.
+    stages = [
+        r"rewrite: nothing to do",
+        r"decode: nothing to do",
+        r"supervise: 1/1 datasets",
+        r"train: (\d+)/\1 routers",
+        r"evaluate: (\d+)/\2 experiments",
+        r"report: done",
+    ]
+    found = re.search(r" \(\d+ s\)\n.*?".join(f"^{s}" for s in stages), out, re.M | re.S)
+    assert found, out
+    assert not re.search(r"^(rewrite calls|decode calls|supervise|train|evaluate)\s+━", out, re.M)
     for family in ("knn", "avengers_pro", "mirt"):
         for sup in ("single_shot", "dars", "without_risk"):
             mdir = root / "models" / "dataset=demo_mc" / f"family={family}" / f"supervision={sup}"
@@ -150,6 +168,7 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     assert "scoring_validity" in out and "wrote" in out
     out = _ok(runner.invoke(app, ["report", "-c", str(cfg)]))
     assert "index.html" in out and (root / "report" / "index.html").is_file()
+    assert re.search(r"^report: done \(\d+ s\)$", out, re.M), out
 
 
 def test_rerun_needs_the_flag(tmp_path):
