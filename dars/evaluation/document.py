@@ -144,7 +144,7 @@ class ReportRun:
     """Everything a report section may show.
 
     ``results``: every result table of every registered experiment, None when it was not
-    written (``main`` is always present); ``contexts``: the run context stored with each
+    written; ``contexts``: the run context stored with each
     written result (None when it has none); ``context``: the context of ``main`` (or of the
     first result that has one), None for results written by an older version; ``datasets``:
     the benchmarks in config order; ``paper``: our dataset → the paper's dataset of the same
@@ -160,7 +160,8 @@ class ReportRun:
 
     @property
     def main(self) -> pl.DataFrame:
-        """The ``main`` result (the report is not written without it)."""
+        """The ``main`` result; raises when it is missing (sections that may run without it
+        use :meth:`result`)."""
         main = self.results.get("main")
         if main is None:
             raise ValueError("result 'main' is missing; run `dars experiment main`")

@@ -6,7 +6,7 @@ section per registered experiment in ``order`` (:func:`~dars.evaluation.experime
 numbered from 2 and filled by the experiment's ``section``. Every number printed comes from a
 result table; the paper's own numbers are shown beside ours, labelled as the paper's, for the
 dataset of the same task type. A section whose result is missing says so and names the command
-that writes it; only a missing ``main`` result stops the report.
+that writes it.
 
 The document is rendered twice: :func:`render_markdown` (figures referenced as PNG files beside
 it) and :func:`render_html`, one self-contained page through the Jinja2 template
@@ -78,8 +78,14 @@ def result_names() -> tuple[str, ...]:
 # ------------------------------------------------------------------------------------------------
 # layout
 # ------------------------------------------------------------------------------------------------
-def _datasets(main: pl.DataFrame, ctx: Mapping[str, Any] | None) -> list[str]:
-    present = main["dataset"].unique(maintain_order=True).to_list()
+def _datasets(
+    results: Mapping[str, pl.DataFrame | None], ctx: Mapping[str, Any] | None
+) -> list[str]:
+    """The datasets of ``main`` (of every result with a ``dataset`` column when ``main`` is
+    missing): those of the config in its order, then any other one sorted."""
+    main = results.get("main")
+    frames = [main] if main is not None else [f for f in results.values() if f is not None]
+    present = [d for f in frames if "dataset" in f.columns for d in f["dataset"].unique().to_list()]
     ordered = [b["name"] for b in (ctx or {}).get("benchmarks", []) if b["name"] in present]
     return ordered + sorted(set(present) - set(ordered))
 
@@ -87,10 +93,15 @@ def _datasets(main: pl.DataFrame, ctx: Mapping[str, Any] | None) -> list[str]:
 def _settings_differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Names of the settings on which two run contexts differ: the config's top-level fields
     when both recorded the config (the other context keys derive from it), else the context's
-    own keys; the write time never counts."""
+    own keys; the write time and the run directory (``root``: a copied run keeps its results)
+    never count."""
     if isinstance(a.get("config"), dict) and isinstance(b.get("config"), dict):
         a, b = a["config"], b["config"]
-    return sorted(k for k in set(a) | set(b) if k != "written_at" and a.get(k) != b.get(k))
+    return sorted(k for k in (set(a) | set(b)) - _NOT_SETTINGS if a.get(k) != b.get(k))
+
+
+#: Context keys that are not settings of the results (see :func:`_settings_differ`).
+_NOT_SETTINGS = frozenset({"written_at", "root"})
 
 
 def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None:
@@ -255,11 +266,8 @@ def build_report(
     must be present; names not given count as missing); ``contexts``: result name → the run
     context stored with it, or None when the result or its context is missing; ``root`` and
     ``written_at`` are printed in the setup."""
-    main = results.get("main")
-    if main is None:
-        raise ValueError("result 'main' is missing; run `dars experiment main`")
     ctx = contexts.get("main") or next((c for c in contexts.values() if c), None)
-    datasets = _datasets(main, ctx)
+    datasets = _datasets(results, ctx)
     run = ReportRun(
         results=dict(results),
         contexts=dict(contexts),

@@ -36,8 +36,8 @@ def write_report(exp: Experiment) -> Path:
     """Write ``report/index.md``, ``report/index.html`` and the figures (``report/*.png``)
     for the run under ``exp.root`` from its ``results/`` tables; returns the path of index.md.
 
-    Raises :class:`~dars.storage.results.ResultMissingError` when the ``main`` result is
-    missing (nothing to report); any other missing result becomes a note naming the command
+    Raises :class:`~dars.storage.results.ResultMissingError` when no result table exists
+    (nothing to report); a missing result, ``main`` included, becomes a note naming the command
     that writes it. Figures of an earlier report that this one no longer draws are removed.
     """
     root = exp.root
@@ -46,7 +46,7 @@ def write_report(exp: Experiment) -> Path:
     results = {
         name: read_result(root, name) if result_exists(root, name) else None for name in producers
     }
-    if results.get("main") is None:
+    if all(frame is None for frame in results.values()):
         # Raises ResultMissingError naming the file and the command.
         read_result(root, "main", producer=producers.get("main"))
     contexts = {name: _context(root, name) for name, frame in results.items() if frame is not None}

@@ -334,9 +334,18 @@ def test_missing_sections_are_named_with_their_command() -> None:
     assert render_html(doc).count("data:image/png;base64,") == 1
 
 
-def test_missing_main_raises() -> None:
-    with pytest.raises(ValueError, match="'main' is missing.*dars experiment main"):
-        _build({"beta": make_results()["beta"]})
+def test_missing_main_is_a_note_like_other_results() -> None:
+    doc = _build({"beta": make_results()["beta"]})
+    md = render_markdown(doc)
+    assert "Result `main` is missing (no `results/main.parquet`); run `dars experiment main`" in md
+    assert [f.name for f in doc.figures] == ["fig4c_beta"]
+
+
+def test_a_copied_run_root_is_not_a_setting() -> None:
+    tables = make_results()
+    contexts = {"main": _context(), "beta": _context(root="elsewhere/demo")}
+    md = render_markdown(_build({"main": tables["main"], "beta": tables["beta"]}, contexts))
+    assert "settings that differ" not in md
 
 
 def test_empty_result_is_reported_not_drawn() -> None:

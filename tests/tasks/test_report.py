@@ -104,8 +104,14 @@ def test_stale_figures_are_removed_and_missing_results_named(tmp_path: Path) -> 
     assert html.count("data:image/png;base64,") == 1
 
 
-def test_missing_main_raises_naming_file_and_command(tmp_path: Path) -> None:
+def test_missing_main_is_a_note(tmp_path: Path) -> None:
     exp = _write(tmp_path, {"beta": make_results()["beta"]})
+    md = write_report(exp).read_text(encoding="utf-8")
+    assert "Result `main` is missing" in md and "`dars experiment main`" in md
+
+
+def test_no_result_at_all_raises_naming_main_and_command(tmp_path: Path) -> None:
+    exp = _write(tmp_path, {})
     with pytest.raises(
         ResultMissingError,
         match=r"'main' not found at .*main\.parquet.*"

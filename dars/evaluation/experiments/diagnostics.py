@@ -343,7 +343,9 @@ def section(doc: Document, run: ReportRun) -> None:
         )
         doc.p(f"Paper: {paper_figures()['diagnostics']['variance_split']}.")
     dist = run.result(doc, "single_shot_distribution")
-    if dist is not None:
+    if dist is not None and run.results.get("main") is None:
+        doc.note("Fig 2c marks the DARS routers from result `main`, which is missing; not drawn.")
+    elif dist is not None:
         doc.figure(
             "fig2c_single_shot",
             plots.single_shot_violins(dist, run.main, datasets=run.datasets),

@@ -287,7 +287,9 @@ def main_detail_table(main: pl.DataFrame, dataset: str) -> pl.DataFrame:
 # ------------------------------------------------------------------------------------------------
 def section(doc: Document, run: ReportRun) -> None:
     """Table 1 with the DARS vs single-shot summary, the paper's Table 1, Table 4 per dataset."""
-    main = run.main
+    main = run.result(doc, "main")
+    if main is None:
+        return
     lam = fmt((run.context or {}).get("lam"))
     draws = main.filter(pl.col("supervision") == "single_shot")["n_draws"].drop_nulls()
     n_draws = fmt(int(draws.max())) if draws.len() else DASH
