@@ -155,6 +155,23 @@ def dars_vs_single_shot(main: pl.DataFrame, *, n_boot: int = 1000, seed: int = 0
     return pl.DataFrame(rows, schema=schema)
 
 
+def _ci_by_dataset(
+    frame: pl.DataFrame, run: ReportRun, key: str, keys: Sequence[str], value: str
+) -> pl.DataFrame:
+    """One display row per ``key`` value of ``keys``, one column per dataset: "value [ci_low,
+    ci_high]" of the frame's row (the first when several), "—" when there is none."""
+    ds = run.present(frame)
+    rows = []
+    for k in keys:
+        row = {key: f"`{k}`"}
+        for d in ds:
+            hit = frame.filter((pl.col(key) == k) & (pl.col("dataset") == d))
+            r = hit.row(0, named=True) if hit.height else None
+            row[d] = f"{fmt(r[value])} {ci(r['ci_low'], r['ci_high'])}" if r else DASH
+        rows.append(row)
+    return text_table(rows, [key, *ds])
+
+
 def _findings(doc: Document, run: ReportRun) -> None:
     """The summary that opens the report: what DARS changed and where, with CIs, from the
     ``main``, ``diagnostics`` and ``recovery`` results (each skipped with a note when missing)."""
@@ -194,39 +211,22 @@ def _findings(doc: Document, run: ReportRun) -> None:
     if diag is not None and diag.height:
         # Older results have one definition per metric and no is_default column.
         heads = diag.filter(pl.col("is_default")) if "is_default" in diag.columns else diag
-        ds = run.present(heads)
-        rows = []
-        for metric in heads["metric"].unique(maintain_order=True).to_list():
-            row = {"metric": f"`{metric}`"}
-            for d in ds:
-                hit = heads.filter((pl.col("metric") == metric) & (pl.col("dataset") == d))
-                r = hit.row(0, named=True) if hit.height else None
-                row[d] = f"{fmt(r['value'])} {ci(r['ci_low'], r['ci_high'])}" if r else DASH
-            rows.append(row)
         doc.p(
             "**Why single-shot labels mislead** (diagnostics of the training supervision, value "
-            "and 95 % CI; Section 3 defines each):"
+            "and 95 % CI; the Diagnostics section defines each):"
         )
-        doc.table(text_table(rows, ["metric", *ds]))
+        metrics = heads["metric"].unique(maintain_order=True).to_list()
+        doc.table(_ci_by_dataset(heads, run, "metric", metrics, "value"))
     rec = results.get("recovery")
     if rec is not None and rec.height and "k" in rec.columns:
         head = rec.filter(pl.col("k").is_null() & pl.col("m").is_null())
         sups = [s for s in ("single_shot", "full_dars") if s in set(head["supervision"])]
         if sups:
-            ds = run.present(head)
-            rows = []
-            for sup in sups:
-                row = {"labels": f"`{sup}`"}
-                for d in ds:
-                    hit = head.filter((pl.col("supervision") == sup) & (pl.col("dataset") == d))
-                    r = hit.row(0, named=True) if hit.height else None
-                    row[d] = f"{fmt(r['recovery'])} {ci(r['ci_low'], r['ci_high'])}" if r else DASH
-                rows.append(row)
             doc.p(
                 "**Label recovery** (simulated pool: share of training queries whose label is "
                 "the truly best model, 95 % CI):"
             )
-            doc.table(text_table(rows, ["labels", *ds]))
+            doc.table(_ci_by_dataset(head, run, "supervision", sups, "recovery"))
     doc.p(
         "Tables and figures follow; the configuration is in the appendix at the end. Notes "
         "(yellow) flag missing or inconsistent results and departures from the paper."
