@@ -71,10 +71,12 @@ class Note:
 
 @dataclass(frozen=True)
 class Code:
-    """A code block (the configuration as YAML)."""
+    """A code block (the configuration as YAML); with a ``summary`` it is collapsed under that
+    line (``<details>`` in HTML and Markdown)."""
 
     text: str
     lang: str = ""
+    summary: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class Document:
     def note(self, text: str) -> None:
         self.blocks.append(Note(text))
 
-    def code(self, text: str, lang: str = "") -> None:
-        self.blocks.append(Code(text, lang))
+    def code(self, text: str, lang: str = "", summary: str = "") -> None:
+        self.blocks.append(Code(text, lang, summary))
 
     def table(self, frame: pl.DataFrame, caption: str = "") -> None:
         """Add a table of display strings; a missing value (null) shows as a dash (a view a

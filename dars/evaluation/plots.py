@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -308,7 +309,7 @@ def single_shot_violins(
     return fig
 
 
-def _family_legend(fig: Figure, families: Sequence[str], extra: Sequence[Line2D] = ()) -> None:
+def _family_legend(fig: Figure, families: Sequence[str], extra: Sequence[Artist] = ()) -> None:
     colours = family_colours(families)
     handles = [Line2D([], [], color=colours[f], marker="o", label=f) for f in families]
     _legend(fig, [*handles, *extra])
@@ -321,8 +322,10 @@ def sample_efficiency_curves(
 
     ``frame``: the ``sample_efficiency`` result (one row per (dataset, view, family, k, m) with
     n_obs = k·m and U). Protocols are placed in order of n_obs (then k) at equal spacing and
-    labelled ``k×m``, so two protocols with the same n_obs stay distinct. CIs are left out: with
-    several families their bands hide the curves (the report states their typical width).
+    labelled ``k×m``, so two protocols with the same n_obs stay distinct. A thick black line is
+    the mean U over the families at each protocol, in a grey min–max band over them; the
+    families' own lines are drawn faint. CIs are left out: with several families their bands
+    hide the curves (the report states their typical width).
     """
     _require(
         frame,
@@ -346,7 +349,18 @@ def sample_efficiency_curves(
                 if rows.height == 0:
                     continue
                 x = [pos[(k, m)] for k, m in zip(rows["k"], rows["m"], strict=True)]
-                ax.plot(x, rows["U"].to_numpy(), marker="o", ms=3, color=colours[fam], lw=1.2)
+                ax.plot(
+                    x, rows["U"].to_numpy(), marker="o", ms=3, color=colours[fam], lw=0.9, alpha=0.5
+                )
+            spread = (
+                panel.group_by("n_obs", "k", "m")
+                .agg(mean=pl.col("U").mean(), lo=pl.col("U").min(), hi=pl.col("U").max())
+                .sort("n_obs", "k", "m")
+            )
+            if spread.height:
+                x = [pos[(k, m)] for k, m in zip(spread["k"], spread["m"], strict=True)]
+                ax.fill_between(x, spread["lo"], spread["hi"], color="black", alpha=0.08, lw=0)
+                ax.plot(x, spread["mean"].to_numpy(), color="black", lw=2.2, marker="o", ms=4)
             ax.set_xticks(range(len(protocols)), [f"{k}×{m}" for _, k, m in protocols], fontsize=8)
             ax.set_title(f"{dataset} — {VIEW_LABELS.get(view, view)}", fontsize=10)
             ax.grid(alpha=0.3)
@@ -354,18 +368,24 @@ def sample_efficiency_curves(
                 ax.set_xlabel("training protocol k rewrites × m decodes")
             if c == 0:
                 ax.set_ylabel("test utility U")
-    _family_legend(fig, families)
+    mean = Line2D([], [], color="black", lw=2.2, marker="o", label="mean over families")
+    band = Patch(color="black", alpha=0.08, label="min–max over families")
+    _family_legend(fig, families, extra=[mean, band])
     fig.suptitle("Fig 4a: sample efficiency of DARS supervision")
     return fig
+
+
+#: Markers of the fixed models in Fig 4b (cycled when the pool is larger).
+_FIXED_MARKERS = ("x", "+", "^", "v", "D", "*", "P", "s", "<", ">")
 
 
 def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
     """Fig 4b for one dataset: mean quality Q against mean normalised cost C as λ varies, for
     single-shot (mean over draws, dashed) and DARS (solid) routers of each family, with the
-    pool's fixed models as grey crosses.
+    pool's fixed models as grey markers (one marker per model, named in the legend).
 
     ``pareto``: the ``pareto`` result (rows (dataset, view, family, supervision, lam, model, Q, C);
-    ``fixed`` rows carry the model name, written beside its cross in the first row of panels).
+    ``fixed`` rows carry the model name).
     One panel per (family, view), the two views of a family side by side, two families per
     row; all panels share their axes.
     """
@@ -390,6 +410,10 @@ def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
         .sort("model")
         for view in views
     }
+    # Fixed models are told apart by marker, named once in the legend: names written beside
+    # the crosses overlapped, as cheap models sit close together at low cost.
+    models = sorted({m for f in fixed_by_view.values() for m in f["model"].to_list()})
+    fixed_markers = {m: _FIXED_MARKERS[i % len(_FIXED_MARKERS)] for i, m in enumerate(models)}
     for ax in axes.flat[len(panels) :]:
         ax.set_visible(False)
     for i, (fam, view) in enumerate(panels):
@@ -411,20 +435,8 @@ def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
                     color=colours[fam],
                 )
         fixed = fixed_by_view[view]
-        if fixed.height:
-            ax.scatter(fixed["C"], fixed["Q"], marker="x", color="dimgrey", s=22, zorder=4)
-        # The fixed models sit at the same place in every panel of a view (shared axes), so
-        # naming them in the first row is enough; text is also what makes these figures slow.
-        if fixed.height and i < ncols:
-            for m, cx, qy in zip(fixed["model"], fixed["C"], fixed["Q"], strict=True):
-                ax.annotate(
-                    str(m),
-                    (cx, qy),
-                    xytext=(2, 2),
-                    textcoords="offset points",
-                    fontsize=6,
-                    color="dimgrey",
-                )
+        for m, cx, qy in zip(fixed["model"], fixed["C"], fixed["Q"], strict=True):
+            ax.scatter([cx], [qy], marker=fixed_markers[m], color="dimgrey", s=26, zorder=4)
         ax.set_title(f"{fam} — {VIEW_LABELS.get(view, view)}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelbottom=True)  # sharex hides them on all but the last row
@@ -434,7 +446,10 @@ def pareto_frontiers(pareto: pl.DataFrame, dataset: str) -> Figure:
     handles = [
         Line2D([], [], color="black", linestyle="--", marker="s", ms=3, label="single-shot (mean)"),
         Line2D([], [], color="black", linestyle="-", marker="o", ms=3, label="DARS"),
-        Line2D([], [], color="dimgrey", linestyle="", marker="x", label="fixed model"),
+        *[
+            Line2D([], [], color="dimgrey", linestyle="", marker=fixed_markers[m], label=m)
+            for m in models
+        ],
     ]
     _legend(fig, handles)
     fig.suptitle(f"Fig 4b: cost–quality frontiers as λ varies — {dataset}")

@@ -37,14 +37,20 @@ from dars.evaluation.document import (
     ReportRun,
     Table,
     Text,
+    ci,
     fmt,
     text_table,
 )
 from dars.evaluation.experiments.base import ExperimentSpec, experiments, table_producers
+from dars.evaluation.experiments.main import single_shot_comparison
+from dars.evaluation.metrics import VIEW_SHORT, bootstrap_ci
 from dars.evaluation.paper import paper_dataset, paper_figures
 
 __all__ = [
+    "APPENDIX_TITLE",
+    "FINDINGS_TITLE",
     "SETUP_TITLE",
+    "dars_vs_single_shot",
     "build_report",
     "render_html",
     "render_markdown",
@@ -54,6 +60,9 @@ __all__ = [
 
 #: Title of section 1, which the report owns; the experiments' sections follow it.
 SETUP_TITLE = "Setup"
+#: The unnumbered summary that opens the report, and the appendix that closes it.
+FINDINGS_TITLE = "Findings"
+APPENDIX_TITLE = "Appendix: configuration"
 _PAPER_NOTE = (
     "Columns or rows marked *paper* are the numbers reported by Lai, Hu, Chen, Li and Ye (2026), "
     "“From Sampled Outcomes to Capability Distributions: Rethinking Supervision for LLM "
@@ -63,11 +72,11 @@ _PAPER_NOTE = (
 
 
 def section_titles() -> list[str]:
-    """The report's level-2 headings, in order: "1. Setup", then "<n>. <title>" of every
-    registered experiment."""
-    titles = [f"1. {SETUP_TITLE}"]
+    """The report's level-2 headings, in order: "Findings", "1. Setup", then "<n>. <title>" of
+    every registered experiment, then the configuration appendix."""
+    titles = [FINDINGS_TITLE, f"1. {SETUP_TITLE}"]
     titles += [f"{n}. {spec.title}" for n, spec in enumerate(experiments(), start=2)]
-    return titles
+    return [*titles, APPENDIX_TITLE]
 
 
 def result_names() -> tuple[str, ...]:
@@ -79,21 +88,13 @@ def result_names() -> tuple[str, ...]:
 # layout
 # ------------------------------------------------------------------------------------------------
 def _datasets(
-    main: pl.DataFrame | None,
-    ctx: Mapping[str, Any] | None,
-    results: Mapping[str, pl.DataFrame | None] | None = None,
+    results: Mapping[str, pl.DataFrame | None], ctx: Mapping[str, Any] | None
 ) -> list[str]:
-    """The datasets of ``main`` (of every result with a dataset column when ``main`` is
-    missing), those of the run context first in config order, then the others sorted."""
-    frames = [main] if main is not None else [f for f in (results or {}).values() if f is not None]
-    present = list(
-        dict.fromkeys(
-            d
-            for f in frames
-            if "dataset" in f.columns
-            for d in f["dataset"].unique(maintain_order=True).to_list()
-        )
-    )
+    """The datasets of ``main`` (of every result with a ``dataset`` column when ``main`` is
+    missing): those of the config in its order, then any other one sorted."""
+    main = results.get("main")
+    frames = [main] if main is not None else [f for f in results.values() if f is not None]
+    present = [d for f in frames if "dataset" in f.columns for d in f["dataset"].unique().to_list()]
     ordered = [b["name"] for b in (ctx or {}).get("benchmarks", []) if b["name"] in present]
     return ordered + sorted(set(present) - set(ordered))
 
@@ -101,10 +102,135 @@ def _datasets(
 def _settings_differ(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     """Names of the settings on which two run contexts differ: the config's top-level fields
     when both recorded the config (the other context keys derive from it), else the context's
-    own keys; the write time never counts."""
+    own keys; the write time and the run directory (``root``: a copied run keeps its results)
+    never count."""
     if isinstance(a.get("config"), dict) and isinstance(b.get("config"), dict):
         a, b = a["config"], b["config"]
-    return sorted(k for k in set(a) | set(b) if k != "written_at" and a.get(k) != b.get(k))
+    return sorted(k for k in (set(a) | set(b)) - _NOT_SETTINGS if a.get(k) != b.get(k))
+
+
+#: Context keys that are not settings of the results (see :func:`_settings_differ`).
+_NOT_SETTINGS = frozenset({"written_at", "root"})
+
+
+def dars_vs_single_shot(main: pl.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pl.DataFrame:
+    """DARS − mean single-shot test utility per (dataset, view), across router families.
+
+    ``main``: the ``main`` result. Per (dataset, view, family) with both supervisions, delta =
+    U(dars) − mean U over the single-shot draws (:func:`~dars.evaluation.experiments.main.
+    single_shot_comparison`). One row per (dataset, view) and a last row with both "all":
+    ``n_families`` (cells), ``n_above`` (delta > 0), ``delta`` (mean over the cells) and
+    ``ci_low``/``ci_high``, a 95 % percentile bootstrap over the cells (families are resampled;
+    :func:`~dars.evaluation.metrics.bootstrap_ci`, ``n_boot`` resamples, ``seed``). The CI is
+    of the mean over these families, not over test queries.
+    """
+    cmp = single_shot_comparison(main)
+    rows = []
+    groups = [((d, v), g) for (d, v), g in cmp.group_by("dataset", "view", maintain_order=True)]
+    groups.sort(key=lambda kv: kv[0])
+    for (d, v), g in [*groups, (("all", "all"), cmp)]:
+        if g.height == 0:
+            continue
+        lo, hi = bootstrap_ci(g["delta"].to_numpy(), n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                "dataset": d,
+                "view": v,
+                "n_families": g.height,
+                "n_above": int((g["delta"] > 0).sum()),
+                "delta": float(g["delta"].mean()),
+                "ci_low": lo,
+                "ci_high": hi,
+            }
+        )
+    schema = {
+        "dataset": pl.String,
+        "view": pl.String,
+        "n_families": pl.Int64,
+        "n_above": pl.Int64,
+        "delta": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _ci_by_dataset(
+    frame: pl.DataFrame, run: ReportRun, key: str, keys: Sequence[str], value: str
+) -> pl.DataFrame:
+    """One display row per ``key`` value of ``keys``, one column per dataset: "value [ci_low,
+    ci_high]" of the frame's row (the first when several), "—" when there is none."""
+    ds = run.present(frame)
+    rows = []
+    for k in keys:
+        row = {key: f"`{k}`"}
+        for d in ds:
+            hit = frame.filter((pl.col(key) == k) & (pl.col("dataset") == d))
+            r = hit.row(0, named=True) if hit.height else None
+            row[d] = f"{fmt(r[value])} {ci(r['ci_low'], r['ci_high'])}" if r else DASH
+        rows.append(row)
+    return text_table(rows, [key, *ds])
+
+
+def _findings(doc: Document, run: ReportRun) -> None:
+    """The summary that opens the report: what DARS changed and where, with CIs, from the
+    ``main``, ``diagnostics`` and ``recovery`` results (each skipped with a note when missing)."""
+    results = run.results
+    main = results.get("main")
+    if main is not None and main.height:
+        cmp = dars_vs_single_shot(main)
+        if cmp.height:
+            total = cmp.row(cmp.height - 1, named=True)
+            doc.p(
+                f"**DARS vs single-shot supervision.** Across router families, the DARS router's "
+                f"test utility is above the mean of the single-shot routers in "
+                f"**{total['n_above']} of {total['n_families']}** (family, dataset, view) cells; "
+                f"mean difference **{total['delta']:+.3f}** (95 % CI "
+                f"{ci(total['ci_low'], total['ci_high'])}, bootstrap over cells)."
+            )
+            doc.table(
+                text_table(
+                    [
+                        {
+                            "dataset": r["dataset"],
+                            "view": VIEW_SHORT.get(r["view"], r["view"]),
+                            "DARS above single-shot": f"{r['n_above']} of {r['n_families']}",
+                            "mean ΔU": f"{r['delta']:+.3f}",
+                            "95 % CI": ci(r["ci_low"], r["ci_high"]),
+                        }
+                        for r in cmp.iter_rows(named=True)
+                    ],
+                    ["dataset", "view", "DARS above single-shot", "mean ΔU", "95 % CI"],
+                ),
+                caption="ΔU = U(DARS router) − mean U(single-shot routers) of the same family; "
+                "CI: percentile bootstrap over the families of the row (Table 1 has each cell).",
+            )
+    else:
+        doc.note("Result `main` is missing: no DARS vs single-shot summary.")
+    diag = results.get("diagnostics")
+    if diag is not None and diag.height:
+        # Older results have one definition per metric and no is_default column.
+        heads = diag.filter(pl.col("is_default")) if "is_default" in diag.columns else diag
+        doc.p(
+            "**Why single-shot labels mislead** (diagnostics of the training supervision, value "
+            "and 95 % CI; the Diagnostics section defines each):"
+        )
+        metrics = heads["metric"].unique(maintain_order=True).to_list()
+        doc.table(_ci_by_dataset(heads, run, "metric", metrics, "value"))
+    rec = results.get("recovery")
+    if rec is not None and rec.height and "k" in rec.columns:
+        head = rec.filter(pl.col("k").is_null() & pl.col("m").is_null())
+        sups = [s for s in ("single_shot", "full_dars") if s in set(head["supervision"])]
+        if sups:
+            doc.p(
+                "**Label recovery** (simulated pool: share of training queries whose label is "
+                "the truly best model, 95 % CI):"
+            )
+            doc.table(_ci_by_dataset(head, run, "supervision", sups, "recovery"))
+    doc.p(
+        "Tables and figures follow; the configuration is in the appendix at the end. Notes "
+        "(yellow) flag missing or inconsistent results and departures from the paper."
+    )
 
 
 def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None:
@@ -213,14 +339,6 @@ def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None
                     f"Result `{name}` was written with settings that differ from `main` "
                     f"({', '.join(differs)}): rerun the experiments for one consistent report."
                 )
-    config = (ctx or {}).get("config")
-    if config is not None:
-        doc.h(3, "Configuration")
-        doc.p(
-            "The experiment configuration these results were produced with (as loaded, defaults "
-            "filled in; API keys are never part of it, only the names of their variables)."
-        )
-        doc.code(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), "yaml")
     paper = paper_figures()["setup"]
     pairs = [f"{d} ≙ {p}" for d, p in mapping.items() if p]
     if pairs:
@@ -231,6 +349,24 @@ def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None
                 "direction, not a target this run reproduces."
             )
         doc.p(text)
+
+
+def _configuration(doc: Document, ctx: Mapping[str, Any] | None) -> None:
+    """The appendix: the whole configuration the results were produced with, collapsed."""
+    doc.h(2, APPENDIX_TITLE)
+    config = (ctx or {}).get("config")
+    if config is None:
+        doc.p("No configuration was recorded with these results (written by an older version).")
+        return
+    doc.p(
+        "The experiment configuration these results were produced with (as loaded, defaults "
+        "filled in; API keys are never part of it, only the names of their variables)."
+    )
+    doc.code(
+        yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+        "yaml",
+        summary="Configuration (YAML)",
+    )
 
 
 def _figure_patterns(spec: ExperimentSpec) -> list[re.Pattern[str]]:
@@ -269,9 +405,8 @@ def build_report(
     given count as missing; each missing result is a note, ``main`` included); ``contexts``:
     result name → the run context stored with it, or None when the result or its context is
     missing; ``root`` and ``written_at`` are printed in the setup."""
-    main = results.get("main")
     ctx = contexts.get("main") or next((c for c in contexts.values() if c), None)
-    datasets = _datasets(main, ctx, results)
+    datasets = _datasets(results, ctx)
     run = ReportRun(
         results=dict(results),
         contexts=dict(contexts),
@@ -281,6 +416,8 @@ def build_report(
         producers=table_producers(),
     )
     doc = Document(f"DARS report — {ctx['experiment']}" if ctx else "DARS report")
+    doc.h(2, FINDINGS_TITLE)
+    _findings(doc, run)
     doc.h(2, f"1. {SETUP_TITLE}")
     _setup(doc, run, root=root, written_at=written_at)
     drawn: set[str] = set()
@@ -289,6 +426,7 @@ def build_report(
         start = len(doc.blocks)
         spec.section(doc, run)
         _check_figures(spec, doc.blocks[start:], drawn)
+    _configuration(doc, ctx)
     return doc
 
 
@@ -331,7 +469,11 @@ def render_markdown(doc: Document) -> str:
         elif isinstance(b, Note):
             out += [f"> **Note:** {b.text}", ""]
         elif isinstance(b, Code):
-            out += [f"```{b.lang}", b.text.rstrip("\n"), "```", ""]
+            fence = [f"```{b.lang}", b.text.rstrip("\n"), "```", ""]
+            if b.summary:
+                fence = [f"<details><summary>{escape(b.summary)}</summary>", "", *fence]
+                fence += ["</details>", ""]
+            out += fence
         elif isinstance(b, Table):
             out += [_md_table(b.frame), ""]
             if b.caption:
@@ -386,7 +528,9 @@ def _html_block(block: Any, used: set[str]) -> dict[str, Any]:
     if isinstance(block, Figure):
         data = base64.b64encode(block.png).decode("ascii")
         return {"kind": "figure", "caption": block.caption, "data": data}
-    kind = {Text: "text", Note: "note", Code: "code"}[type(block)]
+    if isinstance(block, Code):
+        return {"kind": "code", "text": block.text, "summary": block.summary}
+    kind = {Text: "text", Note: "note"}[type(block)]
     return {"kind": kind, "text": block.text}
 
 

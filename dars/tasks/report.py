@@ -36,9 +36,9 @@ def write_report(exp: Experiment) -> Path:
     """Write ``report/index.md``, ``report/index.html`` and the figures (``report/*.png``)
     for the run under ``exp.root`` from its ``results/`` tables; returns the path of index.md.
 
-    A missing result (``main`` included) becomes a note naming the command that writes it
-    (the CLI refuses a report with no result at all, ``dars.tasks.preflight``). Figures of
-    an earlier report that this one no longer draws are removed.
+    Raises :class:`~dars.storage.results.ResultMissingError` when no result table exists
+    (nothing to report); a missing result, ``main`` included, becomes a note naming the command
+    that writes it. Figures of an earlier report that this one no longer draws are removed.
     """
     root = exp.root
     layout = RunLayout(root)
@@ -46,6 +46,9 @@ def write_report(exp: Experiment) -> Path:
     results = {
         name: read_result(root, name) if result_exists(root, name) else None for name in producers
     }
+    if all(frame is None for frame in results.values()):
+        # Raises ResultMissingError naming the file and the command.
+        read_result(root, "main", producer=producers.get("main"))
     contexts = {name: _context(root, name) for name, frame in results.items() if frame is not None}
     written_at = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     doc = build_report(results, contexts, root=str(root), written_at=written_at)

@@ -30,6 +30,7 @@ from tests.evaluation.sample_results import EXPECTED_FIGURES, make_results
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 SECTIONS = (
+    "Findings",
     "1. Setup",
     "2. Main results",
     "3. Ablation",
@@ -38,6 +39,7 @@ SECTIONS = (
     "6. Cost–quality frontiers",
     "7. β sensitivity",
     "8. Validity",
+    "Appendix: configuration",
 )
 
 
@@ -85,10 +87,14 @@ def test_sections_follow_the_registered_experiments(full) -> None:
     assert re.findall(r"^## (.+)$", md, flags=re.MULTILINE) == list(SECTIONS)
     assert "missing" not in md.split("## 2.")[1]  # every result present: no missing notes
     assert set(result_names()) == set(make_results())
-    # The setup states the whole configuration the results were produced with.
-    setup = md.split("## 2.")[0]
-    assert "### Configuration" in setup and "```yaml" in setup
-    config = yaml.safe_load(setup.split("```yaml\n")[1].split("```")[0])
+    # The report opens with its findings; the whole configuration closes it, collapsed.
+    findings = md.split("## 1. Setup")[0]
+    assert "DARS router's test utility is above the mean of the single-shot routers" in findings
+    assert "```yaml" not in md.split("## Appendix: configuration")[0]
+    appendix = md.split("## Appendix: configuration")[1]
+    assert "<details><summary>Configuration (YAML)</summary>" in appendix
+    assert "<details><summary>Configuration (YAML)</summary>" in html
+    config = yaml.safe_load(appendix.split("```yaml\n")[1].split("```")[0])
     assert config["name"] == "demo" and config["lam"] == 0.05
     assert [m["name"] for m in config["pool"]["models"]][0] == "cheap-weak"
 
@@ -341,6 +347,18 @@ def test_missing_main_is_a_note_like_any_missing_result() -> None:
     assert "Result `main` is missing (no `results/main.parquet`); run `dars experiment main`" in md
     assert "Fig 2c needs result `main`" in md
     assert [f.name for f in doc.figures] == ["fig4c_beta"]
+def test_missing_main_is_a_note_like_other_results() -> None:
+    doc = _build({"beta": make_results()["beta"]})
+    md = render_markdown(doc)
+    assert "Result `main` is missing (no `results/main.parquet`); run `dars experiment main`" in md
+    assert [f.name for f in doc.figures] == ["fig4c_beta"]
+
+
+def test_a_copied_run_root_is_not_a_setting() -> None:
+    tables = make_results()
+    contexts = {"main": _context(), "beta": _context(root="elsewhere/demo")}
+    md = render_markdown(_build({"main": tables["main"], "beta": tables["beta"]}, contexts))
+    assert "settings that differ" not in md
 
 
 def test_empty_result_is_reported_not_drawn() -> None:
@@ -506,3 +524,23 @@ def test_plots_name_missing_columns() -> None:
                 {"dataset": ["a"], "view": ["test_rewrite"], "family": ["knn"], "beta": [0.1]}
             )
         )
+
+
+def test_dars_vs_single_shot_summarises_cells_with_a_bootstrap_ci() -> None:
+    from dars.evaluation.report import dars_vs_single_shot
+
+    rows = []
+    for fam, single, dars in (("knn", 0.50, 0.56), ("mlp", 0.40, 0.38), ("mirt", 0.30, 0.34)):
+        rows.append(("d", "test_decode", fam, "single_shot", single, 0.01))
+        rows.append(("d", "test_decode", fam, "dars", dars, None))
+    main = pl.DataFrame(
+        rows,
+        schema=["dataset", "view", "family", "supervision", "U", "U_std"],
+        orient="row",
+    )
+    out = dars_vs_single_shot(main, n_boot=200, seed=0)
+    assert out["dataset"].to_list() == ["d", "all"]
+    first = out.row(0, named=True)
+    assert (first["n_families"], first["n_above"]) == (3, 2)
+    assert first["delta"] == pytest.approx((0.06 - 0.02 + 0.04) / 3)
+    assert -0.02 - 1e-12 <= first["ci_low"] <= first["delta"] <= first["ci_high"] <= 0.06 + 1e-12

@@ -75,7 +75,7 @@ def test_reduced_demo_runs_every_stage_and_writes_the_report(
     md = (report / "index.md").read_text()
     html = (report / "index.html").read_text()
     sections = re.findall(r"^## (.+)$", md, flags=re.MULTILINE)
-    assert sections == section_titles() and len(sections) == 8
+    assert sections == section_titles() and len(sections) == 10
     for title in ("Table 1", "Table 2", "Table 4", "Table 5", "Table 6", "Label recovery"):
         assert f"### {title}" in md, title
     pngs = re.findall(r"\(([^)\s]+\.png)\)", md)

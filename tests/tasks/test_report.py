@@ -18,7 +18,7 @@ from matplotlib.image import imread
 from dars.config import Experiment, load_experiment
 from dars.evaluation.report import section_titles
 from dars.storage import RunLayout
-from dars.storage.results import run_context, write_result
+from dars.storage.results import ResultMissingError, run_context, write_result
 from dars.tasks.report import write_report
 from tests.evaluation.sample_results import EXPECTED_FIGURES, make_results
 
@@ -110,6 +110,21 @@ def test_missing_main_is_a_note_naming_the_command(tmp_path: Path) -> None:
     md = write_report(exp).read_text(encoding="utf-8")
     assert "Result `main` is missing" in md and "`dars experiment main`" in md
     assert {p.stem for p in RunLayout(tmp_path).report_dir().glob("*.png")} == {"fig4c_beta"}
+def test_missing_main_is_a_note(tmp_path: Path) -> None:
+    exp = _write(tmp_path, {"beta": make_results()["beta"]})
+    md = write_report(exp).read_text(encoding="utf-8")
+    assert "Result `main` is missing" in md and "`dars experiment main`" in md
+
+
+def test_no_result_at_all_raises_naming_main_and_command(tmp_path: Path) -> None:
+    exp = _write(tmp_path, {})
+    with pytest.raises(
+        ResultMissingError,
+        match=r"'main' not found at .*main\.parquet.*"
+        r"`dars experiment main`",
+    ):
+        write_report(exp)
+    assert not RunLayout(tmp_path).report_file("index", "md").exists()
 
 
 def test_main_without_context_from_an_older_version(tmp_path: Path) -> None:

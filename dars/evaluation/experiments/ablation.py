@@ -217,6 +217,43 @@ def _paper_table(datasets: Sequence[str], mapping: Mapping[str, str | None]) -> 
     return text_table(rows, ["supervision", *[name for name, _ in cols]])
 
 
+def ordering_note(table: pl.DataFrame) -> str | None:
+    """A note when the ranking of ``table`` (an :func:`ablation_table`, by ``average``) differs
+    from the paper's Table 2 ranking (by its ``avg`` column), or None when they agree.
+
+    Supervisions without an average, or absent from either ranking, are left out of both. The
+    note names where ``full_dars`` ranks here (first in the paper) and the supervisions above it
+    with their margin in average U.
+    """
+    paper_rows = paper_figures()["table2_ablation_mirt"]
+    avg_at = list(paper_rows["columns"]).index("avg")
+    ours = {
+        r["supervision"]: r["average"]
+        for r in table.iter_rows(named=True)
+        if r["average"] is not None and r["supervision"] in paper_rows
+    }
+    paper = {s: paper_rows[s][avg_at] for s in ours}
+    if len(ours) < 2:
+        return None
+    our_rank = sorted(ours, key=lambda s: -ours[s])
+    paper_rank = sorted(paper, key=lambda s: -paper[s])
+    if our_rank == paper_rank:
+        return None
+    text = (
+        f"The ordering by average U differs from the paper's Table 2: here "
+        f"{' > '.join(our_rank)}; in the paper {' > '.join(paper_rank)}."
+    )
+    if "full_dars" in ours and our_rank[0] != "full_dars":
+        above = our_rank[: our_rank.index("full_dars")]
+        margins = ", ".join(f"{s} (+{ours[s] - ours['full_dars']:.3f})" for s in above)
+        text += (
+            f" Full DARS ranks {our_rank.index('full_dars') + 1} of {len(our_rank)} here, below "
+            f"{margins}; compare these margins with the 95 % CIs of the per-column utilities "
+            "(result `ablation`, U_low/U_high) before reading an ordering into them."
+        )
+    return text
+
+
 def section(doc: Document, run: ReportRun) -> None:
     """Table 2 per family of the result, then the paper's Table 2."""
     ablation = run.result(doc, "ablation")
@@ -239,6 +276,9 @@ def section(doc: Document, run: ReportRun) -> None:
                 *[pl.col(c).map_elements(fmt, return_dtype=pl.String) for c in sub.columns[1:]],
             )
         )
+        note = ordering_note(sub)
+        if note is not None:
+            doc.note(note)
     paper = _paper_table(run.datasets, run.paper)
     if paper is not None:
         doc.h(3, "Paper's Table 2 (MIRT, paper's pool and benchmarks)")

@@ -22,8 +22,15 @@ __all__ = ["RMSoftmaxRouter"]
 class RMSoftmaxRouter(TorchRouter):
     """Softmax policy over models that minimises expected regret, with λ as an input.
 
-    Input: the standardised embedding and λ / max(lam_grid); one ReLU layer of ``hidden`` units;
-    output: one logit per model. Training minimises, averaged over queries and over every λ in
+    Input: the standardised embedding and the λ feature φ(λ) (:meth:`_lam_feature`: log(λ + ε)
+    standardised over ``lam_grid``); one ReLU layer z of ``hidden`` units, which also takes φ;
+    output: one logit per model, ``W2·z + b2 + φ·(W3·z + b3)``. The λ-scaled head lets the
+    ranking of models change with λ per query: with λ entering only the hidden layer as
+    λ / max(lam_grid) (the first version: at most 0.1 for six of the demo's nine λ values, beside
+    384 standardised embedding inputs), the model learned to ignore it and routed identically at
+    every λ (one Pareto point per dataset and view on the demo).
+
+    Training minimises, averaged over queries and over every λ in
     ``lam_grid``, Σ_m softmax_m · (max_k u_k − u_m) with u = q − λc (− βσ under DARS targets: the
     risk-adjusted targets, with this router's ``beta``). A single model serves any λ; λ outside
     the grid is extrapolation.
@@ -73,9 +80,18 @@ class RMSoftmaxRouter(TorchRouter):
         if not self.beta >= 0:
             raise ValueError(f"rm_softmax: beta must be >= 0, got {self.beta!r}")
 
-    def _lam_scale(self) -> float:
-        top = max(float(v) for v in self.lam_grid)
-        return top if top > 0 else 1.0
+    def _lam_feature(self, lams: torch.Tensor) -> torch.Tensor:
+        """φ(λ) = (log(λ + ε) − mean) / std, mean and std (ddof 0) over ``lam_grid``; ε is the
+        smallest positive grid value (1 if none). The log spreads a grid such as 0, 0.01, …, 2
+        evenly; φ = 0 for a one-value grid."""
+        grid = np.array([float(v) for v in self.lam_grid], dtype=np.float64)
+        pos = grid[grid > 0]
+        eps = float(pos.min()) if pos.size else 1.0
+        logs = np.log(grid + eps)
+        sd = float(logs.std())
+        if sd <= 0:
+            return torch.zeros_like(lams)
+        return ((torch.log(lams.to(torch.float64) + eps) - float(logs.mean())) / sd).to(DTYPE)
 
     def _init_params(self, gen: torch.Generator, n_features: int, n_models: int) -> dict:
         h = int(self.hidden)
@@ -85,18 +101,22 @@ class RMSoftmaxRouter(TorchRouter):
             "b1": zeros(h),
             "W2": glorot(gen, h, n_models, h, n_models),
             "b2": zeros(n_models),
+            "W3": glorot(gen, h, n_models, h, n_models),
+            "b3": zeros(n_models),
         }
 
     def _train_inputs(self, X: torch.Tensor) -> dict[str, Any]:
         return {"lams": torch.tensor([float(v) for v in self.lam_grid], dtype=DTYPE)}
 
     def _forward(self, params: dict, X: torch.Tensor, **kw: Any) -> dict[str, torch.Tensor]:
-        lams = kw["lams"] / self._lam_scale()  # (G,)
+        phi = self._lam_feature(kw["lams"])[None, :, None, None]  # (1, G, 1, 1)
         hx = first_layer(X, params["Wx"], params["b1"])  # (S, n, h)
-        z = torch.relu(hx[:, None] + lams[None, :, None, None] * params["wl"][:, None, None, :])
+        z = torch.relu(hx[:, None] + phi * params["wl"][:, None, None, :])
         S, G, n, h = z.shape
-        logits = torch.baddbmm(params["b2"][:, None, :], z.reshape(S, G * n, h), params["W2"])
-        return {"logits": logits.reshape(S, G, n, -1)}
+        zf = z.reshape(S, G * n, h)
+        base = torch.baddbmm(params["b2"][:, None, :], zf, params["W2"]).reshape(S, G, n, -1)
+        tilt = torch.baddbmm(params["b3"][:, None, :], zf, params["W3"]).reshape(S, G, n, -1)
+        return {"logits": base + phi * tilt}
 
     def _target_tensors(self, targets: BatchedTargets) -> dict[str, torch.Tensor]:
         tgt = super()._target_tensors(targets)

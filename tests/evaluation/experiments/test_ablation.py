@@ -151,3 +151,22 @@ def test_unknown_family_is_rejected_before_reading():
         SPEC.check(_exp(family="nope"))
     with pytest.raises(ValueError, match="unknown router famil"):
         SPEC.compute(_inputs(), _exp(family="nope"))
+
+
+def _averages(avg: dict[str, float]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"supervision": list(avg), "average": list(avg.values())},
+        schema={"supervision": pl.String, "average": pl.Float64},
+    )
+
+
+def test_ordering_note_names_the_variants_above_full_dars() -> None:
+    from dars.evaluation.experiments.ablation import ordering_note
+
+    # The paper's order (full_dars first) gives no note.
+    paper_order = {"single_shot": 0.1, "without_risk": 0.2, "full_dars": 0.3}
+    assert ordering_note(_averages(paper_order)) is None
+    note = ordering_note(_averages({"single_shot": 0.1, "input_only": 0.35, "full_dars": 0.3}))
+    assert note is not None
+    assert "here input_only > full_dars > single_shot" in note
+    assert "Full DARS ranks 2 of 3 here, below input_only (+0.050)" in note

@@ -78,7 +78,7 @@ def test_a_name_or_a_table_belongs_to_one_experiment():
     with registered(toy_spec()):
         with pytest.raises(ValueError, match="experiment 'toy' is already registered"):
             EXPERIMENTS.add("toy", toy_spec())
-        assert section_titles()[-1] == "9. Toy counts"
+        assert section_titles()[-2] == "9. Toy counts"
     with registered(toy_spec("toy_two"), dataclasses.replace(toy_spec(), tables={"beta": {}})):
         with pytest.raises(ValueError, match="table 'beta' is declared by experiments 'beta' and"):
             table_producers()
