@@ -1080,6 +1080,42 @@ def report(
     _print_report_paths(exp.root)
 
 
+@app.command("readme-numbers")
+def readme_numbers(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Markdown file to write (the README points to it).")
+    ] = Path("docs/demo_numbers.md"),
+    fact: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fact",
+            help="A run fact 'label=text' for the file's Run section, e.g. "
+            "--fact 'wall time=16 min 51 s' --fact 'load=1.5'; repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Write the demo's headline figures (the README's list) from results/ to --out."""
+    from dars.storage.results import ResultMissingError
+    from dars.tasks.headline import write_headline
+
+    facts = {}
+    for item in fact or []:
+        label, sep, text = item.partition("=")
+        if not sep or not label.strip():
+            _error(f"--fact {item!r}: expected 'label=text'")
+            raise typer.Exit(2)
+        facts[label.strip()] = text.strip()
+    exp = _load(config, root)
+    try:
+        path = write_headline(exp.root, out, facts)
+    except ResultMissingError as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    console.print(f"headline numbers: {path}", soft_wrap=True)
+
+
 def _print_report_paths(root: str) -> None:
     layout = RunLayout(root)
     # soft_wrap: a path must stay one copyable line, whatever the terminal width.
