@@ -115,6 +115,8 @@ console = Console()
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Experiment YAML.", exists=False, dir_okay=False)
 ]
+#: The config the commands use when none is given.
+DEFAULT_CONFIG = Path("configs/demo.yaml")
 RootOpt = Annotated[
     str | None, typer.Option("--root", help="Run directory (default: the config's `root`).")
 ]
@@ -284,13 +286,31 @@ def bench_show(
     name: str,
     n: Annotated[int, typer.Option(help="Items to show.")] = 2,
     path: Annotated[str | None, typer.Option(help="Local file to load from.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Experiment YAML whose entry for this benchmark gives its options and path "
+            "(default: configs/demo.yaml when it exists).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Show items, their decode and rewrite prompts, and how sample answers are scored."""
     from dars.benchmarks import get
 
-    bench = get(name)
+    options: dict[str, Any] = {}
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    if config is not None:
+        spec = next((b for b in _load(config, None).benchmarks if b.name == name), None)
+        if spec is not None:
+            options, path = dict(spec.options), path or spec.path
+    bench = get(name, **options)
     items = bench.load(path)
-    console.print(f"[bold]{name}[/bold]: {len(items)} items ({bench.task_type})")
+    where = f", options {options} from {config}" if options else ""
+    console.print(f"[bold]{name}[/bold]: {len(items)} items ({bench.task_type}{where})")
     for item in items[:n]:
         console.rule(item.query_id)
         for msg in bench.decode_messages(item):

@@ -57,6 +57,16 @@ def test_benchmarks_list_and_show():
     assert "= 1.00" in out and "= 0.00" in out  # gold scores 1, a wrong number 0
 
 
+def test_benchmarks_show_uses_the_configs_options(tmp_path):
+    config = _tiny_config(tmp_path)  # demo_mc with n_items 9
+    show = ["benchmarks", "show", "-c", str(config), "--n", "0"]
+    out = _ok(runner.invoke(app, [*show, "demo_mc"]))
+    assert out.startswith("demo_mc: 9 items (mc, options {'n_items': 9}")
+    # A benchmark the config does not list: its own defaults.
+    out = _ok(runner.invoke(app, [*show, "demo_math"]))
+    assert out.startswith("demo_math: 100 items (math)")
+
+
 @pytest.mark.skipif(not (SHARED / "math500_test.jsonl").exists(), reason="shared data absent")
 def test_benchmarks_prepare_fills_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DARS_CACHE_DIR", str(tmp_path / "cache"))
