@@ -1118,16 +1118,16 @@ def readme_numbers(
 ) -> None:
     """Write the demo's headline figures (the README's list) from results/ to --out."""
     from dars.storage.results import ResultMissingError
-    from dars.tasks.headline import write_headline
+    from dars.tasks.headline import recorded_facts, write_headline
 
-    facts = {}
+    exp = _load(config, root)
+    facts = recorded_facts(exp.root)  # timing.json of the last `dars run`, when there is one
     for item in fact or []:
         label, sep, text = item.partition("=")
         if not sep or not label.strip():
             _error(f"--fact {item!r}: expected 'label=text'")
             raise typer.Exit(2)
         facts[label.strip()] = text.strip()
-    exp = _load(config, root)
     try:
         path = write_headline(exp.root, out, facts)
     except ResultMissingError as exc:
@@ -1160,7 +1160,7 @@ def run(
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
 
-    t0 = time.monotonic()
+    t0, load0 = time.monotonic(), os.getloadavg()[0]
     _exit_if_damaged(_sound_store(exp.root))
     _print_budget(exp, exp.root)
     _prefect_server()
@@ -1173,5 +1173,8 @@ def run(
     console.print(_summary_table(out["supervise"], definition=exp.diagnostics.definition))
     _print_train(out["train"])
     _print_views("main", out["evaluate"]["main"])
+    from dars.tasks.headline import record_timing
+
+    record_timing(exp.root, time.monotonic() - t0, load0)  # for `dars readme-numbers`
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")
     _print_report_paths(exp.root)

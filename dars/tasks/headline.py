@@ -7,14 +7,19 @@ machine, load) and writes the Markdown file. No flow: it reads six small tables.
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import os
+import platform
+import resource
 from collections.abc import Mapping
 from pathlib import Path
 
 from dars.evaluation.headline import HEADLINE_RESULTS, headline_numbers, render_headline
-from dars.storage import atomic_write_text
+from dars.storage import RunLayout, atomic_write_text
 from dars.storage.results import read_result, result_exists
 
-__all__ = ["headline_text", "write_headline"]
+__all__ = ["headline_text", "record_timing", "recorded_facts", "write_headline"]
 
 
 def headline_text(root: str | Path, facts: Mapping[str, str] | None = None) -> str:
@@ -36,3 +41,42 @@ def write_headline(
     path = Path(out)
     atomic_write_text(headline_text(root, facts), path)
     return path
+
+
+def record_timing(root: str | Path, wall_s: float, load_before: float) -> Path:
+    """Write ``timing.json`` under ``root`` for a whole-pipeline run that took ``wall_s``
+    seconds: the date, wall and CPU seconds (this process and its children), peak memory, the
+    machine's cores and architecture and the 1-minute load average before and after."""
+    own, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    timing = {
+        "finished_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_s": round(wall_s, 1),
+        "cpu_s": round(own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime, 1),
+        "peak_rss_mb": round(max(own.ru_maxrss, kids.ru_maxrss) / 1024),  # Linux: KiB
+        "cores": os.cpu_count(),
+        "machine": f"{platform.system()} {platform.machine()}",
+        "load_before": round(load_before, 2),
+        "load_after": round(os.getloadavg()[0], 2),
+    }
+    path = RunLayout(root).timing_file()
+    atomic_write_text(json.dumps(timing, indent=1) + "\n", path)
+    return path
+
+
+def recorded_facts(root: str | Path) -> dict[str, str]:
+    """The run facts of ``timing.json`` under ``root`` as label → text (empty when the run
+    recorded none)."""
+    path = RunLayout(root).timing_file()
+    if not path.is_file():
+        return {}
+    t = json.loads(path.read_text(encoding="utf-8"))
+    minutes, seconds = divmod(round(t["wall_s"]), 60)
+    return {
+        "`dars run` wall time": f"{minutes} min {seconds} s ({t['cpu_s']:.0f} CPU-s, "
+        f"peak memory {t['peak_rss_mb']} MB), finished {t['finished_utc']}",
+        "machine": f"{t['cores']} cores, {t['machine']}",
+        "load average (1 min)": f"{t['load_before']} before, {t['load_after']} after",
+    }

@@ -152,3 +152,15 @@ def test_committed_file_matches_the_demo_run() -> None:
 
     committed = COMMITTED.read_text(encoding="utf-8").split("\n## Run")[0]
     assert headline_text(DEMO_ROOT).split("\n## Run")[0] == committed
+
+
+def test_recorded_timing_becomes_the_run_facts(tmp_path: Path) -> None:
+    from dars.tasks.headline import record_timing, recorded_facts
+
+    assert recorded_facts(tmp_path) == {}
+    record_timing(tmp_path, 1011.4, load_before=4.25)
+    facts = recorded_facts(tmp_path)
+    assert facts["`dars run` wall time"].startswith("16 min 51 s (")
+    assert facts["load average (1 min)"].startswith("4.25 before, ")
+    text = render_headline({}, facts)
+    assert "- machine: " in text and "cores" in text

@@ -142,6 +142,11 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     # configured family on every default supervision and evaluates them.
     out = _ok(runner.invoke(app, ["run", "-c", str(cfg)]))
     assert "nothing to collect" in out and "pipeline finished" in out
+    # ... and records its wall time, machine and load for `dars readme-numbers`.
+    out = _ok(
+        runner.invoke(app, ["readme-numbers", "-c", str(cfg), "--out", str(tmp_path / "n.md")])
+    )
+    assert "`dars run` wall time: " in (tmp_path / "n.md").read_text()
     for family in ("knn", "avengers_pro", "mirt"):
         for sup in ("single_shot", "dars", "without_risk"):
             mdir = root / "models" / "dataset=demo_mc" / f"family={family}" / f"supervision={sup}"
