@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= configs/demo.yaml
 ROOT ?= runs/demo
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean readme-numbers
 
 # The install takes minutes (a 2.5 GB venv): each step says what it does and pip shows its progress.
 $(STAMP): pyproject.toml
@@ -24,6 +24,11 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/dars run --config $(CONFIG) --root $(ROOT)
+
+# The README's headline figures from the demo run's results (docs/demo_numbers.md); pass run
+# facts with FACTS, e.g. make readme-numbers FACTS="--fact 'wall time=16 min 51 s'".
+readme-numbers: $(STAMP)
+	$(BIN)/dars readme-numbers --config $(CONFIG) --root $(ROOT) $(FACTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

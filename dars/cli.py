@@ -168,6 +168,8 @@ console = Console()
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="Experiment YAML.", exists=False, dir_okay=False)
 ]
+#: The config the commands use when none is given.
+DEFAULT_CONFIG = Path("configs/demo.yaml")
 RootOpt = Annotated[
     str | None, typer.Option("--root", help="Run directory (default: the config's `root`).")
 ]
@@ -318,10 +320,11 @@ def _check(problem: str | None, code: int = 1) -> None:
         raise Problem(problem, code)
 
 
-def _check_names(check: Any, *args: Any) -> Any:
-    """``check(*args)`` (a registry or name check); an unknown name is a usage error, exit 2."""
+def _check_names(check: Any, *args: Any, **kw: Any) -> Any:
+    """``check(*args, **kw)`` (a registry or name check); an unknown name is a usage error,
+    exit 2."""
     try:
-        return check(*args)
+        return check(*args, **kw)
     except ValueError as exc:
         raise Problem(str(exc), 2) from None
 
@@ -362,13 +365,31 @@ def bench_show(
     name: str,
     n: Annotated[int, typer.Option(help="Items to show.")] = 2,
     path: Annotated[str | None, typer.Option(help="Local file to load from.")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Experiment YAML whose entry for this benchmark gives its options and path "
+            "(default: configs/demo.yaml when it exists).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Show items, their decode and rewrite prompts, and how sample answers are scored."""
     from dars.benchmarks import get
 
-    bench = _check_names(get, name)
+    options: dict[str, Any] = {}
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    if config is not None:
+        spec = next((b for b in _load(config, None).benchmarks if b.name == name), None)
+        if spec is not None:
+            options, path = dict(spec.options), path or spec.path
+    bench = _check_names(get, name, **options)
     items = bench.load(path)
-    console.print(f"[bold]{name}[/bold]: {len(items)} items ({bench.task_type})")
+    where = f", options {options} from {config}" if options else ""
+    console.print(f"[bold]{name}[/bold]: {len(items)} items ({bench.task_type}{where})")
     for item in items[:n]:
         console.rule(item.query_id)
         for msg in bench.decode_messages(item):
@@ -1344,6 +1365,42 @@ def report(
     _print_report_paths(exp.root)
 
 
+@app.command("readme-numbers")
+def readme_numbers(
+    config: ConfigOpt = Path("configs/demo.yaml"),
+    root: RootOpt = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Markdown file to write (the README points to it).")
+    ] = Path("docs/demo_numbers.md"),
+    fact: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fact",
+            help="A run fact 'label=text' for the file's Run section, e.g. "
+            "--fact 'wall time=16 min 51 s' --fact 'load=1.5'; repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Write the demo's headline figures (the README's list) from results/ to --out."""
+    from dars.storage.results import ResultMissingError
+    from dars.tasks.headline import recorded_facts, write_headline
+
+    exp = _load(config, root)
+    facts = recorded_facts(exp.root)  # timing.json of the last `dars run`, when there is one
+    for item in fact or []:
+        label, sep, text = item.partition("=")
+        if not sep or not label.strip():
+            _error(f"--fact {item!r}: expected 'label=text'")
+            raise typer.Exit(2)
+        facts[label.strip()] = text.strip()
+    try:
+        path = write_headline(exp.root, out, facts)
+    except ResultMissingError as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    console.print(f"headline numbers: {path}", soft_wrap=True)
+
+
 def _print_report_paths(root: str) -> None:
     layout = RunLayout(root)
     # soft_wrap: a path must stay one copyable line, whatever the terminal width.
@@ -1370,7 +1427,7 @@ def run(
     exp = _load(config, root)
     from dars.flows.pipeline import pipeline_flow
 
-    t0 = time.monotonic()
+    t0, load0 = time.monotonic(), os.getloadavg()[0]
     _exit_if_damaged(_sound_store(exp.root))
     _preflight(exp, yes, dry_run)
     _prefect_server()
@@ -1383,5 +1440,8 @@ def run(
     console.print(_summary_table(out["supervise"], definition=exp.diagnostics.definition))
     _print_train(out["train"])
     _print_views("main", out["evaluate"]["main"])
+    from dars.tasks.headline import record_timing
+
+    record_timing(exp.root, time.monotonic() - t0, load0)  # for `dars readme-numbers`
     console.print(f"pipeline finished in {time.monotonic() - t0:.0f}s; outputs under {exp.root}")
     _print_report_paths(exp.root)

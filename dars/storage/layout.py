@@ -274,6 +274,10 @@ class RunLayout:
         simulated pools only): ``truth/dataset=<d>/truth.parquet``."""
         return self.root / "truth" / f"dataset={check_name('dataset', dataset)}" / "truth.parquet"
 
+    def timing_file(self) -> Path:
+        """How long the last ``dars run`` took, on what machine and load (``timing.json``)."""
+        return self.root / "timing.json"
+
     def manifest_file(self) -> Path:
         return self.root / "manifest.parquet"
 

@@ -347,6 +347,8 @@ def test_missing_main_is_a_note_like_any_missing_result() -> None:
     assert "Result `main` is missing (no `results/main.parquet`); run `dars experiment main`" in md
     assert "Fig 2c needs result `main`" in md
     assert [f.name for f in doc.figures] == ["fig4c_beta"]
+
+
 def test_missing_main_is_a_note_like_other_results() -> None:
     doc = _build({"beta": make_results()["beta"]})
     md = render_markdown(doc)

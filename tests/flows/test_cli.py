@@ -57,6 +57,16 @@ def test_benchmarks_list_and_show():
     assert "= 1.00" in out and "= 0.00" in out  # gold scores 1, a wrong number 0
 
 
+def test_benchmarks_show_uses_the_configs_options(tmp_path):
+    config = _tiny_config(tmp_path)  # demo_mc with n_items 9
+    show = ["benchmarks", "show", "-c", str(config), "--n", "0"]
+    out = _ok(runner.invoke(app, [*show, "demo_mc"]))
+    assert out.startswith("demo_mc: 9 items (mc, options {'n_items': 9}")
+    # A benchmark the config does not list: its own defaults.
+    out = _ok(runner.invoke(app, [*show, "demo_math"]))
+    assert out.startswith("demo_math: 100 items (math)")
+
+
 @pytest.mark.skipif(not (SHARED / "math500_test.jsonl").exists(), reason="shared data absent")
 def test_benchmarks_prepare_fills_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DARS_CACHE_DIR", str(tmp_path / "cache"))
@@ -150,6 +160,11 @@ def test_collect_status_rerun_supervise_run(tmp_path, prefect_harness, quiet_pre
     found = re.search(r" \(\d+ s\)\n.*?".join(f"^{s}" for s in stages), out, re.M | re.S)
     assert found, out
     assert not re.search(r"^(rewrite calls|decode calls|supervise|train|evaluate)\s+━", out, re.M)
+    # ... and records its wall time, machine and load for `dars readme-numbers`.
+    out = _ok(
+        runner.invoke(app, ["readme-numbers", "-c", str(cfg), "--out", str(tmp_path / "n.md")])
+    )
+    assert "`dars run` wall time: " in (tmp_path / "n.md").read_text()
     for family in ("knn", "avengers_pro", "mirt"):
         for sup in ("single_shot", "dars", "without_risk"):
             mdir = root / "models" / "dataset=demo_mc" / f"family={family}" / f"supervision={sup}"

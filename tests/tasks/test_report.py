@@ -110,6 +110,8 @@ def test_missing_main_is_a_note_naming_the_command(tmp_path: Path) -> None:
     md = write_report(exp).read_text(encoding="utf-8")
     assert "Result `main` is missing" in md and "`dars experiment main`" in md
     assert {p.stem for p in RunLayout(tmp_path).report_dir().glob("*.png")} == {"fig4c_beta"}
+
+
 def test_missing_main_is_a_note(tmp_path: Path) -> None:
     exp = _write(tmp_path, {"beta": make_results()["beta"]})
     md = write_report(exp).read_text(encoding="utf-8")
