@@ -224,3 +224,26 @@ def test_import_validates_then_writes(tmp_path):
     assert result.exit_code == 1
     assert "row 1" in result.output and "score" in result.output
     assert not (tmp_path / "r2" / "observations").exists()
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_experiment_pareto_view_is_short_and_untruncated(monkeypatch, width):
+    # Issue 15 reported a 799-line table of truncated cells from `dars experiment pareto`; its
+    # view is the budget frontier, one small table per dataset, whatever the terminal width.
+    import io
+
+    from rich.console import Console
+
+    import dars.cli as cli
+    from tests.evaluation.sample_results import make_results
+
+    tables = make_results()
+    rec = Console(file=io.StringIO(), width=width, record=True)
+    monkeypatch.setattr(cli, "console", rec)
+    cli._print_views("pareto", {n: tables[n] for n in ("pareto", "pareto_budget")})
+    out = rec.export_text()
+    budget = tables["pareto_budget"]
+    # One row per budget and a title, header and spacing per dataset (the full `pareto` table
+    # printed instead would be ~4 times longer).
+    assert len(out.splitlines()) <= budget["dataset"].n_unique() * (budget["budget"].n_unique() + 8)
+    assert "…" not in out, out
