@@ -346,6 +346,10 @@ class Experiment(_Strict):
     lam: float = Field(default=DEFAULT_LAM, ge=0)  # cost weight λ
     beta: float = Field(default=DEFAULT_BETA, ge=0)  # risk weight β
     single_shot_draws: int = Field(default=100, ge=1)
+    # Observations whose cost range min-max normalises the training costs: `train` (the train
+    # split only) or `all` (train and test, as the paper's code does; the test views are always
+    # scaled over train and test).
+    cost_scope: Literal["train", "all"] = "train"
     root: str = "runs/default"
     request_timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)

@@ -13,6 +13,7 @@ from dars.routers.base import (
     Router,
     RouterTags,
     Stats,
+    draw_seed,
     predict_stats_many,
     route_many,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Router",
     "RouterTags",
     "Stats",
+    "draw_seed",
     "Targets",
     "available_routers",
     "batched_targets_from_frame",

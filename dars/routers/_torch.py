@@ -2,8 +2,9 @@
 
 Every torch family is written once, as a forward pass over parameters with a leading draw axis S:
 a single ``fit`` is the S = 1 case and ``fit_many`` trains S draws together. Draw s starts from
-the weights a generator seeded with its own seed draws (``TorchRouter._draw_seeds``: today
-``random_state`` for every draw, exactly as a sequential fit would), training is full-batch Adam
+the weights a generator seeded with its own seed draws (``seeds[s]``, from
+:func:`dars.routers.base.draw_seed`: draws are independent, exactly as sequential fits with those
+seeds would be), training is full-batch Adam
 for a fixed number of epochs (no shuffling, no early stopping; the mlp family adds minibatches
 and a per-draw stopping rule, see ``dars.routers.families.mlp``), and the total loss is the sum of
 per-draw losses. Adam acts elementwise, so each draw's slice follows the same trajectory as its
@@ -283,12 +284,6 @@ class TorchRouter(Router):
             k: torch.stack([inits[seed][k] for seed in seeds]).requires_grad_(True) for k in keys
         }
 
-    def _draw_seeds(self, n_draws: int) -> list[int]:
-        """The seed of each draw of a ``fit_many``: today every draw uses ``random_state``
-        (router s equals ``clone(self).fit(X, targets.draw(s))``). ``_train`` takes one seed per
-        draw, so independently seeded draws need only a different list here."""
-        return [self._seed()] * n_draws
-
     def _train(
         self, Xt: torch.Tensor, targets: BatchedTargets, seeds: Sequence[int]
     ) -> dict[str, torch.Tensor]:
@@ -319,14 +314,13 @@ class TorchRouter(Router):
         self.params_ = params
 
     def _fit_batched(
-        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None
+        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None, seeds: list[int]
     ) -> list[Router]:
         proto = clone(self)
         proto._set_scaler(X)
         Xt = proto._standardised(X)
         S = targets.n_draws
         step = chunk_size or self.draw_block
-        seeds = self._draw_seeds(S)  # once: chunking does not change any draw's start
         routers: list[Router] = []
         with torch_threads(self.n_threads):
             for lo in range(0, S, step):
@@ -363,12 +357,14 @@ class TorchRouter(Router):
         routers: Sequence[Router], block: int = 32
     ) -> Iterator[tuple[int, dict[str, torch.Tensor]]] | None:
         """(first draw, parameters of up to ``block`` routers concatenated along the draw axis)
-        per block, or None when the routers do not share hyperparameters, target kind and
-        standardisation (then they are not one architecture and must be run one by one).
-        Routers from one fit_many share them, so one forward pass serves a block of draws."""
+        per block, or None when the routers do not share hyperparameters (their seeds aside),
+        target kind and standardisation (then they are not one architecture and must be run one
+        by one). Routers from one fit_many share them, so one forward pass serves a block of
+        draws."""
         first = routers[0]
+        arch = {**first.get_params(), "random_state": None}
         same = all(
-            r.get_params() == first.get_params()
+            {**r.get_params(), "random_state": None} == arch
             and r.has_sigma_ == first.has_sigma_
             and np.array_equal(r.x_mean_, first.x_mean_)
             and np.array_equal(r.x_scale_, first.x_scale_)

@@ -7,12 +7,13 @@ style estimators: the constructor only stores keyword-only hyperparameters (alwa
 ``self``; prediction on an unfitted router raises ``NotFittedError``; ``sklearn.base.clone`` and
 ``get_params``/``set_params`` work.
 
-Training many draws of targets at once goes through ``fit_many``: each family either batches the
-draws in one computation (shared neighbours/clusters, one torch model with a leading draw axis) or
-falls back to fitting clones one at a time. Fitted routers save to a directory as JSON
-hyperparameters plus arrays (``state.npz``, or ``state.pt`` holding only tensors for torch
-families): no pickled objects, so loading never executes code and does not depend on library
-versions of scikit-learn estimators.
+Training many draws of targets at once goes through ``fit_many``: the draws are independent (draw
+s is seeded :func:`draw_seed` ``(seed, s)``: its own initialisation, clustering, shuffling), and
+each family either batches them in one computation (shared neighbours, one torch model with a
+leading draw axis) or falls back to fitting clones one at a time. Fitted routers save to a
+directory as JSON hyperparameters plus arrays (``state.npz``, or ``state.pt`` holding only
+tensors for torch families): no pickled objects, so loading never executes code and does not
+depend on library versions of scikit-learn estimators.
 
 What a family can do is declared, not guessed: every family class sets ``tags``
 (:class:`RouterTags`), which the training helpers and ``fit_many`` read and
@@ -33,7 +34,7 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -50,6 +51,7 @@ __all__ = [
     "Router",
     "RouterTags",
     "Stats",
+    "draw_seed",
     "predict_stats_many",
     "read_saved",
     "route_many",
@@ -57,6 +59,16 @@ __all__ = [
 
 FORMAT = "dars-router"
 FORMAT_VERSION = 1
+
+
+def draw_seed(seed: int, s: int) -> int:
+    """The ``random_state`` of draw ``s`` of a ``fit_many`` seeded ``seed``: ``seed`` itself for
+    draw 0 (so draw 0 equals a plain fit), else an independent stream,
+    ``SeedSequence([seed, s])``'s first 32-bit word. Draws thus differ in initialisation (and
+    clustering, shuffling) as the paper's "100 independently sampled single-shot routers" do."""
+    if s == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(s)]).generate_state(1)[0])
 
 
 @dataclass(frozen=True)
@@ -202,14 +214,21 @@ class Router(BaseEstimator, ABC):
         *,
         exact: bool = False,
         chunk_size: int | None = None,
+        seeds: Literal["independent", "shared"] = "independent",
     ) -> list[Router]:
         """Fit one router per draw of ``targets`` (S, n, M); returns S fitted clones of ``self``.
 
-        Router s equals ``clone(self).fit(X, targets.draw(s))``: exactly for knn and
-        avengers_pro, within float tolerance for the torch families, mlp included (bitwise on
-        the machines we measured, see dars.routers._torch). ``exact=True`` asks for routers
-        equal to independent fits: families whose batched path is approximate
-        (``tags.batched_fit_exact`` False) then fit one draw at a time, the others still batch.
+        Draws are independent: router s has ``random_state = draw_seed(seed, s)`` (``seed``:
+        ``self.random_state``, or fresh entropy when None) and equals
+        ``clone(self).set_params(random_state=draw_seed(seed, s)).fit(X, targets.draw(s))``:
+        exactly for knn and avengers_pro, within float tolerance for the torch families, mlp
+        included (bitwise on the machines we measured, see dars.routers._torch).
+        ``seeds="shared"`` seeds every draw with ``seed`` instead (router s equals
+        ``clone(self).fit(X, targets.draw(s))``): for draws that are variants of one training
+        set (the sample-efficiency protocols) rather than independent samples.
+        ``exact=True`` asks for routers equal to independent fits: families whose batched path
+        is approximate (``tags.batched_fit_exact`` False) then fit one draw at a time, the
+        others still batch.
         ``chunk_size`` bounds how many draws are trained together (torch
         families default to 16, which suits CPU caches); it does not change results. ``self``
         stays unfitted.
@@ -223,17 +242,27 @@ class Router(BaseEstimator, ABC):
         X = check_X(X)
         _check_pair(X, targets)
         self._validate_params()
+        if seeds not in ("independent", "shared"):
+            raise ValueError(f"seeds must be 'independent' or 'shared', got {seeds!r}")
+        seed = self._seed()
+        per_draw = [
+            seed if seeds == "shared" else draw_seed(seed, s) for s in range(targets.n_draws)
+        ]
         no_batch = type(self)._fit_batched is Router._fit_batched
         if no_batch or (exact and not self.tags.batched_fit_exact):
-            return [clone(self).fit(X, targets.draw(s)) for s in range(targets.n_draws)]
+            return [
+                clone(self).set_params(random_state=per_draw[s]).fit(X, targets.draw(s))
+                for s in range(targets.n_draws)
+            ]
         with self._fit_threads():
-            routers = self._fit_batched(X, targets, chunk_size)
+            routers = self._fit_batched(X, targets, chunk_size, per_draw)
         if len(routers) != targets.n_draws:
             raise RuntimeError(
                 f"{type(self).__name__}._fit_batched returned {len(routers)} routers for "
                 f"{targets.n_draws} draws"
             )
-        for r in routers:
+        for r, s in zip(routers, per_draw, strict=True):
+            r.set_params(random_state=s)
             r._finish_fit(X.shape[1], targets)
         return routers
 
@@ -283,8 +312,10 @@ class Router(BaseEstimator, ABC):
     def _fit(self, X: np.ndarray, targets: Targets) -> None: ...
 
     def _fit_batched(
-        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None
+        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None, seeds: list[int]
     ) -> list[Router]:
+        """Routers for every draw of ``targets``, draw s fitted as with ``random_state =
+        seeds[s]`` (``fit_many`` sets that parameter on the routers returned)."""
         raise NotImplementedError  # sentinel: fit_many falls back to the sequential loop
 
     # --------------------------------------------------------------------------- prediction

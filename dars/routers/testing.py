@@ -45,9 +45,10 @@ The checks (:data:`CHECKS`, in the order they run):
     ``fit`` and prediction reject mismatched rows, non-finite or non-2-D X, wrong targets,
     a bad ``random_state``, a wrong feature width and a negative λ, naming the problem.
 ``fit_many``
-    ``fit_many`` returns one fitted router per draw and leaves ``self`` unfitted; with
-    ``tags.batched_fit_exact`` they equal independent fits (same routes, utilities within
-    ``atol``), and ``fit_many(exact=True)`` always does. ``route_many`` and
+    ``fit_many`` returns one fitted router per draw and leaves ``self`` unfitted; router s
+    carries ``random_state = draw_seed(seed, s)`` and, with ``tags.batched_fit_exact``, equals
+    the independent fit with that seed (same routes, utilities within ``atol``);
+    ``fit_many(exact=True)`` always does. ``route_many`` and
     ``route_lam_grid`` agree with each router's own ``route`` at every λ (the λ-sweep shortcut
     for families that predict λ-free statistics is valid).
 
@@ -70,7 +71,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from dars.routers.base import NotFittedError, Router, RouterTags, route_many
+from dars.routers.base import NotFittedError, Router, RouterTags, draw_seed, route_many
 from dars.routers.registry import get_router_class, load_router
 from dars.routers.synthetic import SyntheticTask, make_synthetic_task
 from dars.routers.targets import BatchedTargets, Targets
@@ -401,10 +402,14 @@ def _check_fit_many(run: _Run) -> None:
     _expect(not hasattr(template, "n_models_"), "fit_many fitted its template")
     _expect(len(batched) == d.draws.n_draws, f"{len(batched)} routers for {d.draws.n_draws} draws")
     params = template.get_params()
-    for r in batched:
-        _expect(type(r) is run.cls and r.get_params() == params, "fit_many changed the family")
+    seeds = [draw_seed(params["random_state"], s) for s in range(d.draws.n_draws)]
+    for r, seed in zip(batched, seeds, strict=True):
+        same = r.get_params() == {**params, "random_state": seed}
+        _expect(type(r) is run.cls and same, "fit_many changed the family or the draw seeds")
         _expect(r.n_models_ == d.draws.n_models and not r.has_sigma_, "fit_many: fitted attrs")
-    sequential = [run.new().fit(d.X_train, d.draws.draw(s)) for s in range(d.draws.n_draws)]
+    sequential = [
+        run.new(random_state=seed).fit(d.X_train, d.draws.draw(s)) for s, seed in enumerate(seeds)
+    ]
     exact = run.new().fit_many(d.X_train, d.draws, exact=True)
     if run.tags.batched_fit_exact:
         # exact=True takes the batched path too: both within atol of independent fits.

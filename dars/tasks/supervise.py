@@ -26,6 +26,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from dars.config import Experiment
+from dars.evaluation.metrics import all_views_cost_bounds
 from dars.storage import RunLayout, scan_observations
 from dars.storage.supervision_store import (
     remove_supervision,
@@ -135,16 +136,28 @@ def load_train_observations(exp: Experiment, dataset: str) -> pl.DataFrame:
     return obs
 
 
+def training_cost_bounds(exp: Experiment, dataset: str) -> pl.DataFrame | None:
+    """The cost range that normalises ``dataset``'s training costs: None under ``cost_scope:
+    train`` (the range of the supervised train rows themselves), else (``all``, the paper's
+    choice) the range over every ok observation of the dataset, train and test, exactly the
+    scale the evaluate stage puts the test views on."""
+    if exp.cost_scope == "train":
+        return None
+    return all_views_cost_bounds(scan_observations(exp.root, dataset=dataset, status="ok"))
+
+
 def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> DatasetSupervision:
     """Read ``dataset``'s train observations under ``exp.root``, compute every supervision table
     and write them (see the module docstring)."""
     exp.benchmark(dataset)  # unknown names raise listing the experiment's benchmarks
     models = exp.models_for(dataset)
     raw = load_train_observations(exp, dataset)
+    bounds = training_cost_bounds(exp, dataset)
     # Validated, cost-normalised and key-coded once; every table below shares it. A query
-    # lacking a model is dropped first (cost is normalised over the queries kept), which
-    # prepares the kept rows again: rare, and cheaper than checking the strings every time.
-    prep = prepare_once(raw)
+    # lacking a model is dropped first (under cost_scope `train` cost is normalised over the
+    # queries kept), which prepares the kept rows again: rare, and cheaper than checking the
+    # strings every time.
+    prep = prepare_once(raw, cost_bounds=bounds)
     n_dropped = 0
     if incomplete_queries(prep, models):
         obs, n_dropped = complete_queries(raw, models)
@@ -155,7 +168,7 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
                 f"its models; models with observations: {have}, models of the dataset: "
                 f"{models} (route among fewer models with the benchmark's `models` field)"
             )
-        prep = prepare_once(obs)
+        prep = prepare_once(obs, cost_bounds=bounds)
         del obs
     warnings = _warnings(dataset, raw, prep, models, n_dropped)
     del raw
@@ -165,7 +178,8 @@ def supervise_dataset(exp: Experiment, dataset: str, *, n_boot: int = 1000) -> D
     if exp.pool.simulated:
         stored = read_truth(exp.root, dataset)
         query_ids = prep.frame["query_id"].unique().cast(pl.String).to_list()
-        truth = truth_on_cost_scale(stored, query_ids, cost_bounds(prep))
+        scale = bounds if bounds is not None else cost_bounds(prep)
+        truth = truth_on_cost_scale(stored, query_ids, scale)
     # Drop the completion marker first: until the new summary lands, a reader must not take an
     # old summary as proof that the (partly rewritten) tables are complete.
     remove_supervision(exp.root, dataset, "summary")

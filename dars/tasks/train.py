@@ -13,7 +13,8 @@ changes; rm_softmax, conditioned on λ, is asked per λ).
 
 Training rows are the dataset's train queries in split order that appear in the supervision
 (queries with a failed cell are dropped by the supervise stage). Routers are built with
-``random_state = experiment.seed`` and, for families that fold β into training (embedllm,
+``random_state = experiment.seed`` (single-shot draw s: ``draw_seed(seed, s)``, independent
+draws) and, for families that fold β into training (embedllm,
 rm_softmax), ``beta = experiment.beta``, so routes at the experiment's β are defined.
 
 :func:`train_task` is the Prefect task: one task run per (dataset, family, supervision).

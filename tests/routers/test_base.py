@@ -13,6 +13,7 @@ from dars.routers import (
     RouterTags,
     Stats,
     available_routers,
+    draw_seed,
     get_router_class,
     make_router,
     predict_stats_many,
@@ -29,10 +30,11 @@ def _tags(family: str) -> RouterTags:
 
 @pytest.fixture(scope="module")
 def sequential(task, single_shot):
-    """Per family: routers fitted one draw at a time (the slow obvious reference)."""
+    """Per family: routers fitted one draw at a time, draw s seeded draw_seed(0, s) (the slow
+    obvious reference)."""
     return {
         f: [
-            make_router(f, random_state=0).fit(task.X_train, single_shot.draw(s))
+            make_router(f, random_state=draw_seed(0, s)).fit(task.X_train, single_shot.draw(s))
             for s in range(single_shot.n_draws)
         ]
         for f in FAMILIES
@@ -72,7 +74,10 @@ def test_stats_utility_and_folded_beta():
 def test_batched_equals_sequential(family, task, sequential, batched):
     seq, bat = sequential[family], batched[family]
     assert len(bat) == len(seq)
-    assert all(type(r) is type(seq[0]) and r.get_params() == seq[0].get_params() for r in bat)
+    assert all(
+        type(r) is type(s) and r.get_params() == s.get_params()
+        for r, s in zip(bat, seq, strict=True)
+    )
     if not _tags(family).needs_torch:
         np.testing.assert_array_equal(_scores(bat, task.X_test), _scores(seq, task.X_test))
     else:
@@ -123,6 +128,8 @@ def test_fit_many_validates(task, single_shot):
         router.fit_many(task.X_train, single_shot, chunk_size=0)
     with pytest.raises(ValueError, match="rows must be the same queries"):
         router.fit_many(task.X_train[:10], single_shot)
+    with pytest.raises(ValueError, match="seeds must be 'independent' or 'shared'"):
+        router.fit_many(task.X_train, single_shot, seeds="same")
     assert not hasattr(router, "n_models_")  # the template stays unfitted
 
 
@@ -171,3 +178,53 @@ def test_an_unregistered_family_cannot_save(task, tmp_path):
     with pytest.raises(TypeError, match="BestFixedRouter is not a registered router family"):
         router.save(tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_draw_seeds_are_independent_streams():
+    # Draw 0 keeps the router's own seed (a plain fit is draw 0); the others are distinct,
+    # valid random_state values, the same for the same (seed, draw).
+    seeds = [draw_seed(7, s) for s in range(100)]
+    assert seeds[0] == 7 and len(set(seeds)) == 100
+    assert all(0 <= s < 2**32 for s in seeds) and seeds == [draw_seed(7, s) for s in range(100)]
+    assert draw_seed(8, 1) != draw_seed(7, 1)
+
+
+@pytest.mark.parametrize("family", ["mlp", "mirt", "avengers_pro"])
+def test_single_shot_draws_are_independent(family, task, single_shot):
+    # Issue 16: the paper trains 100 independently sampled single-shot routers. Draw k's router
+    # depends on draw k's labels and its own seed only: changing draw 0's labels leaves every
+    # other draw unchanged, and identical labels still give different initialisations.
+    import dataclasses as dc
+
+    X = task.X_test
+    base = make_router(family, random_state=0).fit_many(task.X_train, single_shot)
+    flipped = dc.replace(single_shot, q=single_shot.q.copy())
+    flipped.q[0] = 1.0 - flipped.q[0]
+    other = make_router(family, random_state=0).fit_many(task.X_train, flipped)
+    assert not np.array_equal(base[0].predict_utility(X), other[0].predict_utility(X))
+    for k in range(1, single_shot.n_draws):
+        np.testing.assert_array_equal(base[k].predict_utility(X), other[k].predict_utility(X))
+    same = dc.replace(
+        single_shot,
+        q=np.repeat(single_shot.q[:1], single_shot.n_draws, axis=0),
+        c=np.repeat(single_shot.c[:1], single_shot.n_draws, axis=0),
+    )
+    routers = make_router(family, random_state=0).fit_many(task.X_train, same)
+    assert len({r.random_state for r in routers}) == single_shot.n_draws
+    utilities = [r.predict_utility(X) for r in routers]
+    assert not all(np.array_equal(utilities[0], u) for u in utilities[1:]), family
+
+
+@pytest.mark.parametrize("family", ["mirt", "avengers_pro"])
+def test_shared_seeds_fit_every_draw_as_a_plain_fit(family, task, single_shot):
+    # Protocol variants (sample efficiency) share the experiment's seed: draw s equals
+    # clone(self).fit(X, targets.draw(s)), as the DARS router it is compared with.
+    routers = make_router(family, random_state=3).fit_many(
+        task.X_train, single_shot, seeds="shared"
+    )
+    for s, r in enumerate(routers):
+        assert r.random_state == 3
+        ref = make_router(family, random_state=3).fit(task.X_train, single_shot.draw(s))
+        np.testing.assert_allclose(
+            r.predict_utility(task.X_test), ref.predict_utility(task.X_test), rtol=0, atol=1e-5
+        )

@@ -101,7 +101,7 @@ class InconsistentUtility(BestFixedRouter):
 
 
 class SloppyBatch(BestFixedRouter):
-    def _fit_batched(self, X, targets, chunk_size):
+    def _fit_batched(self, X, targets, chunk_size, seeds):
         first = self.__class__(**self.get_params()).fit(X, targets.draw(0))
         return [first] * targets.n_draws  # claims exactness, reuses draw 0
 

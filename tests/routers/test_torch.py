@@ -25,7 +25,7 @@ def test_chunking_and_sigma_targets_do_not_change_torch_results(family, task):
         rtol=0,
         atol=1e-5,
     )
-    single = clone(router).fit(task.X_train, bt.draw(1))
+    single = clone(whole[1]).fit(task.X_train, bt.draw(1))  # its own draw seed
     np.testing.assert_allclose(
         whole[1].predict_utility(task.X_test), single.predict_utility(task.X_test), atol=1e-5
     )

@@ -349,3 +349,35 @@ def test_subgrid_protocols():
     assert subgrid_protocols(2, 3) == [(1, 1), (1, 3), (2, 1), (2, 2), (2, 3)]
     with pytest.raises(ValueError):
         subgrid_protocols(0, 3)
+
+
+def test_cost_scope_all_scales_training_costs_over_train_and_test(tmp_path):
+    # Issue 16: the paper's code min-max normalises costs over the train and test observations;
+    # `cost_scope: all` does so (the default `train` uses the supervised train rows only).
+    from dars.evaluation.metrics import all_views_cost_bounds
+
+    root = tmp_path / "run"
+    exp = _real_experiment(root)
+    train = synthetic_observations(
+        n_queries=8, n_rewrites=2, n_decodes=2, datasets=(DS,), seed=3
+    ).observations
+    test = train.filter((pl.col("rewrite_id") == 0) & (pl.col("decode_id") == 0)).with_columns(
+        ("t" + pl.col("query_id")).alias("query_id"),
+        pl.lit(-1, pl.Int64).alias("rewrite_id"),
+        pl.col("cost_usd") * 10,  # the test views hold the dataset's most expensive calls
+    )
+    write_observations(root, observation_rows(train), shard=0)
+    write_observations(root, observation_rows(test, split="test", view="test_decode"), shard=0)
+    used = observation_rows(train)
+
+    supervise(exp, n_boot=50)
+    own = read_supervision(root, DS, "dars")
+    assert_frame_equal(own, full_dars(used, lam=exp.lam, beta=exp.beta))
+    assert own["c_mean"].max() == pytest.approx(1.0, abs=0.2)
+
+    supervise(exp.model_copy(update={"cost_scope": "all"}), n_boot=50)
+    pooled = read_supervision(root, DS, "dars")
+    both = pl.concat([used, observation_rows(test, split="test", view="test_decode")])
+    bounds = all_views_cost_bounds(both)
+    assert_frame_equal(pooled, full_dars(used, lam=exp.lam, beta=exp.beta, cost_bounds=bounds))
+    assert pooled["c_mean"].max() < 0.2 < own["c_mean"].max()

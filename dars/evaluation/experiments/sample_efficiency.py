@@ -143,8 +143,9 @@ def fit_protocols(
     if len(protocols) > 1 and all(p.rows == rows for p in protocols):
         batched = BatchedTargets.stack([p.targets for p in protocols])
         # The "draws" are protocols, not exchangeable single-shot draws: every curve point must
-        # be its own independent fit, so families whose batching is approximate fit one by one.
-        return prototype.fit_many(X_train[rows], batched, exact=True)
+        # be its own fit with the experiment's seed (as the DARS router it ends at), so the
+        # seeds are shared and families whose batching is approximate fit one by one.
+        return prototype.fit_many(X_train[rows], batched, exact=True, seeds="shared")
     return [clone(prototype).fit(X_train[p.rows], p.targets) for p in protocols]
 
 

@@ -85,19 +85,25 @@ class AvengersProRouter(Router):
         self.cluster_stats_ = np.einsum("kn,snmf->skmf", self._mean_operator(), _fields(targets))[0]
 
     def _fit_batched(
-        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None
+        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None, seeds: list[int]
     ) -> list[Router]:
-        # Clusters depend on X only: compute once, then every draw's statistics in one einsum.
-        self_fit = clone(self)
-        self_fit._cluster(X)
-        all_stats = np.einsum("kn,snmf->skmf", self_fit._mean_operator(), _fields(targets))
+        # Clusters depend on X and the seed only: one k-means per distinct seed (independent
+        # draws each have their own), then each draw's statistics from its clustering.
+        fields = _fields(targets)
+        clusterings: dict[int, AvengersProRouter] = {}
         routers = []
-        for s in range(targets.n_draws):
+        for s, seed in enumerate(seeds):
+            if seed not in clusterings:
+                clusterings[seed] = clone(self).set_params(random_state=seed)
+                clusterings[seed]._cluster(X)
+            fit = clusterings[seed]
             r = clone(self)
-            r.labels_ = self_fit.labels_
-            r.centroids_ = self_fit.centroids_
-            r.cluster_sizes_ = self_fit.cluster_sizes_
-            r.cluster_stats_ = all_stats[s]
+            r.labels_ = fit.labels_
+            r.centroids_ = fit.centroids_
+            r.cluster_sizes_ = fit.cluster_sizes_
+            r.cluster_stats_ = np.einsum("kn,snmf->skmf", fit._mean_operator(), fields[s : s + 1])[
+                0
+            ]
             routers.append(r)
         return routers
 

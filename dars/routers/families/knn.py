@@ -80,9 +80,9 @@ class KNNRouter(Router):
         self.targets_ = _stack_targets(targets)[0]
 
     def _fit_batched(
-        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None
+        self, X: np.ndarray, targets: BatchedTargets, chunk_size: int | None, seeds: list[int]
     ) -> list[Router]:
-        # One index for all draws: only the targets differ.
+        # One index for all draws: only the targets differ (a kNN fit uses no randomness).
         index = self._make_index(X)
         stacked = _stack_targets(targets)
         routers = []

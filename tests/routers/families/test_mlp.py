@@ -10,7 +10,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
-from dars.routers import BatchedTargets, RouterTags, get_router_class, make_router
+from dars.routers import BatchedTargets, RouterTags, draw_seed, get_router_class, make_router
 from dars.routers.targets import Targets
 from dars.utility import DEFAULT_LAM
 
@@ -42,7 +42,9 @@ def test_batched_fit_equals_independent_fits(task, params):
     proto = make_router("mlp", random_state=0, hidden_layer_sizes=(32, 16), **params)
     batched = proto.fit_many(task.X_train, draws, chunk_size=3)  # chunks of 3 and 2
     for s, r in enumerate(batched):
-        ref = make_router("mlp", random_state=0, hidden_layer_sizes=(32, 16), **params)
+        ref = make_router(
+            "mlp", random_state=draw_seed(0, s), hidden_layer_sizes=(32, 16), **params
+        )
         ref.fit(task.X_train, draws.draw(s))
         _assert_same(_weights(r), _weights(ref))
         np.testing.assert_array_equal(r.route(task.X_test), ref.route(task.X_test))
