@@ -9,6 +9,7 @@ importing this package never imports them, nor torch: a family loads on first us
 """
 
 from dars.routers.base import (
+    PRESETS,
     NotFittedError,
     Router,
     RouterTags,
@@ -23,6 +24,7 @@ from dars.routers.registry import (
     get_router_class,
     load_router,
     make_router,
+    preset_params,
     register_router,
 )
 from dars.routers.targets import (
@@ -36,6 +38,7 @@ __all__ = [
     "ROUTERS",
     "BatchedTargets",
     "NotFittedError",
+    "PRESETS",
     "Router",
     "RouterTags",
     "Stats",
@@ -46,6 +49,7 @@ __all__ = [
     "get_router_class",
     "load_router",
     "make_router",
+    "preset_params",
     "predict_stats_many",
     "register_router",
     "route_many",

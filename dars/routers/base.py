@@ -30,7 +30,7 @@ import json
 import math
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ __all__ = [
     "DEFAULT_BETA",
     "DEFAULT_LAM",
     "NotFittedError",
+    "PRESETS",
     "Router",
     "RouterTags",
     "Stats",
@@ -56,6 +57,10 @@ __all__ = [
     "read_saved",
     "route_many",
 ]
+
+#: Every preset name: ``tuned`` (the constructor defaults, dars's own designs) and ``paper``
+#: (the DARS authors' routers as released with the paper; see ``Router.presets``).
+PRESETS = ("tuned", "paper")
 
 FORMAT = "dars-router"
 FORMAT_VERSION = 1
@@ -190,6 +195,10 @@ class Router(BaseEstimator, ABC):
     name: ClassVar[str] = ""
     #: What the family can do; every family declares its own (see :class:`RouterTags`).
     tags: ClassVar[RouterTags] = RouterTags()
+    #: Named hyperparameter sets besides the constructor defaults (preset ``tuned``): e.g.
+    #: ``{"paper": {...}}``, the DARS authors' architecture and training budget, each value's
+    #: source in the family's docstring. Applied by ``make_router(family, preset=...)``.
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
     # ----------------------------------------------------------------------------- fitting
     def fit(self, X: Any, targets: Targets) -> Self:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from dars.registry import Registry
 from dars.routers import families as _families
-from dars.routers.base import Router, read_saved
+from dars.routers.base import PRESETS, Router, read_saved
 
 __all__ = [
     "ROUTERS",
@@ -33,6 +33,7 @@ __all__ = [
     "get_router_class",
     "load_router",
     "make_router",
+    "preset_params",
     "register_router",
 ]
 
@@ -95,9 +96,25 @@ def get_router_class(name: str) -> type[Router]:
     return cls
 
 
-def make_router(name: str, **params: Any) -> Router:
-    """An unfitted router of family ``name`` with the given hyperparameters."""
-    return get_router_class(name)(**params)
+def preset_params(name: str, preset: str) -> dict[str, Any]:
+    """The hyperparameters preset ``preset`` sets on family ``name`` ({} for ``tuned``, the
+    constructor defaults). Raises ValueError naming the family and its presets when the family
+    has no such preset."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown router preset {preset!r}; presets: {', '.join(PRESETS)}")
+    cls = get_router_class(name)
+    if preset == "tuned":
+        return {}
+    if preset not in cls.presets:
+        have = ", ".join(["tuned", *cls.presets])
+        raise ValueError(f"router family {name!r} has no preset {preset!r}; it has: {have}")
+    return dict(cls.presets[preset])
+
+
+def make_router(name: str, *, preset: str = "tuned", **params: Any) -> Router:
+    """An unfitted router of family ``name``: preset ``preset``'s hyperparameters (see
+    :func:`preset_params`), then ``params`` over them."""
+    return get_router_class(name)(**{**preset_params(name, preset), **params})
 
 
 def load_router(path: str | os.PathLike[str]) -> Router:
