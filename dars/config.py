@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from dars.presets import PRESETS, split_router_name
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
 
 # Authors' released defaults (see docs/architecture.md).
@@ -370,6 +371,11 @@ class Experiment(_Strict):
             "rm_softmax",
         ]
     )
+    # Hyperparameter set of every family (`tuned`: dars's designs; `paper`: the DARS authors'
+    # routers), per family overridable; a `families` entry `<family>-<preset>` names one
+    # explicitly (dars.presets).
+    router_preset: str = "tuned"
+    family_presets: dict[str, str] = Field(default_factory=dict)
     encoder: str = "all-MiniLM-L6-v2"
     evaluation: Evaluation = Field(default_factory=Evaluation)
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
@@ -378,6 +384,25 @@ class Experiment(_Strict):
     @classmethod
     def _known_families(cls, v: list[str]) -> list[str]:
         return _check_families(v)
+
+    @field_validator("router_preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        return _check_preset(v)
+
+    @field_validator("family_presets")
+    @classmethod
+    def _known_preset_families(cls, v: dict[str, str]) -> dict[str, str]:
+        _check_families(list(v), presets=False)
+        for preset in v.values():
+            _check_preset(preset)
+        return v
+
+    def router_preset_of(self, name: str) -> str:
+        """The preset ``families`` entry ``name`` is trained with: its explicit suffix
+        (``mlp-paper``), else ``family_presets[family]``, else ``router_preset``."""
+        family, preset = split_router_name(name)
+        return preset or self.family_presets.get(family, self.router_preset)
 
     @field_validator("root")
     @classmethod
@@ -481,13 +506,22 @@ def router_families() -> list[str]:
     return sorted(names)
 
 
-def _check_families(v: list[str]) -> list[str]:
+def _check_preset(v: str) -> str:
+    if v not in PRESETS:
+        raise ValueError(f"unknown router preset {v!r}; allowed values: {', '.join(PRESETS)}")
+    return v
+
+
+def _check_families(v: list[str], *, presets: bool = True) -> list[str]:
+    """``v`` when every entry is a router family (or, with ``presets``, ``<family>-<preset>``,
+    dars.presets), else ValueError naming the unknown ones and the allowed values."""
     allowed = router_families()
-    unknown = [f for f in v if f not in allowed]
+    unknown = [f for f in v if (split_router_name(f)[0] if presets else f) not in allowed]
     if unknown:
+        also = f" (each optionally suffixed -{' or -'.join(PRESETS)})" if presets else ""
         raise ValueError(
             f"unknown router famil{'y' if len(unknown) == 1 else 'ies'} "
-            f"{', '.join(map(repr, unknown))}; allowed values: {', '.join(allowed)}"
+            f"{', '.join(map(repr, unknown))}; allowed values: {', '.join(allowed)}{also}"
         )
     return v
 

@@ -349,3 +349,31 @@ def test_resolve_experiment_checks_a_root_given_with_a_loaded_experiment():
     with pytest.raises(ConfigError, match=r"^root: run root 's3://b/p'"):
         resolve_experiment(exp, "s3://b/p")
     assert resolve_experiment(exp, "file:///tmp/r").root == "file:///tmp/r"
+
+
+def test_router_presets_resolve_per_family_and_by_name():
+    # Issue 16: `router_preset` for every family, `family_presets` per family, and a
+    # `<family>-<preset>` entry of `families` naming one explicitly (so a run can train both).
+    exp = experiment_from_dict(
+        _minimal(
+            router_preset="paper",
+            family_presets={"knn": "tuned"},
+            families=["mlp", "knn", "mlp-tuned"],
+        )
+    )
+    assert experiment_from_dict(_minimal()).router_preset_of("mlp") == "tuned"
+    assert [exp.router_preset_of(f) for f in exp.families] == ["paper", "tuned", "tuned"]
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"router_preset": "best"}, "router_preset.*unknown router preset 'best'.*tuned, paper"),
+        ({"family_presets": {"knnn": "paper"}}, "family_presets.*unknown router family 'knnn'"),
+        ({"family_presets": {"knn": "old"}}, "family_presets.*unknown router preset 'old'"),
+        ({"families": ["mlp-best"]}, "families.*'mlp-best'.*suffixed -tuned or -paper"),
+    ],
+)
+def test_bad_presets_name_the_field(over, message):
+    with pytest.raises(ConfigError, match=message):
+        experiment_from_dict(_minimal(**over))

@@ -469,6 +469,67 @@ def summarise_single_shot(router_util: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: Columns of :func:`paired_gain`, in order.
+PAIRED_GAIN_COLUMNS = {
+    "view": pl.String,
+    "n_queries": pl.Int64,
+    "gain": pl.Float64,
+    "gain_low": pl.Float64,
+    "gain_high": pl.Float64,
+}
+
+
+def paired_gain(
+    single_routes: pl.DataFrame,
+    dars_routes: pl.DataFrame,
+    view_util: pl.DataFrame,
+    *,
+    dataset: str,
+    n_boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """DARS gain over the single-shot routers of one family, per view, with a paired CI.
+
+    ``single_routes``: the S draws' routes (``routes.parquet`` of ``single_shot``);
+    ``dars_routes``: one router's routes; ``view_util``: :func:`view_utilities` rows of
+    ``dataset``. Per test query, d = u of the DARS router's choice − mean over the S draws of u of
+    draw s's choice. One row per view (sorted) with ``n_queries``, ``gain`` = mean of d (=
+    U(DARS) − mean single-shot U) and ``gain_low``/``gain_high`` = :func:`bootstrap_ci` of d
+    (``n_boot``, ``seed``): the same resampled queries for both routers, so the interval is of
+    the difference, not of two separate means.
+    """
+    single = (
+        routed_cells(single_routes, view_util, dataset=dataset)
+        .group_by("view", "query_id")
+        .agg(pl.col("u").mean().alias("u_single"))
+    )
+    dars = routed_cells(dars_routes, view_util, dataset=dataset).select(
+        "view", "query_id", pl.col("u").alias("u_dars")
+    )
+    paired = dars.join(single, on=["view", "query_id"], how="full", coalesce=True)
+    missing = paired.filter(pl.col("u_dars").is_null() | pl.col("u_single").is_null())
+    if missing.height:
+        r = missing.row(0, named=True)
+        raise ValueError(
+            f"paired_gain: view {r['view']!r} query {r['query_id']!r} is routed by only one of "
+            "the single-shot and DARS routers"
+        )
+    rows = []
+    for (view,), part in paired.sort("view", "query_id").group_by("view", maintain_order=True):
+        d = (part["u_dars"] - part["u_single"]).to_numpy()
+        lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+        rows.append(
+            {
+                "view": view,
+                "n_queries": d.size,
+                "gain": float(d.mean()),
+                "gain_low": lo,
+                "gain_high": hi,
+            }
+        )
+    return pl.DataFrame(rows, schema=PAIRED_GAIN_COLUMNS)
+
+
 #: Columns of :func:`score_routes`, in order.
 ROUTE_SCORE_COLUMNS = {
     "view": pl.String,

@@ -115,14 +115,15 @@ def check_sweep_families(exp: Experiment) -> None:
 
 
 def sweep_prototypes(exp: Experiment) -> dict[str, Router]:
-    """Family → unfitted router, as the train stage builds it for ``exp`` (seed, β and the λ
-    grid of a λ-conditioned family: the experiment's λ plus the Pareto sweep)."""
+    """Family → unfitted router, as the train stage builds it for ``exp`` (its preset, seed, β
+    and the λ grid of a λ-conditioned family: the experiment's λ plus the Pareto sweep)."""
     return {
         family: new_router(
             family,
             random_state=exp.seed,
             beta=exp.beta,
             lam_grid=(exp.lam, *exp.evaluation.lam_grid),
+            preset=exp.router_preset_of(family),
         )
         for family in sweep_families(exp)
     }

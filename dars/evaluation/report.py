@@ -233,6 +233,12 @@ def _findings(doc: Document, run: ReportRun) -> None:
     )
 
 
+_COST_SCOPES = {
+    "train": "min–max over the train observations",
+    "all": "min–max over train and test observations (the authors' choice)",
+}
+
+
 def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None:
     """Section 1: what the run was (pool, protocol, λ, β, benchmarks, the whole config), which
     result tables the report read and whether they were written with the same settings."""
@@ -279,6 +285,13 @@ def _setup(doc: Document, run: ReportRun, *, root: str, written_at: str) -> None
             ("λ (cost weight)", fmt(ctx.get("lam"), 3)),
             ("β (risk weight)", fmt(ctx.get("beta"), 3)),
             ("single-shot draws", fmt(ctx.get("single_shot_draws"))),
+            (
+                "router presets",
+                ", ".join(f"{f}: `{p}`" for f, p in ctx["router_presets"].items())
+                if ctx.get("router_presets")
+                else DASH,
+            ),
+            ("training cost scale", _COST_SCOPES.get(ctx.get("cost_scope"), DASH)),
             ("seed", fmt(ctx.get("seed"))),
         ]
         doc.table(text_table([{"setting": k, "value": v} for k, v in rows], ["setting", "value"]))

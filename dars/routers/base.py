@@ -41,6 +41,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
 from threadpoolctl import threadpool_limits
 
+from dars.presets import PRESETS
 from dars.routers.targets import BatchedTargets, Targets
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM, utility
 
@@ -57,10 +58,6 @@ __all__ = [
     "read_saved",
     "route_many",
 ]
-
-#: Every preset name: ``tuned`` (the constructor defaults, dars's own designs) and ``paper``
-#: (the DARS authors' routers as released with the paper; see ``Router.presets``).
-PRESETS = ("tuned", "paper")
 
 FORMAT = "dars-router"
 FORMAT_VERSION = 1

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from dars.presets import PRESETS, split_router_name
 from dars.routers.base import (
     Router,
     _check_same_family,
@@ -33,7 +34,7 @@ from dars.routers.base import (
     predict_stats_many,
     route_many,
 )
-from dars.routers.registry import available_routers, make_router
+from dars.routers.registry import available_routers, make_router, preset_params
 from dars.routers.targets import (
     BatchedTargets,
     Targets,
@@ -84,11 +85,15 @@ LAM_ROUTE_COLUMNS = {"lam": pl.Float64, **ROUTE_COLUMNS}
 # validation
 # ------------------------------------------------------------------------------------------------
 def check_families(families: Sequence[str]) -> list[str]:
-    """``families`` as a list, or ValueError naming unknown ones and listing the valid ones."""
+    """``families`` as a list, or ValueError naming unknown ones and listing the valid ones; an
+    entry may name a preset explicitly (``mlp-paper``, :mod:`dars.presets`)."""
     valid = available_routers()
-    unknown = [f for f in families if f not in valid]
+    unknown = [f for f in families if split_router_name(f)[0] not in valid]
     if unknown:
-        raise ValueError(f"unknown router famil(ies) {unknown}; valid: {', '.join(valid)}")
+        raise ValueError(
+            f"unknown router famil(ies) {unknown}; valid: {', '.join(valid)} (each optionally "
+            f"suffixed -{' or -'.join(PRESETS)})"
+        )
     if not families:
         raise ValueError(f"no router family given; valid: {', '.join(valid)}")
     return list(families)
@@ -114,19 +119,27 @@ def folds_beta(router: Router) -> bool:
 
 
 def new_router(
-    family: str, *, random_state: int, beta: float, lam_grid: Sequence[float] = ()
+    family: str,
+    *,
+    random_state: int,
+    beta: float,
+    lam_grid: Sequence[float] = (),
+    preset: str = "tuned",
 ) -> Router:
-    """An unfitted ``family`` router as the train stage builds it: seeded with
-    ``random_state``; families that fold β into training (``tags.folds_beta``: embedllm,
-    rm_softmax) get ``beta``; families with λ as an input (``tags.lam_conditioned``:
-    rm_softmax) get ``lam_grid`` (sorted, duplicates dropped)."""
-    router = make_router(family, random_state=random_state)
+    """An unfitted ``family`` router as the train stage builds it: preset ``preset`` (unless
+    ``family`` names one, ``mlp-paper``), seeded with ``random_state``; families that fold β
+    into training (``tags.folds_beta``: embedllm, rm_softmax) get ``beta``; families with λ as
+    an input (``tags.lam_conditioned``: rm_softmax) get ``lam_grid`` (sorted, duplicates
+    dropped) unless the preset fixes its own λ grid (the paper's)."""
+    name, explicit = split_router_name(family)
+    preset = explicit or preset
+    router = make_router(name, preset=preset, random_state=random_state)
     # Families that fold β into their targets only define utilities at their own β.
     if router.tags.folds_beta:
         router.set_params(beta=beta)
     # A family that takes λ as an input trains on the λ values it will be asked about, so no
-    # route is an extrapolation.
-    if router.tags.lam_conditioned and lam_grid:
+    # route is an extrapolation; a preset that sets its own grid (the authors') keeps it.
+    if router.tags.lam_conditioned and lam_grid and "lam_grid" not in preset_params(name, preset):
         router.set_params(lam_grid=tuple(sorted(set(lam_grid))))
     return router
 

@@ -42,7 +42,8 @@ class ResultMissingError(FileNotFoundError):
 
 def run_context(exp: Experiment) -> dict[str, Any]:
     """What a reader of a result needs to know about the run that produced it: experiment name,
-    λ, β, seed, pool (name → litellm route), rewriter, protocol, benchmarks with their sizes,
+    λ, β, seed, single-shot draws, each family's router preset, the training cost scope, pool
+    (name → litellm route), rewriter, protocol, benchmarks with their sizes,
     whether the pool is simulated, the whole validated config, and the UTC time the result was
     written."""
     simulated = exp.pool.simulated
@@ -52,6 +53,8 @@ def run_context(exp: Experiment) -> dict[str, Any]:
         "beta": exp.beta,
         "seed": exp.seed,
         "single_shot_draws": exp.single_shot_draws,
+        "router_presets": {f: exp.router_preset_of(f) for f in exp.families},
+        "cost_scope": exp.cost_scope,
         "pool": {m.name: m.litellm_model for m in exp.pool.models},
         "rewriter": exp.rewriter.litellm_model if exp.rewriter is not None else None,
         "protocol": exp.protocol.model_dump(),

@@ -158,13 +158,14 @@ def supervision_frame(exp: Experiment, dataset: str, supervision: str) -> pl.Dat
 
 
 def router_for(exp: Experiment, family: str, *, beta: float | None = None) -> Router:
-    """An unfitted ``family`` router as the train stage builds it for ``exp`` (seed, β, and the
-    λ grid of a λ-conditioned family: the experiment's λ plus the Pareto sweep)."""
+    """An unfitted ``family`` router as the train stage builds it for ``exp`` (its preset, seed,
+    β, and the λ grid of a λ-conditioned family: the experiment's λ plus the Pareto sweep)."""
     return new_router(
         family,
         random_state=exp.seed,
         beta=exp.beta if beta is None else beta,
         lam_grid=(exp.lam, *exp.evaluation.lam_grid),
+        preset=exp.router_preset_of(family),
     )
 
 

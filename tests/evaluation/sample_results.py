@@ -303,9 +303,38 @@ def make_results(seed: int = 0) -> dict[str, pl.DataFrame]:
         rewrite_validity=rewrite_validity,
         scoring_validity=scoring_validity,
     )
-    return {
+    out = {
         name: pl.DataFrame(
             rows, schema_overrides=schema_overrides.get(name), infer_schema_length=None
         )
         for name, rows in tables.items()
     }
+    out["dars_gain"] = _gains(out["main"])
+    return out
+
+
+def _gains(main: pl.DataFrame) -> pl.DataFrame:
+    """``dars_gain`` rows consistent with ``main``: each family's single-shot and DARS cells, the
+    gain their difference with a ±0.01 interval, the knn rows under both presets."""
+    from dars.evaluation.experiments.main import DARS_GAIN_COLUMNS
+
+    single = main.filter(pl.col("supervision") == "single_shot").select(
+        "dataset", "view", "family", "n_draws", single_U="U", single_std="U_std"
+    )
+    dars = main.filter(pl.col("supervision") == "dars").select(
+        "dataset", "view", "family", dars_U="U", dars_low="U_low", dars_high="U_high"
+    )
+    rows = single.join(dars, on=["dataset", "view", "family"]).with_columns(
+        pl.lit("tuned").alias("preset"), (pl.col("dars_U") - pl.col("single_U")).alias("gain")
+    )
+    paper = rows.filter(pl.col("family") == "knn").with_columns(
+        pl.lit("knn-paper").alias("family"), pl.lit("paper").alias("preset")
+    )
+    return (
+        pl.concat([rows, paper])
+        .with_columns(
+            (pl.col("gain") - 0.01).alias("gain_low"), (pl.col("gain") + 0.01).alias("gain_high")
+        )
+        .select(list(DARS_GAIN_COLUMNS))
+        .cast(DARS_GAIN_COLUMNS)
+    )

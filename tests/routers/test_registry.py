@@ -190,3 +190,42 @@ def test_a_family_from_another_package_registers_through_an_entry_point(tmp_path
     assert got["class"] == "tests.routers.toy_family.BestFixedRouter"
     assert got["name"] == "best_fixed" and got["loaded"]
     assert got["checks"][0] == "registered" and "save_load" in got["checks"]
+
+
+def test_presets_apply_their_hyperparameters_and_name_what_exists(monkeypatch, scratch_registry):
+    from dars.routers import preset_params
+    from dars.routers.training import check_families, new_router
+
+    @register_router("best_fixed")
+    class BestFixed(BestFixedRouter):
+        pass  # a family that declares no preset
+
+    cls = get_router_class("mirt")
+    monkeypatch.setattr(cls, "presets", {"paper": {"hidden": 8, "epochs": 3}})
+    assert preset_params("mirt", "tuned") == {}
+    paper = make_router("mirt", preset="paper", epochs=5)
+    assert (paper.hidden, paper.epochs) == (8, 5)  # explicit parameters win over the preset
+    with pytest.raises(ValueError, match="'best_fixed' has no preset 'paper'; it has: tuned"):
+        make_router("best_fixed", preset="paper")
+    with pytest.raises(ValueError, match="unknown router preset 'best'; presets: tuned, paper"):
+        make_router("mirt", preset="best")
+    # The train stage's builder: a `-preset` suffix beats the run's preset.
+    assert new_router("mirt-paper", random_state=0, beta=0.2).hidden == 8
+    assert new_router("mirt", random_state=0, beta=0.2, preset="paper").hidden == 8
+    assert new_router("mirt-tuned", random_state=0, beta=0.2, preset="paper").hidden == 64
+    assert check_families(["mirt-paper", "knn"]) == ["mirt-paper", "knn"]
+    with pytest.raises(ValueError, match="suffixed -tuned or -paper"):
+        check_families(["mirt-best"])
+
+
+def test_a_preset_keeps_its_own_lam_grid(monkeypatch):
+    from dars.routers.training import new_router
+
+    cls = get_router_class("rm_softmax")
+    monkeypatch.setattr(cls, "presets", {"paper": {"lam_grid": (0.0, 0.1)}})
+    assert new_router("rm_softmax", random_state=0, beta=0.2, lam_grid=(0.05, 2.0)).lam_grid == (
+        0.05,
+        2.0,
+    )
+    kept = new_router("rm_softmax-paper", random_state=0, beta=0.2, lam_grid=(0.05, 2.0))
+    assert kept.lam_grid == (0.0, 0.1)

@@ -4,6 +4,11 @@ Result ``main``: one row per (dataset, view, family, supervision) with U, Q, C �
 ``single_shot`` the mean and std over the S draws (the paper's Table 4), otherwise the router's
 value with a bootstrap CI over test queries — plus the reference rows ``best_fixed`` (its model in
 ``best_model``), ``oracle`` and ``random`` (family = supervision = the reference's name).
+
+Result ``dars_gain``: one row per (dataset, view, family) trained on both ``single_shot`` and
+``dars``, with the family's router preset, the single-shot mean ± std, the DARS router's U with
+its CI and the gain U(DARS) − mean single-shot U with a paired bootstrap CI over test queries
+(:func:`~dars.evaluation.metrics.paired_gain`): the reproduction table of the report.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from dars.evaluation.metrics import (
     ROUTE_SCORE_COLUMNS,
     VIEW_SHORT,
     order_families,
+    paired_gain,
     reference_rows,
     score_routes,
     view_columns,
@@ -36,10 +42,12 @@ if TYPE_CHECKING:
     from dars.config import Experiment
 
 __all__ = [
+    "DARS_GAIN_COLUMNS",
     "MAIN_COLUMNS",
     "SPEC",
     "main_detail_table",
     "main_rows",
+    "gain_rows",
     "main_table",
     "paper_main_table",
     "single_shot_comparison",
@@ -53,6 +61,22 @@ MAIN_COLUMNS = {
     "supervision": pl.String,
     **{k: v for k, v in ROUTE_SCORE_COLUMNS.items() if k != "view"},
     "best_model": pl.String,
+}
+#: Columns of result ``dars_gain`` (see the module docstring), in order.
+DARS_GAIN_COLUMNS = {
+    "dataset": pl.String,
+    "view": pl.String,
+    "family": pl.String,
+    "preset": pl.String,
+    "n_draws": pl.Int64,
+    "single_U": pl.Float64,
+    "single_std": pl.Float64,
+    "dars_U": pl.Float64,
+    "dars_low": pl.Float64,
+    "dars_high": pl.Float64,
+    "gain": pl.Float64,
+    "gain_low": pl.Float64,
+    "gain_high": pl.Float64,
 }
 _REFERENCES = ("best_fixed", "random", "oracle")
 _REFERENCE_LABELS = {"best_fixed": "best fixed", "random": "random", "oracle": "oracle"}
@@ -125,12 +149,65 @@ def main_rows(
     return pl.DataFrame(rows, schema=MAIN_COLUMNS)
 
 
+def gain_rows(
+    main: pl.DataFrame,
+    view_utils: Mapping[str, pl.DataFrame],
+    routes: Mapping[tuple[str, str, str], pl.DataFrame],
+    presets: Mapping[str, str],
+    *,
+    n_boot: int,
+    seed: int,
+) -> pl.DataFrame:
+    """The ``dars_gain`` table (see the module docstring) from the ``main`` rows and the same
+    inputs as :func:`main_rows`; ``presets``: family → the preset it was trained with."""
+    rows: list[dict[str, Any]] = []
+    for (dataset, family, supervision), single in routes.items():
+        if supervision != "single_shot" or (dataset, family, "dars") not in routes:
+            continue
+        gains = paired_gain(
+            single,
+            routes[(dataset, family, "dars")],
+            view_utils[dataset],
+            dataset=dataset,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        cells = main.filter((pl.col("dataset") == dataset) & (pl.col("family") == family))
+        for g in gains.iter_rows(named=True):
+            at = cells.filter(pl.col("view") == g["view"])
+            s = at.filter(pl.col("supervision") == "single_shot").row(0, named=True)
+            d = at.filter(pl.col("supervision") == "dars").row(0, named=True)
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "view": g["view"],
+                    "family": family,
+                    "preset": presets.get(family),
+                    "n_draws": s["n_draws"],
+                    "single_U": s["U"],
+                    "single_std": s["U_std"],
+                    "dars_U": d["U"],
+                    "dars_low": d["U_low"],
+                    "dars_high": d["U_high"],
+                    "gain": g["gain"],
+                    "gain_low": g["gain_low"],
+                    "gain_high": g["gain_high"],
+                }
+            )
+    return pl.DataFrame(rows, schema=DARS_GAIN_COLUMNS)
+
+
 def compute(inputs: Inputs, exp: Experiment) -> dict[str, pl.DataFrame]:
-    """Every trained router of every benchmark and the reference policies."""
-    main = main_rows(
-        inputs[VIEW_UTILITIES], inputs[ROUTES], n_boot=exp.evaluation.n_boot, seed=exp.seed
+    """Every trained router of every benchmark and the reference policies, and each family's
+    DARS gain over its single-shot routers."""
+    n_boot, seed = exp.evaluation.n_boot, exp.seed
+    main = main_rows(inputs[VIEW_UTILITIES], inputs[ROUTES], n_boot=n_boot, seed=seed)
+    families = {family for (_, family, _) in inputs[ROUTES]}
+    presets = {f: exp.router_preset_of(f) for f in families}
+    gains = gain_rows(
+        main, inputs[VIEW_UTILITIES], inputs[ROUTES], presets, n_boot=n_boot, seed=seed
     )
-    return {"main": main}
+    return {"main": main, "dars_gain": gains}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -311,6 +388,7 @@ def section(doc: Document, run: ReportRun) -> None:
             f"{cmp['delta'].mean():+.3f} (range {cmp['delta'].min():+.3f} to "
             f"{cmp['delta'].max():+.3f})."
         )
+    _reproduction(doc, run)
     paper = paper_main_table(_routed_families(main), run.datasets, run.paper)
     if paper is not None:
         doc.h(3, "Paper's Table 1 (paper's pool and benchmarks, for comparison)")
@@ -318,6 +396,51 @@ def section(doc: Document, run: ReportRun) -> None:
     for d in run.datasets:
         doc.h(3, f"Table 4: detail — {d}")
         doc.table(main_detail_table(main, d))
+
+
+def gain_table(gains: pl.DataFrame, dataset: str) -> pl.DataFrame:
+    """Display table of ``dataset``'s ``dars_gain`` rows: one row per (family, preset), per view
+    the single-shot mean ± std, the DARS router with its CI and the gain with its paired CI."""
+    part = gains.filter(pl.col("dataset") == dataset)
+    views = sorted(part["view"].unique().to_list())
+    keys = part.select("family", "preset").unique(maintain_order=True)
+    order = {f: i for i, f in enumerate(order_families(keys["family"].to_list()))}
+    rows, cols = [], ["family", "preset"]
+    for v in views:
+        s = VIEW_SHORT.get(v, v)
+        cols += [f"{s} single-shot", f"{s} DARS [95% CI]", f"{s} gain [95% CI]"]
+    for k in sorted(keys.iter_rows(named=True), key=lambda r: (order[r["family"]], r["preset"])):
+        row = {"family": k["family"], "preset": k["preset"] or DASH}
+        for v in views:
+            s = VIEW_SHORT.get(v, v)
+            at = part.filter((pl.col("family") == k["family"]) & (pl.col("view") == v)).row(
+                0, named=True
+            )
+            row[f"{s} single-shot"] = pm(at["single_U"], at["single_std"])
+            row[f"{s} DARS [95% CI]"] = f"{fmt(at['dars_U'])} {ci(at['dars_low'], at['dars_high'])}"
+            row[f"{s} gain [95% CI]"] = f"{at['gain']:+.3f} {ci(at['gain_low'], at['gain_high'])}"
+        rows.append(row)
+    return text_table(rows, cols)
+
+
+def _reproduction(doc: Document, run: ReportRun) -> None:
+    """Per dataset: each family's (and preset's) single-shot mean ± std, DARS router and gain
+    with its paired CI, so a reader sees where the gain depends on the router design."""
+    gains = run.result(doc, "dars_gain")
+    if gains is None or gains.height == 0:
+        return
+    presets = sorted({p for p in gains["preset"].to_list() if p})
+    doc.h(3, "DARS gain by router family and preset")
+    doc.p(
+        f"Router presets in this run: {', '.join(f'`{p}`' for p in presets) or DASH} (`tuned`: "
+        "dars's own router designs; `paper`: the DARS authors' architectures and training "
+        "budgets, docs/router_presets.md). Gain = U(DARS) − mean single-shot U, with a 95% "
+        "bootstrap CI over test queries, paired (both routers on the same resampled queries). "
+        "A gain that holds under one preset and not the other depends on the router design."
+    )
+    for d in run.datasets:
+        if gains.filter(pl.col("dataset") == d).height:
+            doc.table(gain_table(gains, d), caption=f"{d}: DARS gain per family and preset.")
 
 
 def view(tables: Mapping[str, pl.DataFrame]) -> list[View]:
@@ -350,7 +473,7 @@ SPEC = register_experiment(
         order=10,
         inputs=(VIEW_UTILITIES, ROUTES),
         compute=compute,
-        tables={"main": MAIN_COLUMNS},
+        tables={"main": MAIN_COLUMNS, "dars_gain": DARS_GAIN_COLUMNS},
         section=section,
         view=view,
     )

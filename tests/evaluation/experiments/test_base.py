@@ -66,8 +66,8 @@ def test_the_built_in_experiments_in_report_order():
         "main", "ablation", "diagnostics", "sample_efficiency", "pareto", "beta", "validity"
     ]  # fmt: skip
     assert list(table_producers()) == [
-        "main", "ablation", "diagnostics", "single_shot_distribution", "recovery",
-        "sample_efficiency", "pareto", "pareto_budget", "beta", "rewrite_validity",
+        "main", "dars_gain", "ablation", "diagnostics", "single_shot_distribution",
+        "recovery", "sample_efficiency", "pareto", "pareto_budget", "beta", "rewrite_validity",
         "scoring_validity",
     ]  # fmt: skip
     assert table_producers()["recovery"] == "diagnostics"
