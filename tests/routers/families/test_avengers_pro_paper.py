@@ -113,3 +113,9 @@ def test_single_shot_targets_without_sigma():
         r.cluster_stats_[empty, :, 0], np.broadcast_to(draw.q.mean(0), (empty.sum(), 3))
     )
     assert stats.sigma is None
+
+
+def test_bad_empty_clusters_names_the_field():
+    t = make_synthetic_task(n_train=20, n_test=5, n_features=4, n_models=2, seed=0)
+    with pytest.raises(ValueError, match="avengers_pro: empty_clusters"):
+        make_router("avengers_pro", empty_clusters="drop").fit(t.X_train, t.targets)

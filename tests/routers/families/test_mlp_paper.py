@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dars.routers import make_router
+from dars.routers import draw_seed, make_router
 from dars.routers.synthetic import make_synthetic_task
 from dars.routers.testing import check_router
 from dars.utility import DEFAULT_BETA, DEFAULT_LAM
@@ -150,3 +150,27 @@ def test_paper_budget_of_800_epochs_matches_the_reference(small_task):
     np.testing.assert_allclose(u, ref_u, atol=0.05, rtol=0)
     _, short = _paper_utility(small_task, tol=0.0, max_iter=200)
     assert np.abs(short - ref_u).max() > 0.05
+
+
+def test_separate_regressors_batched_fit_equals_independent_fits(task):
+    # Minibatches and a loose tol: the q, c networks of each draw stop at their own epochs
+    # inside one batched fit; router s still equals a fit of draw s alone with its seed.
+    draws = task.single_shot(3, seed=3)
+    kw = {"hidden_layer_sizes": (16, 8), "batch_size": 64, "max_iter": 40, "tol": 0.02}
+    batched = make_router("mlp", preset="paper", random_state=0, **kw).fit_many(
+        task.X_train, draws, chunk_size=2
+    )
+    for s, r in enumerate(batched):
+        ref = make_router("mlp", preset="paper", random_state=draw_seed(0, s), **kw)
+        ref.fit(task.X_train, draws.draw(s))
+        assert r.params_["W0"].shape == (1, 2, task.X_train.shape[1], 16)  # q and c networks
+        for k, v in ref.params_.items():
+            np.testing.assert_allclose(r.params_[k].numpy(), v.numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(r.route(task.X_test), ref.route(task.X_test))
+
+
+@pytest.mark.parametrize("param", [{"separate_regressors": "yes"}, {"clip_predictions": 1}])
+def test_bad_flags_name_the_field(param, task):
+    (name,) = param
+    with pytest.raises(ValueError, match=f"mlp: {name}"):
+        make_router("mlp", **param).fit(task.X_train, task.targets)
