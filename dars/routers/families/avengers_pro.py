@@ -38,11 +38,31 @@ class AvengersProRouter(Router):
     ``n_clusters=32``, ``n_init=10``, ``top_k=3``. With fewer training queries than clusters, the
     number of clusters drops to the number of queries.
 
+    A cluster left empty by k-means (duplicate embeddings leave fewer distinct points than
+    clusters) is, with ``empty_clusters="skip"``, never among a query's nearest centroids; with
+    ``"global_mean"`` it stays eligible and its statistics are the mean over all training queries.
+
+    Presets. ``tuned`` (the constructor defaults) skips empty clusters. ``paper``: the DARS
+    authors' router as issue 16 reads their released ``methods/*.py`` (MIT): an empty cluster
+    gets the global mean (``empty_clusters="global_mean"``, issue 16's reading), with the same
+    ``n_clusters=32``, ``n_init=10``, ``top_k=3`` (issue 16: this family matches theirs within
+    noise otherwise). Our reading, not a stated number: the global mean is the unweighted mean
+    of the training queries' targets, per model and field, as a non-empty cluster's is.
+
     Fitted attributes: ``centroids_`` (K, n_features) in normalised space, ``cluster_stats_``
     (K, M, F) with F = (q, c[, σ]), ``cluster_sizes_`` (K,), ``labels_`` (n_train,).
     """
 
     tags = RouterTags()
+    presets = {
+        "paper": {
+            # Issue 16's reading of the authors' methods/*.py (see the class docstring).
+            "empty_clusters": "global_mean",
+            "n_clusters": 32,
+            "n_init": 10,
+            "top_k": 3,
+        }
+    }
 
     def __init__(
         self,
@@ -50,16 +70,23 @@ class AvengersProRouter(Router):
         n_clusters: int = 32,
         n_init: int = 10,
         top_k: int = 3,
+        empty_clusters: str = "skip",
         random_state: int | None = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.top_k = top_k
+        self.empty_clusters = empty_clusters
         self.random_state = random_state
 
     def _validate_params(self) -> None:
         super()._validate_params()
         self._check_positive_ints("n_clusters", "n_init", "top_k")
+        if self.empty_clusters not in ("skip", "global_mean"):
+            raise ValueError(
+                "avengers_pro: empty_clusters must be 'skip' or 'global_mean', "
+                f"got {self.empty_clusters!r}"
+            )
 
     def _cluster(self, X: np.ndarray) -> None:
         Xn = _l2_normalise(X)
@@ -74,10 +101,14 @@ class AvengersProRouter(Router):
         self.cluster_sizes_ = np.bincount(self.labels_, minlength=k).astype(np.int64)
 
     def _mean_operator(self) -> np.ndarray:
-        """(K, n_train) matrix whose row k averages the training queries of cluster k."""
-        k = self.centroids_.shape[0]
-        onehot = np.zeros((k, self.labels_.shape[0]))
-        onehot[self.labels_, np.arange(self.labels_.shape[0])] = 1.0
+        """(K, n_train) matrix whose row k averages the training queries of cluster k (an empty
+        cluster's row: zeros, or under ``empty_clusters="global_mean"`` the mean of all)."""
+        k, n = self.centroids_.shape[0], self.labels_.shape[0]
+        onehot = np.zeros((k, n))
+        onehot[self.labels_, np.arange(n)] = 1.0
+        if self.empty_clusters == "global_mean":
+            onehot[self.cluster_sizes_ == 0] = 1.0
+            return onehot / np.where(self.cluster_sizes_ > 0, self.cluster_sizes_, n)[:, None]
         return onehot / np.maximum(self.cluster_sizes_, 1)[:, None]
 
     def _fit(self, X: np.ndarray, targets: Targets) -> None:
@@ -108,15 +139,19 @@ class AvengersProRouter(Router):
         return routers
 
     def _nearest(self, X: np.ndarray) -> np.ndarray:
-        """Indices (n, top_k) of the nearest non-empty centroids of each normalised query."""
+        """Indices (n, top_k) of the nearest centroids of each normalised query (non-empty ones
+        unless ``empty_clusters="global_mean"``)."""
         Xn = _l2_normalise(X)
         d2 = (
             (Xn**2).sum(1)[:, None]
             - 2.0 * Xn @ self.centroids_.T
             + (self.centroids_**2).sum(1)[None, :]
         )
-        d2[:, self.cluster_sizes_ == 0] = np.inf
-        top = min(int(self.top_k), int((self.cluster_sizes_ > 0).sum()))
+        if self.empty_clusters == "global_mean":
+            top = min(int(self.top_k), d2.shape[1])
+        else:
+            d2[:, self.cluster_sizes_ == 0] = np.inf
+            top = min(int(self.top_k), int((self.cluster_sizes_ > 0).sum()))
         # Stable sort: equal distances resolve to the lower cluster index, deterministically.
         return np.argsort(d2, axis=1, kind="stable")[:, :top]
 

@@ -51,12 +51,19 @@ class KNNRouter(Router):
     ``n_neighbors``, all training queries are used. ``random_state`` is accepted for interface
     uniformity; the router is deterministic.
 
+    Presets. ``paper`` equals ``tuned`` (the constructor defaults): issue 16 compared this family
+    with the DARS authors' released kNN router (``methods/*.py``, MIT) on the same data and found
+    them matching within noise, and lists no difference in k, distance or weighting; so the
+    ``paper`` preset sets nothing (``{}``).
+
     Fitted attributes: ``X_train_`` (n_train, n_features), ``targets_`` (n_train, M, F) with
     F = (q, c[, σ]), ``n_neighbors_`` (effective k), ``index_`` (scikit-learn NearestNeighbors,
     brute force: exact, and trees do not help at embedding widths).
     """
 
     tags = RouterTags()
+    #: The authors' kNN is this one (see the class docstring): nothing to change.
+    presets = {"paper": {}}
 
     def __init__(self, *, n_neighbors: int = 16, random_state: int | None = None) -> None:
         self.n_neighbors = n_neighbors

@@ -46,8 +46,27 @@ class MLPRouter(TorchRouter):
     while the others go on), and a summed loss, so each draw follows its own fit's trajectory and
     router s equals ``clone(self).fit(X, targets.draw(s))`` (``tags.batched_fit_exact``).
 
+    ``separate_regressors=True`` trains one such network per target field instead (q, c and, under
+    DARS targets, σ: F networks of M outputs each, every one with its own stopping epoch, as F
+    separate ``MLPRegressor`` fits would), all initialised and shuffled from the draw's seed.
+    ``clip_predictions=True`` clips the predicted q, c and σ to [0, 1].
+
+    Presets. ``tuned`` (the constructor defaults): the one multi-output network above, at most
+    200 epochs, no clipping (σ clipped at 0 only). ``paper``: the DARS authors' MLP router as
+    issue 16 reads their released ``methods/*.py`` (MIT): separate q, c and σ regressors
+    (``separate_regressors=True``), hidden layers (128, 64), ``max_iter=800``, predictions
+    clipped to [0, 1] (``clip_predictions=True``): all four from issue 16's reading of the
+    authors' script. Our reading, not stated numbers: the regressors are scikit-learn
+    ``MLPRegressor`` with its defaults for everything the issue does not list (ReLU, Adam,
+    ``alpha=1e-4``, ``learning_rate_init=1e-3``, ``batch_size=min(200, n)``, ``tol=1e-4``,
+    ``n_iter_no_change=10``, Glorot-uniform initialisation); each regressor gets the draw's seed
+    as its ``random_state`` (so the F networks start from the same weights and see the same
+    shuffles); inputs are standardised as in ``tuned`` (the issue lists no difference in input
+    handling for this family, where it does for MIRT).
+
     Fitted attributes: ``x_mean_``, ``x_scale_`` and ``params_`` (``W0``, ``b0``, …, one weight
-    matrix (1, fan_in, fan_out) and bias (1, fan_out) per layer).
+    matrix (1, fan_in, fan_out) and bias (1, fan_out) per layer; with ``separate_regressors``
+    (1, F, fan_in, fan_out) and (1, F, fan_out), network f predicting field f).
     """
 
     tags = RouterTags(needs_torch=True)
@@ -55,6 +74,21 @@ class MLPRouter(TorchRouter):
     # measured CPU s for 32 draws at 200 queries × 384 dims: blocks of 1: 6.8, 4: 5.9, 8: 6.4,
     # 16: 7.2, 32: 7.5 (larger blocks spill activations out of cache).
     draw_block = 4
+    presets = {
+        "paper": {
+            # Issue 16's reading of the authors' methods/*.py (see the class docstring).
+            "separate_regressors": True,
+            "hidden_layer_sizes": (128, 64),
+            "max_iter": 800,
+            "clip_predictions": True,
+            # Our reading: scikit-learn MLPRegressor defaults (the issue lists no other value).
+            "alpha": 1e-4,
+            "learning_rate_init": 1e-3,
+            "batch_size": 200,
+            "tol": 1e-4,
+            "n_iter_no_change": 10,
+        }
+    }
 
     def __init__(
         self,
@@ -66,6 +100,8 @@ class MLPRouter(TorchRouter):
         batch_size: int = 200,
         tol: float = 1e-4,
         n_iter_no_change: int = 10,
+        separate_regressors: bool = False,
+        clip_predictions: bool = False,
         n_threads: int | None = None,
         random_state: int | None = None,
     ) -> None:
@@ -76,6 +112,8 @@ class MLPRouter(TorchRouter):
         self.batch_size = batch_size
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
+        self.separate_regressors = separate_regressors
+        self.clip_predictions = clip_predictions
         self.n_threads = n_threads
         self.random_state = random_state
 
@@ -99,6 +137,9 @@ class MLPRouter(TorchRouter):
             )
         if not self.tol >= 0:
             raise ValueError(f"mlp: tol must be >= 0, got {self.tol!r}")
+        for flag in ("separate_regressors", "clip_predictions"):
+            if not isinstance(getattr(self, flag), bool | np.bool_):
+                raise ValueError(f"mlp: {flag} must be a bool, got {getattr(self, flag)!r}")
         if self.n_threads is not None and (
             not isinstance(self.n_threads, int | np.integer) or self.n_threads < 1
         ):
@@ -118,7 +159,18 @@ class MLPRouter(TorchRouter):
         return params
 
     def _forward(self, params: dict, X: torch.Tensor, **kw: Any) -> dict[str, torch.Tensor]:
-        """X: shared queries (n, d) or one batch per draw (S, b, d) -> {"out": (S, ·, F·M)}."""
+        """X: shared queries (n, d) -> {"out": (S, n, F·M)}: q of every model, then c, then σ."""
+        if not self.separate_regressors:
+            return self._forward_nets(params, X)
+        S, F = params["W0"].shape[:2]
+        nets = {k: v.reshape(S * F, *v.shape[2:]) for k, v in params.items()}
+        out = self._forward_nets(nets, X)["out"]  # (S·F, n, M), network s·F + f: field f
+        out = out.reshape(S, F, *out.shape[1:]).permute(0, 2, 1, 3)
+        return {"out": out.reshape(S, out.shape[1], -1)}
+
+    def _forward_nets(self, params: dict, X: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Networks with a leading axis U (draws, or draws × fields): X shared queries (n, d) or
+        one batch per network (U, b, d) -> {"out": (U, ·, outputs)}."""
         if X.ndim == 2:
             a = first_layer(X, params["W0"], params["b0"])
         else:
@@ -129,6 +181,8 @@ class MLPRouter(TorchRouter):
 
     def _outputs_to_stats(self, out: dict[str, torch.Tensor]) -> Stats:
         y = out["out"].numpy().astype(np.float64)
+        if self.clip_predictions:
+            y = np.clip(y, 0.0, 1.0)
         m = self.n_models_
         sigma = np.maximum(y[..., 2 * m : 3 * m], 0.0) if self.has_sigma_ else None
         return Stats(q=y[..., :m], c=y[..., m : 2 * m], sigma=sigma)
@@ -137,13 +191,32 @@ class MLPRouter(TorchRouter):
         self, Xt: torch.Tensor, targets: BatchedTargets, seeds: Sequence[int]
     ) -> dict[str, torch.Tensor]:
         """Train the draws of ``targets`` together (see the class docstring); draw s is
-        initialised and shuffled by a generator seeded with ``seeds[s]``."""
+        initialised and shuffled by a generator seeded with ``seeds[s]``.
+
+        Training runs over U networks: the S draws, or with ``separate_regressors`` the S·F
+        (draw, field) pairs, network s·F + f fitting field f of draw s from draw s's seed; each
+        network has its own loss and stopping epoch."""
         S, n = targets.n_draws, Xt.shape[0]
         parts = [targets.q, targets.c] + ([targets.sigma] if targets.sigma is not None else [])
-        Y = torch.as_tensor(np.concatenate(parts, axis=-1), dtype=torch.float32)  # (S, n, K)
+        Y = torch.as_tensor(np.concatenate(parts, axis=-1), dtype=torch.float32)  # (S, n, F·M)
+        if self.separate_regressors:
+            F, M = len(parts), targets.n_models
+            Y = Y.reshape(S, n, F, M).permute(0, 2, 1, 3).reshape(S * F, n, M).contiguous()
+            seeds = [seed for seed in seeds for _ in range(F)]
+        params = self._fit_nets(Xt, Y, seeds)
+        if self.separate_regressors:
+            params = {k: v.reshape(S, F, *v.shape[1:]) for k, v in params.items()}
+        return params
+
+    def _fit_nets(
+        self, Xt: torch.Tensor, Y: torch.Tensor, seeds: Sequence[int]
+    ) -> dict[str, torch.Tensor]:
+        """Train U networks together on targets Y (U, n, outputs); network u is initialised and
+        shuffled by a generator seeded with ``seeds[u]``. Returns parameters (U, ...)."""
+        U, n = Y.shape[0], Xt.shape[0]
         n_out = Y.shape[-1]
         params = self._init_batched(seeds, Xt.shape[1], n_out)
-        # One generator per draw for its shuffles, continuing after its initial weights' draws
+        # One generator per network for its shuffles, continuing after its initial weights' draws
         # (as sklearn's random_state does).
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         for g in gens:
@@ -152,44 +225,44 @@ class MLPRouter(TorchRouter):
         opt = ExactAdam(list(params.values()), lr=float(self.learning_rate_init))
         alpha, tol, patience = float(self.alpha), float(self.tol), int(self.n_iter_no_change)
         batch = min(int(self.batch_size), n)
-        draws = torch.arange(S)[:, None]
+        nets = torch.arange(U)[:, None]
 
-        best = [float("inf")] * S
-        no_gain = [0] * S
-        kept: dict[int, dict[str, torch.Tensor]] = {}  # stopped draws: their final weights
+        best = [float("inf")] * U
+        no_gain = [0] * U
+        kept: dict[int, dict[str, torch.Tensor]] = {}  # stopped networks: their final weights
         for _ in range(int(self.max_iter)):
             if batch < n:
-                order = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (S, n)
-            epoch_loss = torch.zeros(S, dtype=torch.float64)
+                order = torch.stack([torch.randperm(n, generator=g) for g in gens])  # (U, n)
+            epoch_loss = torch.zeros(U, dtype=torch.float64)
             for lo in range(0, n, batch):
                 hi = min(n, lo + batch)
                 if batch < n:
                     idx = order[:, lo:hi]
-                    xb, yb = Xt[idx], Y[draws, idx]
+                    xb, yb = Xt[idx], Y[nets, idx]
                 else:
                     xb, yb = Xt, Y
                 opt.zero_grad()
-                err = self._forward(params, xb)["out"] - yb
-                sse = (err * err).sum(dim=(1, 2))  # (S,)
+                err = self._forward_nets(params, xb)["out"] - yb
+                sse = (err * err).sum(dim=(1, 2))  # (U,)
                 l2 = sum((w * w).sum(dim=(1, 2)) for w in weights)
-                # sklearn's gradient: (½·Σ err² + ½·α·Σ w²) / batch, per draw; summing over draws
-                # gives each draw its own gradient.
+                # sklearn's gradient: (½·Σ err² + ½·α·Σ w²) / batch, per network; summing over
+                # networks gives each its own gradient.
                 ((0.5 * sse + (0.5 * alpha) * l2) / (hi - lo)).sum().backward()
                 opt.step()
                 with torch.no_grad():  # sklearn's reported loss: mean over outputs, × batch / n
                     reported = 0.5 * sse / n_out + (0.5 * alpha) * l2
                     epoch_loss += reported.double() / n
-            for s, loss in enumerate(epoch_loss.tolist()):
-                if s in kept:
+            for u, loss in enumerate(epoch_loss.tolist()):
+                if u in kept:
                     continue
-                no_gain[s] = no_gain[s] + 1 if loss > best[s] - tol else 0
-                best[s] = min(best[s], loss)
-                if no_gain[s] > patience:
-                    kept[s] = {k: v.detach()[s].clone() for k, v in params.items()}
-            if len(kept) == S:
+                no_gain[u] = no_gain[u] + 1 if loss > best[u] - tol else 0
+                best[u] = min(best[u], loss)
+                if no_gain[u] > patience:
+                    kept[u] = {k: v.detach()[u].clone() for k, v in params.items()}
+            if len(kept) == U:
                 break
         out = {k: v.detach() for k, v in params.items()}
-        for s, final in kept.items():
+        for u, final in kept.items():
             for k, v in final.items():
-                out[k][s] = v
+                out[k][u] = v
         return out
