@@ -46,16 +46,24 @@ class GraphRouter(TorchRouter):
     BCE on quality, Adam ``lr=1e-2``, ``weight_decay=1e-3``, ``epochs=150`` (chosen on the
     synthetic task of dars.routers.synthetic at demo size: longer training fits single-shot
     noise and routes worse, and costs more).
-    ``paper`` (the DARS authors' GraphRouter as issue 16 reads their ``methods/*.py``):
-    node dimension ``embed_dim=128``, edge MLP ``hidden=(256, 128)``, model nodes from encoded
-    model features (``model_nodes="onehot"``: one-hot identity for the descriptions, see
-    above), MSE on q, c and σ (``quality_loss="mse"``) — all from issue 16's reading of the
-    authors' code. Our reading where the description is silent: query and model node vectors
-    concatenated as the edge input (``edge_features="concat"``: 2 × 128 = 256 wide), ReLU,
-    the three MSE terms summed with weight 1, Glorot weights (this family's convention), Adam
-    at torch's default ``lr=1e-3`` without weight decay, full batch, ``epochs=150`` (our
-    budget; the authors' step count for this family is not in the description), inputs
-    standardised as every torch family here does.
+    ``paper`` (the DARS authors' GraphRouter; the authors' code is not in this repository, the
+    source is issue 16's reading of their released ``methods/*.py``):
+
+    * ``embed_dim=128`` (node dimension 128): issue 16's reading of the authors' code;
+    * ``hidden=(256, 128)`` (edge MLP (256, 128)): issue 16's reading of the authors' code;
+    * ``model_nodes="onehot"`` (model nodes from encoded model descriptions): issue 16's
+      reading; the one-hot identity in place of the descriptions is ours (see above);
+    * ``quality_loss="mse"`` (MSE on q, c and σ): issue 16's reading of the authors' code;
+    * ``edge_features="concat"`` (edge input = query node ‖ model node, 2 × 128 = 256 wide,
+      matching the first MLP width): our reading, not a stated number;
+    * ``lr=1e-3``, ``weight_decay=0.0``: our reading (optimiser not given: Adam at torch's
+      default learning rate, no weight decay);
+    * ``epochs=150``: our reading (the authors' step count for this family is not in the
+      description; we keep our budget, full batch). At 20–30 steps, as their MIRT and EmbedLLM
+      use, this architecture routes worse on the synthetic task (measured, issue 16 report);
+    * ReLU, Glorot-uniform weights with zero biases (this family's convention), the three MSE
+      terms summed with weight 1, predicted q unclipped, predicted σ clipped at 0, inputs
+      standardised (as in every torch family here): our reading.
     """
 
     tags = RouterTags(needs_torch=True)
