@@ -48,27 +48,28 @@ class RMSoftmaxRouter(TorchRouter):
 
     Architecture switches (defaults: the tuned design above):
 
-    - ``hidden``: an int (one ReLU layer) or a tuple of layer widths; φ enters the first layer,
-      further layers are ReLU(W·z + b), the readout (and tilt head) reads the last one.
+    - ``depth``: the number of ReLU layers of ``hidden`` units; φ enters the first, further
+      layers are ReLU(W·z + b), the readout (and tilt head) reads the last one.
     - ``lam_feature``: ``"log"`` is φ(λ) above; ``"raw"`` feeds λ itself (φ(λ) = λ), i.e. the
       first layer sees the concatenation [x, λ].
     - ``lam_tilt``: False drops the λ-scaled head: logits ``W2·z + b2``.
     - ``standardise``: False feeds the embeddings as given (no per-feature centring/scaling).
 
     Presets: ``paper`` — the DARS authors' RM-Softmax router (``methods/rm_softmax.py``), as
-    issue 16's reading of their released script states it: an MLP of two hidden layers
-    ``hidden=(256, 256)`` on ``[x, raw λ]`` (``lam_feature="raw"``, ``lam_tilt=False``), trained
-    over ``lam_grid`` = the 11 values 0, 0.01, …, 0.1. Our reading where the issue is silent (not
-    stated numbers): ReLU; this family's regret loss and glorot initialisation; Adam with torch's
-    defaults ``lr=1e-3``, ``weight_decay=0``; full batch; ``epochs=150`` (the issue gives no
-    budget: ours kept); ``standardise=False`` (x as given, beside a raw λ of the same scale as a
-    unit-norm MiniLM embedding's coordinates).
+    issue 16's reading of their released script states it: an MLP of two hidden layers of 256
+    (``hidden=256``, ``depth=2``) on ``[x, raw λ]`` (``lam_feature="raw"``, ``lam_tilt=False``),
+    trained over ``lam_grid`` = the 11 values 0, 0.01, …, 0.1. Our reading where the issue is
+    silent (not stated numbers): ReLU; this family's regret loss and glorot initialisation; Adam
+    with torch's defaults ``lr=1e-3``, ``weight_decay=0``; full batch; ``epochs=150`` (the issue
+    gives no budget: ours kept); ``standardise=False`` (x as given, beside a raw λ of the same
+    scale as a unit-norm MiniLM embedding's coordinates).
     """
 
     tags = RouterTags(predicts_stats=False, folds_beta=True, lam_conditioned=True, needs_torch=True)
     presets: ClassVar = {
         "paper": {
-            "hidden": (256, 256),
+            "hidden": 256,
+            "depth": 2,
             "lam_grid": (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1),
             "lam_feature": "raw",
             "lam_tilt": False,
@@ -81,7 +82,8 @@ class RMSoftmaxRouter(TorchRouter):
     def __init__(
         self,
         *,
-        hidden: int | tuple[int, ...] = 64,
+        hidden: int = 64,
+        depth: int = 1,
         lam_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
         beta: float = DEFAULT_BETA,
         epochs: int = 150,
@@ -94,6 +96,7 @@ class RMSoftmaxRouter(TorchRouter):
         random_state: int | None = None,
     ) -> None:
         self.hidden = hidden
+        self.depth = depth
         self.lam_grid = lam_grid
         self.beta = beta
         self.epochs = epochs
@@ -107,14 +110,7 @@ class RMSoftmaxRouter(TorchRouter):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        widths = self.hidden if isinstance(self.hidden, tuple | list) else (self.hidden,)
-        if not widths or any(
-            isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 1 for w in widths
-        ):
-            raise ValueError(
-                f"rm_softmax: hidden must be an int >= 1 or a non-empty tuple of them, "
-                f"got {self.hidden!r}"
-            )
+        self._check_positive_ints("hidden", "depth")
         if self.lam_feature not in ("log", "raw"):
             raise ValueError(
                 f"rm_softmax: lam_feature must be 'log' or 'raw', got {self.lam_feature!r}"
@@ -129,12 +125,6 @@ class RMSoftmaxRouter(TorchRouter):
             _check_weight("rm_softmax lam_grid entry", lam)
         if not self.beta >= 0:
             raise ValueError(f"rm_softmax: beta must be >= 0, got {self.beta!r}")
-
-    def _widths(self) -> list[int]:
-        return [
-            int(w)
-            for w in (self.hidden if isinstance(self.hidden, tuple | list) else [self.hidden])
-        ]
 
     def _set_scaler(self, X: np.ndarray) -> None:
         if self.standardise:
@@ -158,17 +148,15 @@ class RMSoftmaxRouter(TorchRouter):
         return ((torch.log(lams.to(torch.float64) + eps) - float(logs.mean())) / sd).to(DTYPE)
 
     def _init_params(self, gen: torch.Generator, n_features: int, n_models: int) -> dict:
-        widths = self._widths()
-        h = widths[0]
+        h = int(self.hidden)
         params = {
             "Wx": glorot(gen, n_features + 1, h, n_features, h),
             "wl": glorot(gen, n_features + 1, h, h),
             "b1": zeros(h),
         }
-        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True), start=1):
-            params[f"Wh{i}"] = glorot(gen, a, b, a, b)
-            params[f"bh{i}"] = zeros(b)
-        h = widths[-1]
+        for i in range(1, int(self.depth)):
+            params[f"Wh{i}"] = glorot(gen, h, h, h, h)
+            params[f"bh{i}"] = zeros(h)
         params["W2"] = glorot(gen, h, n_models, h, n_models)
         params["b2"] = zeros(n_models)
         if self.lam_tilt:
@@ -185,7 +173,7 @@ class RMSoftmaxRouter(TorchRouter):
         z = torch.relu(hx[:, None] + phi * params["wl"][:, None, None, :])
         S, G, n, h = z.shape
         zf = z.reshape(S, G * n, h)
-        for i in range(1, len(self._widths())):
+        for i in range(1, int(self.depth)):
             zf = torch.relu(torch.baddbmm(params[f"bh{i}"][:, None, :], zf, params[f"Wh{i}"]))
         base = torch.baddbmm(params["b2"][:, None, :], zf, params["W2"]).reshape(S, G, n, -1)
         if not self.lam_tilt:
