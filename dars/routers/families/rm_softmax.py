@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -43,35 +43,81 @@ class RMSoftmaxRouter(TorchRouter):
     Defaults (ours): ``hidden=64``, ``lam_grid=(0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)``,
     ``beta=0.2``, full-batch Adam ``lr=1e-2``, ``weight_decay=1e-3``, ``epochs=150`` (chosen on the
     synthetic task of dars.routers.synthetic at demo size: longer training fits single-shot
-    noise and routes worse, and costs more).
+    noise and routes worse, and costs more), ``lam_feature="log"``, ``lam_tilt=True``,
+    ``standardise=True``.
+
+    Architecture switches (defaults: the tuned design above):
+
+    - ``depth``: the number of ReLU layers of ``hidden`` units; φ enters the first, further
+      layers are ReLU(W·z + b), the readout (and tilt head) reads the last one.
+    - ``lam_feature``: ``"log"`` is φ(λ) above; ``"raw"`` feeds λ itself (φ(λ) = λ), i.e. the
+      first layer sees the concatenation [x, λ].
+    - ``lam_tilt``: False drops the λ-scaled head: logits ``W2·z + b2``.
+    - ``standardise``: False feeds the embeddings as given (no per-feature centring/scaling).
+
+    Presets: ``paper`` — the DARS authors' RM-Softmax router (``methods/rm_softmax.py``), as
+    issue 16's reading of their released script states it: an MLP of two hidden layers of 256
+    (``hidden=256``, ``depth=2``) on ``[x, raw λ]`` (``lam_feature="raw"``, ``lam_tilt=False``),
+    trained over ``lam_grid`` = the 11 values 0, 0.01, …, 0.1. Our reading where the issue is
+    silent (not stated numbers): ReLU; this family's regret loss and glorot initialisation; Adam
+    with torch's defaults ``lr=1e-3``, ``weight_decay=0``; full batch; ``epochs=150`` (the issue
+    gives no budget: ours kept); ``standardise=False`` (x as given, beside a raw λ of the same
+    scale as a unit-norm MiniLM embedding's coordinates).
     """
 
     tags = RouterTags(predicts_stats=False, folds_beta=True, lam_conditioned=True, needs_torch=True)
+    presets: ClassVar = {
+        "paper": {
+            "hidden": 256,
+            "depth": 2,
+            "lam_grid": (0.0, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1),
+            "lam_feature": "raw",
+            "lam_tilt": False,
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "standardise": False,
+        }
+    }
 
     def __init__(
         self,
         *,
         hidden: int = 64,
+        depth: int = 1,
         lam_grid: tuple[float, ...] = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5),
         beta: float = DEFAULT_BETA,
         epochs: int = 150,
         lr: float = 1e-2,
         weight_decay: float = 1e-3,
+        lam_feature: str = "log",
+        lam_tilt: bool = True,
+        standardise: bool = True,
         n_threads: int | None = None,
         random_state: int | None = None,
     ) -> None:
         self.hidden = hidden
+        self.depth = depth
         self.lam_grid = lam_grid
         self.beta = beta
         self.epochs = epochs
         self.lr = lr
         self.weight_decay = weight_decay
+        self.lam_feature = lam_feature
+        self.lam_tilt = lam_tilt
+        self.standardise = standardise
         self.n_threads = n_threads
         self.random_state = random_state
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        self._check_positive_ints("hidden")
+        self._check_positive_ints("hidden", "depth")
+        if self.lam_feature not in ("log", "raw"):
+            raise ValueError(
+                f"rm_softmax: lam_feature must be 'log' or 'raw', got {self.lam_feature!r}"
+            )
+        for flag in ("lam_tilt", "standardise"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"rm_softmax: {flag} must be a bool, got {getattr(self, flag)!r}")
         grid = self.lam_grid
         if not isinstance(grid, tuple | list) or not grid:
             raise ValueError(f"rm_softmax: lam_grid must be a non-empty tuple, got {grid!r}")
@@ -80,10 +126,18 @@ class RMSoftmaxRouter(TorchRouter):
         if not self.beta >= 0:
             raise ValueError(f"rm_softmax: beta must be >= 0, got {self.beta!r}")
 
+    def _set_scaler(self, X: np.ndarray) -> None:
+        if self.standardise:
+            super()._set_scaler(X)
+        else:  # identity: (X − 0) / 1 is X exactly
+            self.x_mean_, self.x_scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+
     def _lam_feature(self, lams: torch.Tensor) -> torch.Tensor:
-        """φ(λ) = (log(λ + ε) − mean) / std, mean and std (ddof 0) over ``lam_grid``; ε is the
-        smallest positive grid value (1 if none). The log spreads a grid such as 0, 0.01, …, 2
-        evenly; φ = 0 for a one-value grid."""
+        """``lam_feature="raw"``: φ(λ) = λ. ``"log"``: φ(λ) = (log(λ + ε) − mean) / std, mean and
+        std (ddof 0) over ``lam_grid``; ε is the smallest positive grid value (1 if none). The log
+        spreads a grid such as 0, 0.01, …, 2 evenly; φ = 0 for a one-value grid."""
+        if self.lam_feature == "raw":
+            return lams.to(DTYPE)
         grid = np.array([float(v) for v in self.lam_grid], dtype=np.float64)
         pos = grid[grid > 0]
         eps = float(pos.min()) if pos.size else 1.0
@@ -95,15 +149,20 @@ class RMSoftmaxRouter(TorchRouter):
 
     def _init_params(self, gen: torch.Generator, n_features: int, n_models: int) -> dict:
         h = int(self.hidden)
-        return {
+        params = {
             "Wx": glorot(gen, n_features + 1, h, n_features, h),
             "wl": glorot(gen, n_features + 1, h, h),
             "b1": zeros(h),
-            "W2": glorot(gen, h, n_models, h, n_models),
-            "b2": zeros(n_models),
-            "W3": glorot(gen, h, n_models, h, n_models),
-            "b3": zeros(n_models),
         }
+        for i in range(1, int(self.depth)):
+            params[f"Wh{i}"] = glorot(gen, h, h, h, h)
+            params[f"bh{i}"] = zeros(h)
+        params["W2"] = glorot(gen, h, n_models, h, n_models)
+        params["b2"] = zeros(n_models)
+        if self.lam_tilt:
+            params["W3"] = glorot(gen, h, n_models, h, n_models)
+            params["b3"] = zeros(n_models)
+        return params
 
     def _train_inputs(self, X: torch.Tensor) -> dict[str, Any]:
         return {"lams": torch.tensor([float(v) for v in self.lam_grid], dtype=DTYPE)}
@@ -114,7 +173,11 @@ class RMSoftmaxRouter(TorchRouter):
         z = torch.relu(hx[:, None] + phi * params["wl"][:, None, None, :])
         S, G, n, h = z.shape
         zf = z.reshape(S, G * n, h)
+        for i in range(1, int(self.depth)):
+            zf = torch.relu(torch.baddbmm(params[f"bh{i}"][:, None, :], zf, params[f"Wh{i}"]))
         base = torch.baddbmm(params["b2"][:, None, :], zf, params["W2"]).reshape(S, G, n, -1)
+        if not self.lam_tilt:
+            return {"logits": base}
         tilt = torch.baddbmm(params["b3"][:, None, :], zf, params["W3"]).reshape(S, G, n, -1)
         return {"logits": base + phi * tilt}
 
