@@ -37,7 +37,7 @@ def test_defaults_follow_the_authors_code():
 
 
 # Pool size of every shipped config: a new config must be added here, so it is loaded by a test.
-SHIPPED_POOL_SIZES = {"demo": 6, "paper": 6, "local": 2}
+SHIPPED_POOL_SIZES = {"demo": 6, "paper": 6, "local": 2, "fidelity": 6}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")))

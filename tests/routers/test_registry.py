@@ -229,3 +229,17 @@ def test_a_preset_keeps_its_own_lam_grid(monkeypatch):
     )
     kept = new_router("rm_softmax-paper", random_state=0, beta=0.2, lam_grid=(0.05, 2.0))
     assert kept.lam_grid == (0.0, 0.1)
+
+
+def test_every_built_in_family_has_a_paper_preset_that_builds():
+    # Issue 16: each family's `paper` preset (docs/router_presets.md); knn's equals tuned.
+    for family in ("mlp", "knn", "embedllm", "avengers_pro", "graph_router", "mirt", "rm_softmax"):
+        cls = get_router_class(family)
+        assert "paper" in cls.presets, family
+        router = make_router(family, preset="paper", random_state=0)
+        assert router.get_params() == {
+            **cls().get_params(),
+            **cls.presets["paper"],
+            "random_state": 0,
+        }
+    assert get_router_class("knn").presets["paper"] == {}
