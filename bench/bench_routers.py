@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import clone
 
-from dars.routers import available_routers, make_router, route_many
+from dars.routers import available_routers, draw_seed, make_router, route_many
 from dars.routers.synthetic import make_synthetic_task
 
 # Quick mode shrinks training budgets so the whole script runs in seconds; it still goes through
@@ -58,7 +58,13 @@ def bench_family(
     clone(proto).fit(task.X_train, batched_targets.draw(0))
 
     t0, c0 = time.perf_counter(), time.process_time()
-    sequential = [clone(proto).fit(task.X_train, batched_targets.draw(s)) for s in range(S)]
+    # Draw s of fit_many is seeded draw_seed(0, s) (independent draws): the same here.
+    sequential = [
+        clone(proto)
+        .set_params(random_state=draw_seed(0, s))
+        .fit(task.X_train, batched_targets.draw(s))
+        for s in range(S)
+    ]
     t_seq, c_seq = time.perf_counter() - t0, time.process_time() - c0
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -72,9 +78,14 @@ def bench_family(
     score_diff = float(np.abs(_scores(sequential, X) - _scores(batched, X)).max())
 
     k = min(S, SEED_NOISE_DRAWS)
-    other_seed = clone(proto).set_params(random_state=1)
     routes_other = np.stack(
-        [clone(other_seed).fit(task.X_train, batched_targets.draw(s)).route(X) for s in range(k)]
+        [
+            clone(proto)
+            .set_params(random_state=draw_seed(1, s))
+            .fit(task.X_train, batched_targets.draw(s))
+            .route(X)
+            for s in range(k)
+        ]
     )
     seed_noise = float((routes_other != routes_seq[:k]).mean())
 
