@@ -1318,6 +1318,9 @@ def _run_experiments(
     from dars.evaluation.experiments.base import EXPERIMENTS, check_experiments
 
     _check_names(check_experiments, names)
+    from dars.tasks.preflight import evaluate_problem
+
+    _check(evaluate_problem(exp, str(config)))
     from dars.flows.evaluate import evaluate_flow
 
     out = _or_exit(

@@ -67,6 +67,24 @@ def train_problem(exp: Experiment, config: str | None = None) -> str | None:
     )
 
 
+def evaluate_problem(exp: Experiment, config: str | None = None) -> str | None:
+    """One line when no dataset of ``exp`` has a supervision table or an observation: every
+    experiment reads one of them, so each would fail. A root that holds some inputs goes to the
+    experiments, which name what they lack."""
+    datasets = [b.name for b in exp.benchmarks]
+    for d in datasets:
+        if supervision_exists(exp.root, d, "summary"):
+            return None
+        if scan_observations(exp.root, dataset=d).head(1).collect().height:
+            return None
+    return _problem(
+        "nothing to evaluate: no observations and no supervision",
+        datasets,
+        exp.root,
+        f"run the pipeline first with {_command('run', config, exp.root)}",
+    )
+
+
 def report_problem(exp: Experiment, tables: Sequence[str], config: str | None = None) -> str | None:
     """One line when none of the result ``tables`` is written (a report would be empty); a
     report with some results missing is written with a note for each."""

@@ -150,6 +150,8 @@ MISTAKES = [
     (["supervise", "-c", DEMO, "--root", "{empty}"], 1, "nothing to supervise: no ok train"),
     (["train", "-c", DEMO, "--root", "{empty}"], 1, "nothing to train on: no supervision"),
     (["report", "-c", DEMO, "--root", "{empty}"], 1, "nothing to report: no results under"),
+    (["evaluate", "-c", DEMO, "--root", "{empty}"], 1, "nothing to evaluate: no observations"),
+    (["experiment", "main", "-c", DEMO, "--root", "{empty}"], 1, "nothing to evaluate: no obs"),
     (["benchmarks", "show", "nonexistent"], 2, "unknown benchmark 'nonexistent'; available:"),
     (["benchmarks", "prepare", "nonexistent"], 2, "unknown benchmark 'nonexistent'"),
     (["train", "-c", DEMO, "--famly", "knn"], 2, "No such option: --famly"),
